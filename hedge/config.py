@@ -1,0 +1,405 @@
+"""Settings: one frozen object built from CLI flags, the environment and an env file.
+
+Every problem is reported as one line naming the flag or variable and what is expected, all at
+once, in a `ConfigError`. Secret values never appear in a message, a repr or a log line: they
+are held in `Secret`, whose str/repr is masked.
+
+Precedence: CLI flag > an explicitly given `--env-file` > the process environment > the
+default `.env`. An explicit file wins over the environment so that `run --env-file sim.env`
+can never be silently pointed at live endpoints by a stray exported variable.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from enum import Enum
+from pathlib import Path
+from typing import TypeVar
+from urllib.parse import urlparse
+
+from dotenv import dotenv_values
+
+from exchanges.base import ConfigError
+
+
+class Mode(Enum):
+    LIVE = "live"
+    DRY_RUN = "dry_run"
+    DEMO = "demo"
+    CHECK = "check"
+
+
+class Direction(Enum):
+    BUY = "buy"
+    SELL = "sell"
+    ALTERNATE = "alternate"
+
+
+DEFAULT_URLS: dict[str, str] = {
+    "BACKPACK_API_URL": "https://api.backpack.exchange/",
+    "BACKPACK_WS_URL": "wss://ws.backpack.exchange",
+    "LIGHTER_API_URL": "https://mainnet.zklighter.elliot.ai",
+    "LIGHTER_WS_URL": "wss://mainnet.zklighter.elliot.ai/stream",
+}
+
+SECRET_VARS = ("BACKPACK_PUBLIC_KEY", "BACKPACK_SECRET_KEY", "LIGHTER_API_PRIVATE_KEY")
+INDEX_VARS = ("LIGHTER_ACCOUNT_INDEX", "LIGHTER_API_KEY_INDEX")
+# perp-dex-tools' names, accepted so its users can reuse their .env.
+ENV_ALIASES: dict[str, str] = {"API_KEY_PRIVATE_KEY": "LIGHTER_API_PRIVATE_KEY"}
+# lighter-sdk's create_api_key() returns "0x" + 80 hex digits (a 40-byte key).
+LIGHTER_KEY_HEX_LEN = 80
+
+_E = TypeVar("_E", bound=Enum)
+
+_TICKER_RE = re.compile(r"^[A-Z0-9]{1,20}$")
+
+
+class Secret:
+    """A secret string that never shows itself in str(), repr() or f-strings."""
+
+    __slots__ = ("_value",)
+
+    def __init__(self, value: str) -> None:
+        self._value = value
+
+    def reveal(self) -> str:
+        return self._value
+
+    def __repr__(self) -> str:
+        return "Secret(***)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Secret) and other._value == self._value
+
+    def __hash__(self) -> int:
+        return hash(self._value)
+
+
+@dataclass(frozen=True)
+class Settings:
+    mode: Mode
+    ticker: str
+    size: Decimal
+    max_position: Decimal
+    iterations: int
+    direction: Direction
+    fill_timeout: float  # seconds a maker order may rest before it is cancelled and re-quoted
+    requote_ticks: int  # re-quote when the top moved more than this many ticks away
+    maker_ticks: int  # distance of the maker price inside the opposite best, in ticks
+    max_slippage_bps: Decimal  # hedge worst price = hedge top +/- this
+    hedge_timeout: float  # seconds before an unhedged amount escalates
+    sleep: float  # seconds between iterations
+    journal: Path
+    log_dir: Path
+    rebalance: bool = False
+    backpack_public_key: Secret | None = None
+    backpack_secret_key: Secret | None = None
+    lighter_private_key: Secret | None = None
+    lighter_account_index: int | None = None
+    lighter_api_key_index: int | None = None
+    backpack_api_url: str = DEFAULT_URLS["BACKPACK_API_URL"]
+    backpack_ws_url: str = DEFAULT_URLS["BACKPACK_WS_URL"]
+    lighter_api_url: str = DEFAULT_URLS["LIGHTER_API_URL"]
+    lighter_ws_url: str = DEFAULT_URLS["LIGHTER_WS_URL"]
+    notices: tuple[str, ...] = field(default=(), compare=False)
+
+    @property
+    def dry_run(self) -> bool:
+        return self.mode is Mode.DRY_RUN
+
+    @property
+    def backpack_symbol(self) -> str:
+        return f"{self.ticker}_USDC_PERP"
+
+    def has_keys(self) -> bool:
+        return None not in (
+            self.backpack_public_key,
+            self.backpack_secret_key,
+            self.lighter_private_key,
+            self.lighter_account_index,
+            self.lighter_api_key_index,
+        )
+
+
+@dataclass(frozen=True)
+class TradingFlags:
+    """The raw trading flags as typed by the user (strings), validated by `load_settings`."""
+
+    ticker: str = "BTC"
+    size: str | None = None
+    max_position: str | None = None
+    iterations: str = "1"
+    direction: str = "buy"
+    fill_timeout: str = "30"
+    requote_ticks: str = "5"
+    maker_ticks: str = "1"
+    max_slippage_bps: str = "20"
+    hedge_timeout: str = "5"
+    sleep: str = "1"
+    journal: str | None = None
+    log_dir: str = "logs"
+    rebalance: bool = False
+
+
+def read_env(env_file: Path | None, *, explicit: bool) -> tuple[dict[str, str], list[str]]:
+    """Merge the env file and the process environment (see module docstring for precedence).
+
+    Returns the merged variables and notices (alias use). Raises ConfigError when an explicit
+    file is missing or unreadable.
+    """
+    file_values: dict[str, str] = {}
+    if env_file is not None:
+        if env_file.is_file():
+            try:
+                loaded = dotenv_values(env_file)
+            except (OSError, UnicodeDecodeError) as exc:
+                reason = exc.__class__.__name__
+                raise ConfigError(f"--env-file {env_file}: cannot be read ({reason})") from None
+            file_values = {k: v for k, v in loaded.items() if v is not None}
+        elif explicit:
+            raise ConfigError(f"--env-file {env_file}: no such file")
+    process = dict(os.environ)
+    merged = {**file_values, **process} if not explicit else {**process, **file_values}
+    notices: list[str] = []
+    for alias, name in ENV_ALIASES.items():
+        if alias in merged and not merged.get(name):
+            merged[name] = merged[alias]
+            notices.append(f"note: using {alias} (perp-dex-tools name) as {name}")
+    return merged, notices
+
+
+def load_settings(
+    flags: TradingFlags,
+    *,
+    mode: Mode,
+    env_file: Path | None = None,
+    env_file_explicit: bool = False,
+    env: Mapping[str, str] | None = None,
+    require_keys: bool | None = None,
+) -> Settings:
+    """Validate everything and build Settings, or raise ConfigError with one line per problem.
+
+    `env` replaces reading the environment (tests, demo). `require_keys` defaults to True for
+    live runs only.
+    """
+    notices: list[str] = []
+    if env is None:
+        env_values, notices = read_env(env_file, explicit=env_file_explicit)
+    else:
+        env_values = dict(env)
+    if require_keys is None:
+        require_keys = mode is Mode.LIVE
+
+    problems: list[str] = []
+    ticker = flags.ticker.strip().upper()
+    if not _TICKER_RE.match(ticker):
+        problems.append(f"--ticker {flags.ticker!r}: expected letters and digits only, e.g. BTC")
+    size = _positive_decimal("--size", flags.size, problems, required=True)
+    max_position = (
+        _positive_decimal("--max-position", flags.max_position, problems, required=True)
+        if flags.max_position is not None
+        else size
+    )
+    if size is not None and max_position is not None and max_position < size:
+        problems.append(f"--max-position {max_position}: must be at least --size ({size})")
+    iterations = _int_at_least("--iterations", flags.iterations, 1, problems)
+    direction = _choice("--direction", flags.direction, Direction, problems)
+    fill_timeout = _positive_float("--fill-timeout", flags.fill_timeout, problems)
+    hedge_timeout = _positive_float("--hedge-timeout", flags.hedge_timeout, problems)
+    sleep = _float_at_least("--sleep", flags.sleep, 0.0, problems)
+    requote_ticks = _int_at_least("--requote-ticks", flags.requote_ticks, 1, problems)
+    maker_ticks = _int_at_least("--maker-ticks", flags.maker_ticks, 1, problems)
+    slippage = _positive_decimal("--max-slippage-bps", flags.max_slippage_bps, problems)
+    if slippage is not None and slippage > 1000:
+        problems.append(f"--max-slippage-bps {slippage}: at most 1000 (10 %) is accepted")
+
+    # Flags first: a mistyped flag is reported alone, before anything about the environment.
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+    secrets = {name: (env_values.get(name) or "").strip() for name in SECRET_VARS}
+    bp_public = _base64_key("BACKPACK_PUBLIC_KEY", secrets["BACKPACK_PUBLIC_KEY"], problems)
+    bp_secret = _base64_key("BACKPACK_SECRET_KEY", secrets["BACKPACK_SECRET_KEY"], problems)
+    lt_key = _lighter_key(secrets["LIGHTER_API_PRIVATE_KEY"], problems)
+    indices = {
+        name: _index(name, (env_values.get(name) or "").strip(), problems) for name in INDEX_VARS
+    }
+    if require_keys:
+        missing = [n for n in (*SECRET_VARS, *INDEX_VARS) if not (env_values.get(n) or "").strip()]
+        if missing:
+            problems.append(
+                f"{', '.join(missing)}: missing; live trading needs them in .env or the "
+                "environment (see .env.example), or use --dry-run"
+            )
+
+    urls: dict[str, str] = {}
+    for name, default in DEFAULT_URLS.items():
+        value = (env_values.get(name) or "").strip() or default
+        ws = name.endswith("_WS_URL")
+        if not _valid_url(value, ws=ws):
+            expected = "ws:// or wss://" if ws else "http:// or https://"
+            problems.append(f"{name} {value!r}: expected a {expected} URL")
+        urls[name] = value
+    if not urls["BACKPACK_API_URL"].endswith("/"):
+        urls["BACKPACK_API_URL"] += "/"  # bpx-py appends "api/v1/..." to it
+
+    if problems:
+        raise ConfigError("\n".join(problems))
+    assert size is not None and max_position is not None and slippage is not None
+    assert direction is not None and iterations is not None
+    assert fill_timeout is not None and hedge_timeout is not None and sleep is not None
+    assert requote_ticks is not None and maker_ticks is not None
+
+    log_dir = Path(flags.log_dir)
+    journal = (
+        Path(flags.journal)
+        if flags.journal
+        else log_dir
+        / f"{ticker}-{datetime.now(UTC):%Y%m%d}{'-dry' if mode is Mode.DRY_RUN else ''}.sqlite"
+    )
+    return Settings(
+        mode=mode,
+        ticker=ticker,
+        size=size,
+        max_position=max_position,
+        iterations=iterations,
+        direction=direction,
+        fill_timeout=fill_timeout,
+        requote_ticks=requote_ticks,
+        maker_ticks=maker_ticks,
+        max_slippage_bps=slippage,
+        hedge_timeout=hedge_timeout,
+        sleep=sleep,
+        journal=journal,
+        log_dir=log_dir,
+        rebalance=flags.rebalance,
+        backpack_public_key=bp_public,
+        backpack_secret_key=bp_secret,
+        lighter_private_key=lt_key,
+        lighter_account_index=indices["LIGHTER_ACCOUNT_INDEX"],
+        lighter_api_key_index=indices["LIGHTER_API_KEY_INDEX"],
+        backpack_api_url=urls["BACKPACK_API_URL"],
+        backpack_ws_url=urls["BACKPACK_WS_URL"],
+        lighter_api_url=urls["LIGHTER_API_URL"],
+        lighter_ws_url=urls["LIGHTER_WS_URL"],
+        notices=tuple(notices),
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Field validators: each appends one line per problem and returns None on failure
+# --------------------------------------------------------------------------------------------
+
+
+def _positive_decimal(
+    name: str, raw: str | None, problems: list[str], *, required: bool = True
+) -> Decimal | None:
+    if raw is None or not raw.strip():
+        if required:
+            problems.append(f"{name}: required, a positive decimal number (e.g. 0.01)")
+        return None
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        problems.append(f"{name} {raw!r}: expected a positive decimal number (e.g. 0.01)")
+        return None
+    if not value.is_finite() or value <= 0:
+        problems.append(f"{name} {raw!r}: must be a positive decimal number (e.g. 0.01)")
+        return None
+    return value
+
+
+def _int_at_least(name: str, raw: str, minimum: int, problems: list[str]) -> int | None:
+    try:
+        value = int(raw.strip())
+    except ValueError:
+        problems.append(f"{name} {raw!r}: expected a whole number >= {minimum}")
+        return None
+    if value < minimum:
+        problems.append(f"{name} {value}: must be a whole number >= {minimum}")
+        return None
+    return value
+
+
+def _float_at_least(name: str, raw: str, minimum: float, problems: list[str]) -> float | None:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        problems.append(f"{name} {raw!r}: expected a number of seconds >= {minimum:g}")
+        return None
+    if value != value or value < minimum or value == float("inf"):
+        problems.append(f"{name} {raw!r}: must be a number of seconds >= {minimum:g}")
+        return None
+    return value
+
+
+def _positive_float(name: str, raw: str, problems: list[str]) -> float | None:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        problems.append(f"{name} {raw!r}: expected a number of seconds > 0")
+        return None
+    if value != value or value <= 0 or value == float("inf"):
+        problems.append(f"{name} {raw!r}: must be a number of seconds > 0")
+        return None
+    return value
+
+
+def _choice(name: str, raw: str, enum: type[_E], problems: list[str]) -> _E | None:
+    try:
+        return enum(raw.strip().lower())
+    except ValueError:
+        allowed = " | ".join(str(member.value) for member in enum)
+        problems.append(f"{name} {raw!r}: expected one of {allowed}")
+        return None
+
+
+def _base64_key(name: str, raw: str, problems: list[str]) -> Secret | None:
+    if not raw:
+        return None
+    try:
+        decoded = base64.b64decode(raw, validate=True)
+    except (binascii.Error, ValueError):
+        problems.append(f"{name}: is not valid base64 (expected base64 of a 32-byte ED25519 key)")
+        return None
+    if len(decoded) != 32:
+        problems.append(f"{name}: decodes to {len(decoded)} bytes, expected 32 (an ED25519 key)")
+        return None
+    return Secret(raw)
+
+
+def _lighter_key(raw: str, problems: list[str]) -> Secret | None:
+    if not raw:
+        return None
+    digits = raw[2:] if raw.lower().startswith("0x") else raw
+    if len(digits) != LIGHTER_KEY_HEX_LEN or not re.fullmatch(r"[0-9a-fA-F]+", digits):
+        problems.append(
+            f"LIGHTER_API_PRIVATE_KEY: is not a Lighter API key (expected {LIGHTER_KEY_HEX_LEN} "
+            "hex digits, optionally prefixed 0x, as lighter-sdk's create_api_key() makes)"
+        )
+        return None
+    return Secret(digits)
+
+
+def _index(name: str, raw: str, problems: list[str]) -> int | None:
+    if not raw:
+        return None
+    if not re.fullmatch(r"[0-9]+", raw):
+        problems.append(f"{name} {raw!r}: expected a non-negative whole number")
+        return None
+    return int(raw)
+
+
+def _valid_url(value: str, *, ws: bool) -> bool:
+    parsed = urlparse(value)
+    schemes = ("ws", "wss") if ws else ("http", "https")
+    return parsed.scheme in schemes and bool(parsed.netloc)

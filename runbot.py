@@ -1,0 +1,362 @@
+"""hedgebot: maker on Backpack perps, every fill hedged at once on Lighter.
+
+The command-line entry point (`python runbot.py ...` or the `hedgebot` console script).
+Commands parse flags into `TradingFlags`, validate them into `Settings` (hedge/config.py) and
+hand over to the engine. A bad flag or setting is one line naming it and exit code 2; an
+unexpected error is one line plus the log file path and exit code 1 — never a traceback.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from decimal import ROUND_CEILING
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, ParamSpec, TypeVar
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from exchanges.base import ConfigError
+from hedge.config import (
+    DEFAULT_URLS,
+    Direction,
+    Mode,
+    Settings,
+    TradingFlags,
+    load_settings,
+)
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
+
+app = typer.Typer(
+    help="Quote post-only maker orders on Backpack perps and hedge every fill at once on "
+    "Lighter, so the account stays delta-neutral while it earns maker volume.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+# --------------------------------------------------------------------------------------------
+# Options shared by run / demo / check. Numbers are taken as text and validated by
+# hedge/config.py so that every problem gets the same one-line message.
+# --------------------------------------------------------------------------------------------
+
+TickerOpt = Annotated[
+    str,
+    typer.Option(
+        "--ticker",
+        "-t",
+        metavar="TICKER",
+        help="Base asset of the pair: BTC trades BTC_USDC_PERP on Backpack and BTC on Lighter.",
+    ),
+]
+SizeOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--size", metavar="QTY", help="Size of each maker order, in base units (e.g. 0.01 BTC)."
+    ),
+]
+MaxPositionOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--max-position",
+        metavar="QTY",
+        help="Position an iteration builds before closing it, in base units. \\[default: --size]",
+    ),
+]
+IterationsOpt = Annotated[
+    str,
+    typer.Option(
+        "--iterations",
+        "-n",
+        metavar="N",
+        help="Iterations: each opens to --max-position and closes back to flat.",
+    ),
+]
+DirectionOpt = Annotated[
+    str,
+    typer.Option(
+        "--direction",
+        metavar="buy|sell|alternate",
+        help="Side of the opening maker orders on Backpack; alternate flips every iteration.",
+    ),
+]
+FillTimeoutOpt = Annotated[
+    str,
+    typer.Option(
+        "--fill-timeout",
+        metavar="SECONDS",
+        help="Seconds a maker order may rest unfilled before it is cancelled and re-quoted.",
+    ),
+]
+RequoteTicksOpt = Annotated[
+    str,
+    typer.Option(
+        "--requote-ticks",
+        metavar="TICKS",
+        help="Re-quote at once when the book top moves more than this many ticks away.",
+    ),
+]
+MakerTicksOpt = Annotated[
+    str,
+    typer.Option(
+        "--maker-ticks",
+        metavar="TICKS",
+        help="Maker price distance inside the opposite best: buy at best ask - TICKS x tick.",
+    ),
+]
+SlippageOpt = Annotated[
+    str,
+    typer.Option(
+        "--max-slippage-bps",
+        metavar="BPS",
+        help="Hedge worst price = Lighter top +/- this many basis points (1 bp = 0.01 %).",
+    ),
+]
+HedgeTimeoutOpt = Annotated[
+    str,
+    typer.Option(
+        "--hedge-timeout",
+        metavar="SECONDS",
+        help="Seconds an unhedged amount may wait before the escalation ladder (wider "
+        "slippage, then halt).",
+    ),
+]
+SleepOpt = Annotated[
+    str,
+    typer.Option("--sleep", metavar="SECONDS", help="Pause between iterations, in seconds."),
+]
+JournalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--journal",
+        metavar="PATH",
+        help="SQLite journal of orders, fills and hedges. \\[default: logs/<TICKER>-<date>.sqlite]",
+    ),
+]
+LogDirOpt = Annotated[
+    str,
+    typer.Option("--log-dir", metavar="DIR", help="Folder for run logs, journals and CSV logs."),
+]
+EnvFileOpt = Annotated[
+    Path | None,
+    typer.Option(
+        "--env-file",
+        metavar="PATH",
+        help="File of KEY=value settings (keys, URLs). Values in it override the environment. "
+        "\\[default: .env if present]",
+    ),
+]
+RebalanceOpt = Annotated[
+    bool,
+    typer.Option(
+        "--rebalance",
+        help="On start, close an unbalanced net on Lighter instead of refusing to quote.",
+    ),
+]
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
+    """Turn project errors into one clear line and the documented exit code."""
+
+    @wraps(func)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return func(*args, **kwargs)
+        except ConfigError as exc:
+            for line in str(exc).splitlines():
+                err.print(f"[bold red]error:[/] {line}", markup=True, soft_wrap=True)
+            raise typer.Exit(EXIT_USAGE) from None
+        except KeyboardInterrupt:
+            err.print("interrupted")
+            raise typer.Exit(EXIT_INTERRUPTED) from None
+
+    return wrapper
+
+
+def trading_flags(
+    *,
+    ticker: str,
+    size: str | None,
+    max_position: str | None,
+    iterations: str,
+    direction: str,
+    fill_timeout: str,
+    requote_ticks: str,
+    maker_ticks: str,
+    max_slippage_bps: str,
+    hedge_timeout: str,
+    sleep: str,
+    journal: str | None,
+    log_dir: str,
+    rebalance: bool = False,
+) -> TradingFlags:
+    return TradingFlags(
+        ticker=ticker,
+        size=size,
+        max_position=max_position,
+        iterations=iterations,
+        direction=direction,
+        fill_timeout=fill_timeout,
+        requote_ticks=requote_ticks,
+        maker_ticks=maker_ticks,
+        max_slippage_bps=max_slippage_bps,
+        hedge_timeout=hedge_timeout,
+        sleep=sleep,
+        journal=journal,
+        log_dir=log_dir,
+        rebalance=rebalance,
+    )
+
+
+def resolve_settings(flags: TradingFlags, *, mode: Mode, env_file: Path | None) -> Settings:
+    settings = load_settings(
+        flags,
+        mode=mode,
+        env_file=env_file if env_file is not None else Path(".env"),
+        env_file_explicit=env_file is not None,
+    )
+    for notice in settings.notices:
+        err.print(notice)
+    return settings
+
+
+def plan_text(settings: Settings) -> str:
+    """What a run with these settings would do, in a trader's words."""
+    direction = settings.direction
+    first = "buy" if direction is not Direction.SELL else "sell"
+    flips = " (then sell, alternating)" if direction is Direction.ALTERNATE else ""
+    orders_per_leg = (settings.max_position / settings.size).to_integral_value(ROUND_CEILING)
+    hedge = "sell" if first == "buy" else "buy"
+    return (
+        f"{settings.iterations} iteration(s): {first}{flips} {settings.max_position} "
+        f"{settings.ticker} on Backpack {settings.backpack_symbol} in {orders_per_leg} post-only "
+        f"order(s) of {settings.size}, priced {settings.maker_ticks} tick(s) inside the best "
+        f"opposite price, then close back to flat the same way. Each maker fill is hedged at "
+        f"once by an IOC {hedge} on Lighter {settings.ticker} with a worst price "
+        f"{settings.max_slippage_bps} bps past the Lighter top. Unfilled orders are re-quoted "
+        f"after {settings.fill_timeout:g} s or a {settings.requote_ticks}-tick move; an "
+        f"unhedged amount older than {settings.hedge_timeout:g} s escalates (wider slippage, "
+        f"then halt with legs balanced, exit 3)."
+    )
+
+
+def settings_table(settings: Settings) -> Table:
+    table = Table(title="Resolved settings", show_header=True, header_style="bold")
+    table.add_column("setting")
+    table.add_column("value")
+    rows: list[tuple[str, str]] = [
+        ("mode", settings.mode.value),
+        (
+            "ticker",
+            f"{settings.ticker}: Backpack {settings.backpack_symbol}, Lighter {settings.ticker}",
+        ),
+        ("size", f"{settings.size} {settings.ticker}"),
+        ("max position", f"{settings.max_position} {settings.ticker}"),
+        ("iterations", str(settings.iterations)),
+        ("direction", settings.direction.value),
+        ("fill timeout", f"{settings.fill_timeout:g} s"),
+        ("requote ticks", str(settings.requote_ticks)),
+        ("maker ticks", str(settings.maker_ticks)),
+        ("max slippage", f"{settings.max_slippage_bps} bps"),
+        ("hedge timeout", f"{settings.hedge_timeout:g} s"),
+        ("sleep", f"{settings.sleep:g} s"),
+        ("journal", str(settings.journal)),
+        ("log dir", str(settings.log_dir)),
+        ("rebalance", "yes" if settings.rebalance else "no"),
+    ]
+    secrets = {
+        "BACKPACK_PUBLIC_KEY": settings.backpack_public_key,
+        "BACKPACK_SECRET_KEY": settings.backpack_secret_key,
+        "LIGHTER_API_PRIVATE_KEY": settings.lighter_private_key,
+    }
+    rows += [(name, "set" if value is not None else "missing") for name, value in secrets.items()]
+    rows += [
+        ("LIGHTER_ACCOUNT_INDEX", _opt(settings.lighter_account_index)),
+        ("LIGHTER_API_KEY_INDEX", _opt(settings.lighter_api_key_index)),
+        ("BACKPACK_API_URL", _url(settings.backpack_api_url, "BACKPACK_API_URL")),
+        ("BACKPACK_WS_URL", _url(settings.backpack_ws_url, "BACKPACK_WS_URL")),
+        ("LIGHTER_API_URL", _url(settings.lighter_api_url, "LIGHTER_API_URL")),
+        ("LIGHTER_WS_URL", _url(settings.lighter_ws_url, "LIGHTER_WS_URL")),
+    ]
+    for name, value in rows:
+        table.add_row(name, value)
+    return table
+
+
+def _opt(value: int | None) -> str:
+    return "missing" if value is None else str(value)
+
+
+def _url(value: str, name: str) -> str:
+    return value if value != DEFAULT_URLS[name] else f"{value} (default)"
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
+    ] = False,
+) -> None:
+    """Quote post-only maker orders on Backpack perps and hedge every fill on Lighter."""
+    if version:
+        from importlib.metadata import version as package_version
+
+        out.print(f"hedgebot {package_version('hedgebot')}")
+        raise typer.Exit(EXIT_OK)
+
+
+@app.command()
+@cli_errors
+def check(
+    ticker: TickerOpt = "BTC",
+    size: SizeOpt = None,
+    max_position: MaxPositionOpt = None,
+    iterations: IterationsOpt = "1",
+    direction: DirectionOpt = "buy",
+    fill_timeout: FillTimeoutOpt = "30",
+    requote_ticks: RequoteTicksOpt = "5",
+    maker_ticks: MakerTicksOpt = "1",
+    max_slippage_bps: SlippageOpt = "20",
+    hedge_timeout: HedgeTimeoutOpt = "5",
+    sleep: SleepOpt = "1",
+    journal: JournalOpt = None,
+    log_dir: LogDirOpt = "logs",
+    env_file: EnvFileOpt = None,
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="Check for a paper run: no keys needed.")
+    ] = False,
+) -> None:
+    """Validate settings and show what a run would do. Sends no order."""
+    flags = trading_flags(
+        ticker=ticker,
+        size=size,
+        max_position=max_position,
+        iterations=iterations,
+        direction=direction,
+        fill_timeout=fill_timeout,
+        requote_ticks=requote_ticks,
+        maker_ticks=maker_ticks,
+        max_slippage_bps=max_slippage_bps,
+        hedge_timeout=hedge_timeout,
+        sleep=sleep,
+        journal=journal,
+        log_dir=log_dir,
+    )
+    mode = Mode.DRY_RUN if dry_run else Mode.LIVE
+    settings = resolve_settings(flags, mode=mode, env_file=env_file)
+    out.print(settings_table(settings))
+    out.print(f"[bold]Plan:[/] {plan_text(settings)}")
+    out.print("Settings are valid.")
+
+
+if __name__ == "__main__":
+    app()
