@@ -1,0 +1,510 @@
+"""Exactly-once hedging of maker fills.
+
+The hedger's one number is `exposure`: the signed sum of every fill of ours on both venues
+(maker fills on Backpack, hedge fills on Lighter), each counted once by its trade id. What must
+still be hedged is `-(exposure + in_flight)`, where `in_flight` is the signed quantity of hedge
+orders sent whose outcome is not yet fully known. Because the hedge quantity is derived from
+these two sums rather than from individual events, a duplicated, reordered, late (after cancel)
+or partial maker fill can never be hedged twice or forgotten: each changes `exposure` once.
+
+Hot path: a maker fill arrives synchronously from the maker venue's WebSocket reader; it is
+journaled together with the hedge order it triggers (one SQLite commit), and the hedge request
+is started at once as a task. Nothing polls.
+
+Escalation: when an unhedged amount (at least the hedge venue's minimum size) has waited longer
+than `hedge_timeout`, the next hedge goes out with twice the slippage, then four times; after
+that the hedger asks its owner to halt.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Protocol, runtime_checkable
+
+from exchanges.base import (
+    AmbiguousOrderState,
+    Fill,
+    Market,
+    Order,
+    OrderEvent,
+    OrderKind,
+    OrderStatus,
+    Side,
+    Venue,
+    VenueError,
+    VenueEvent,
+    round_qty,
+    round_worst_price,
+)
+from hedge.journal import Journal
+
+log = logging.getLogger(__name__)
+
+ESCALATION_FACTORS = (Decimal(1), Decimal(2), Decimal(4))
+RETRY_BACKOFF_S = 0.05
+WATCHDOG_INTERVAL_S = 0.05
+
+
+@runtime_checkable
+class PresignCapable(Protocol):
+    """A hedge venue that can sign a hedge ahead of the fill (Lighter)."""
+
+    def presign_hedge(
+        self, side: Side, qty: Decimal, slippage_bps: Decimal, client_id: int
+    ) -> None: ...
+
+    def cancel_presigned(self) -> None: ...
+
+
+class ClientIds:
+    """Unique client ids for both venues: above anything journaled and above the clock, so ids
+    stay unique across restarts. Backpack needs uint32, Lighter 48 bits: uint32 serves both."""
+
+    def __init__(self, floor: int) -> None:
+        self._next = max(floor + 1, int(time.time()) % 4_000_000_000)
+
+    def next(self) -> int:
+        value = self._next
+        self._next += 1
+        if self._next >= 2**32:
+            self._next = 1
+        return value
+
+
+@dataclass(slots=True)
+class _Lot:
+    """A signed quantity not yet matched by the opposite fill (a maker fill awaiting its hedge,
+    or an over-hedge awaiting a correction)."""
+
+    venue: str
+    trade_id: str
+    qty: Decimal  # signed, shrinks towards 0 as opposite fills match it
+    recv_ns: int  # maker lots: when the fill's frame was read
+    is_maker: bool
+    client_id: int = 0  # hedge lots: the hedge order's client id
+    sent_ns: int = 0  # hedge lots: when the hedge request was handed over
+
+
+@dataclass(slots=True)
+class HedgeOrder:
+    client_id: int
+    side: Side
+    qty: Decimal
+    worst_price: Decimal
+    sent_ns: int
+    filled: Decimal = Decimal(0)  # counted from fill events
+    final_filled: Decimal | None = None  # from the order reply / terminal event
+    ambiguous: bool = False
+    trade_ids: set[str] = field(default_factory=set)
+
+    @property
+    def outstanding(self) -> Decimal:
+        """Unsigned quantity that may still fill (or whose fill is not reported yet)."""
+        if self.final_filled is None:
+            return max(self.qty - self.filled, Decimal(0))
+        return max(self.final_filled - self.filled, Decimal(0))
+
+    @property
+    def done(self) -> bool:
+        return self.final_filled is not None and self.filled >= self.final_filled
+
+
+@dataclass(slots=True)
+class HedgerStats:
+    maker_fills: int = 0
+    hedge_fills: int = 0
+    duplicates_ignored: int = 0
+    hedges_sent: int = 0
+    hedge_failures: int = 0
+    over_hedges: int = 0
+    escalations: int = 0
+    latencies_ns: list[int] = field(default_factory=list)
+    max_unhedged_s: float = 0.0
+
+
+class Hedger:
+    def __init__(
+        self,
+        venue: Venue,
+        journal: Journal,
+        *,
+        market: Market,
+        maker_venue_name: str,
+        max_slippage_bps: Decimal,
+        hedge_timeout: float,
+        client_ids: ClientIds,
+        on_halt: Callable[[str], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.venue = venue
+        self.journal = journal
+        self.market = market
+        self.maker_venue_name = maker_venue_name
+        self.max_slippage_bps = max_slippage_bps
+        self.hedge_timeout = hedge_timeout
+        self.client_ids = client_ids
+        self.on_halt = on_halt
+        self.clock = clock
+        self.exposure = Decimal(0)
+        self.maker_net = Decimal(0)  # signed maker fills counted by this hedger
+        self.hedge_net = Decimal(0)
+        self.stats = HedgerStats()
+        self.halted = False
+        self.paused = False  # recovery: count fills, send nothing yet
+        self._orders: dict[int, HedgeOrder] = {}
+        self._lots: deque[_Lot] = deque()
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._watchdog: asyncio.Task[None] | None = None
+        self._unhedged_since: float | None = None
+        self._level = 0
+        self._retry_after = 0.0
+        self._presigned: tuple[Side, Decimal, int] | None = None
+        self._settled = asyncio.Event()
+        self._settled.set()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def start(self) -> None:
+        if self._watchdog is None:
+            self._watchdog = asyncio.create_task(self._watch(), name="hedger-watchdog")
+
+    async def close(self) -> None:
+        """Stop the watchdog; hedges in flight are awaited, never cancelled mid-request."""
+        if self._watchdog is not None:
+            self._watchdog.cancel()
+            await asyncio.gather(self._watchdog, return_exceptions=True)
+            self._watchdog = None
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    # -- state -------------------------------------------------------------------------------
+    @property
+    def in_flight(self) -> Decimal:
+        return sum(
+            (o.outstanding * o.side.sign for o in self._orders.values() if not o.done),
+            Decimal(0),
+        )
+
+    @property
+    def unhedged(self) -> Decimal:
+        """Signed base quantity not covered by hedge fills nor by hedges in flight."""
+        return self.exposure + self.in_flight
+
+    def hedgeable(self, qty: Decimal) -> bool:
+        return round_qty(abs(qty), self.market.step_size) >= max(
+            self.market.min_qty, self.market.step_size
+        )
+
+    @property
+    def settled(self) -> bool:
+        """No hedge in flight and the exposure below what the hedge venue can trade."""
+        return not any(not o.done for o in self._orders.values()) and not self.hedgeable(
+            self.exposure
+        )
+
+    def unhedged_age(self) -> float:
+        return 0.0 if self._unhedged_since is None else self.clock() - self._unhedged_since
+
+    async def wait_settled(self, timeout: float) -> bool:
+        deadline = self.clock() + timeout
+        while not self.settled:
+            remaining = deadline - self.clock()
+            if remaining <= 0 or self.halted:
+                return self.settled
+            self._settled.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._settled.wait(), min(remaining, 0.1))
+        return True
+
+    def seed_exposure(self, exposure: Decimal, *, reason: str) -> None:
+        """Start from a known net (restart recovery); the hedger then trades it flat."""
+        if exposure:
+            log.info("hedger starts with exposure %s (%s)", exposure, reason)
+            self._add_lot(_Lot("seed", reason, exposure, 0, True))
+        self.exposure += exposure
+        self._kick()
+
+    # -- the pre-signed hedge ----------------------------------------------------------------
+    def prepare(self, maker_side: Side, qty: Decimal) -> None:
+        """A maker order of `qty` now rests: have its full hedge signed ahead if possible."""
+        if not isinstance(self.venue, PresignCapable):
+            return
+        hedge_qty = round_qty(qty, self.market.step_size)
+        if hedge_qty < self.market.min_qty:
+            return
+        client_id = self.client_ids.next()
+        self._presigned = (maker_side.opposite, hedge_qty, client_id)
+        self.venue.presign_hedge(maker_side.opposite, hedge_qty, self.max_slippage_bps, client_id)
+
+    def unprepare(self) -> None:
+        if self._presigned is not None and isinstance(self.venue, PresignCapable):
+            self.venue.cancel_presigned()
+        self._presigned = None
+
+    # -- events (synchronous, from the venues' readers) ----------------------------------------
+    def on_maker_event(self, event: VenueEvent) -> None:
+        if isinstance(event, Fill):
+            self.on_maker_fill(event)
+
+    def on_maker_fill(self, fill: Fill) -> None:
+        """The hot path: count the fill once, then hedge what is uncovered at once."""
+        with self.journal.transaction():
+            if not self.journal.record_fill(fill):
+                self.stats.duplicates_ignored += 1
+                return
+            signed = fill.qty * fill.side.sign
+            self.exposure += signed
+            self.maker_net += signed
+            self.stats.maker_fills += 1
+            self._add_lot(_Lot(fill.venue, fill.trade_id, signed, fill.recv_ns, True))
+            log.info(
+                "maker fill %s %s %s @ %s trade=%s order=%s client=%s",
+                fill.venue,
+                fill.side.value,
+                fill.qty,
+                fill.price,
+                fill.trade_id,
+                fill.order_id,
+                fill.client_id,
+            )
+            self._kick()
+
+    def on_hedge_event(self, event: VenueEvent) -> None:
+        if isinstance(event, Fill):
+            self._on_hedge_fill(event)
+        elif isinstance(event, OrderEvent):
+            self._on_hedge_order_event(event)
+
+    def _on_hedge_fill(self, fill: Fill) -> None:
+        with self.journal.transaction():
+            if not self.journal.record_fill(fill):
+                self.stats.duplicates_ignored += 1
+                return
+            signed = fill.qty * fill.side.sign
+            self.exposure += signed
+            self.hedge_net += signed
+            self.stats.hedge_fills += 1
+            order = self._orders.get(fill.client_id) if fill.client_id is not None else None
+            if order is not None:
+                order.filled += fill.qty
+                order.trade_ids.add(fill.trade_id)
+            sent_ns = order.sent_ns if order is not None else 0
+            self._add_lot(
+                _Lot(fill.venue, fill.trade_id, signed, 0, False, fill.client_id or 0, sent_ns)
+            )
+            log.info(
+                "hedge fill %s %s %s @ %s trade=%s client=%s exposure=%s",
+                fill.venue,
+                fill.side.value,
+                fill.qty,
+                fill.price,
+                fill.trade_id,
+                fill.client_id,
+                self.exposure,
+            )
+            self._after_change()
+
+    def _on_hedge_order_event(self, event: OrderEvent) -> None:
+        order = self._orders.get(event.client_id) if event.client_id is not None else None
+        if order is None or not event.status.is_terminal:
+            return
+        if order.final_filled is None or event.filled_qty > order.final_filled:
+            order.final_filled = event.filled_qty
+        self.journal.update_order(
+            self.venue.name, order.client_id, status=event.status, filled_qty=event.filled_qty
+        )
+        self._after_change()
+
+    # -- matching fills to lots (allocations) ------------------------------------------------
+    def _add_lot(self, lot: _Lot) -> None:
+        """Net a new fill against the oldest open lots of the opposite sign, FIFO.
+
+        A maker lot netted against a hedge lot is an allocation: that hedge covers that much
+        of that maker fill. What is left of the new lot stays open. A hedge lot left open is an
+        over-hedge (it went beyond every maker fill) and is counted.
+        """
+        while lot.qty and self._lots and self._lots[0].qty * lot.qty < 0:
+            front = self._lots[0]
+            take = min(abs(front.qty), abs(lot.qty))
+            if front.is_maker != lot.is_maker:
+                maker, hedge = (front, lot) if front.is_maker else (lot, front)
+                if maker.venue != "seed":
+                    latency = (
+                        hedge.sent_ns - maker.recv_ns
+                        if hedge.sent_ns >= maker.recv_ns > 0
+                        else None
+                    )
+                    self.journal.allocate(
+                        maker.venue, maker.trade_id, hedge.client_id, take, latency
+                    )
+            front.qty += take if front.qty < 0 else -take
+            lot.qty += take if lot.qty < 0 else -take
+            if front.qty == 0:
+                self._lots.popleft()
+        if lot.qty:
+            if not lot.is_maker:
+                self.stats.over_hedges += 1
+                log.warning(
+                    "hedge fill %s exceeds uncovered maker fills by %s", lot.trade_id, lot.qty
+                )
+            self._lots.append(lot)
+
+    # -- sending -------------------------------------------------------------------------------
+    def _after_change(self) -> None:
+        for client_id in [c for c, o in self._orders.items() if o.done]:
+            del self._orders[client_id]
+        self._kick()
+        if self.settled:
+            self._settled.set()
+
+    def _kick(self) -> None:
+        """Send one hedge for whatever is uncovered, if it is tradable and nothing blocks it."""
+        if self.halted or self.paused:
+            return
+        need = -self.unhedged
+        qty = round_qty(abs(need), self.market.step_size)
+        if qty < max(self.market.min_qty, self.market.step_size):
+            if need:
+                log.debug("carrying %s below the hedge minimum %s", need, self.market.min_qty)
+            return
+        if self.clock() < self._retry_after:
+            return  # the watchdog retries after the backoff
+        side = Side.BUY if need > 0 else Side.SELL
+        top = self.venue.top()
+        if top is None:
+            log.warning("no %s book yet: hedge of %s %s waits", self.venue.name, side.value, qty)
+            return
+        slippage = self.max_slippage_bps * ESCALATION_FACTORS[self._level] / Decimal(10_000)
+        reference = top.ask if side is Side.BUY else top.bid
+        worst = reference * (1 + slippage) if side is Side.BUY else reference * (1 - slippage)
+        worst = round_worst_price(worst, self.market.tick_size, side)
+        client_id = self._take_client_id(side, qty)
+        sent_ns = time.perf_counter_ns()
+        hedge = HedgeOrder(client_id, side, qty, worst, sent_ns)
+        self._orders[client_id] = hedge
+        self._settled.clear()
+        self.journal.register_order(
+            Order(self.venue.name, self.market.symbol, client_id, side, qty, worst, OrderKind.IOC),
+            purpose="hedge",
+            sent_ns=sent_ns,
+        )
+        self.stats.hedges_sent += 1
+        self._record_latency(sent_ns)
+        task = asyncio.create_task(self._send(hedge), name=f"hedge-{client_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _take_client_id(self, side: Side, qty: Decimal) -> int:
+        presigned = self._presigned
+        if presigned is not None and presigned[0] is side and presigned[1] == qty:
+            self._presigned = None
+            return presigned[2]
+        return self.client_ids.next()
+
+    def _record_latency(self, sent_ns: int) -> None:
+        newest = next((lot for lot in reversed(self._lots) if lot.is_maker and lot.recv_ns), None)
+        if newest is not None and sent_ns >= newest.recv_ns:
+            self.stats.latencies_ns.append(sent_ns - newest.recv_ns)
+
+    async def _send(self, hedge: HedgeOrder) -> None:
+        log.info(
+            "hedge sent %s %s worst=%s client=%s",
+            hedge.side.value,
+            hedge.qty,
+            hedge.worst_price,
+            hedge.client_id,
+        )
+        try:
+            order = await self.venue.place_hedge(
+                hedge.side, hedge.qty, hedge.worst_price, hedge.client_id
+            )
+        except AmbiguousOrderState as exc:
+            # Unknown is not failed: keep it in flight; the venue's stream or REST reconciliation
+            # reports its fills, and the watchdog escalates if it stays unknown.
+            hedge.ambiguous = True
+            self.stats.hedge_failures += 1
+            log.error("hedge %s outcome unknown: %s", hedge.client_id, exc)
+            return
+        except VenueError as exc:
+            self.stats.hedge_failures += 1
+            hedge.final_filled = hedge.filled
+            self._retry_after = self.clock() + RETRY_BACKOFF_S
+            log.warning("hedge %s failed (%s): will retry", hedge.client_id, exc)
+            self.journal.update_order(
+                self.venue.name,
+                hedge.client_id,
+                status=OrderStatus.REJECTED,
+                filled_qty=hedge.filled,
+            )
+            self._after_change()
+            return
+        if order.status.is_terminal:
+            if hedge.final_filled is None or order.filled_qty > hedge.final_filled:
+                hedge.final_filled = order.filled_qty
+            self.journal.update_order(
+                self.venue.name,
+                hedge.client_id,
+                status=order.status,
+                order_id=order.order_id,
+                filled_qty=order.filled_qty,
+            )
+            if order.filled_qty < hedge.qty:
+                log.warning(
+                    "hedge %s filled %s of %s: remainder re-sent",
+                    hedge.client_id,
+                    order.filled_qty,
+                    hedge.qty,
+                )
+        self._after_change()
+
+    # -- the watchdog: retries, escalation, halt ------------------------------------------------
+    async def _watch(self) -> None:
+        while True:
+            await asyncio.sleep(WATCHDOG_INTERVAL_S)
+            self.tick()
+
+    def tick(self) -> None:
+        now = self.clock()
+        if not self.hedgeable(self.exposure):
+            self._unhedged_since = None
+            self._level = 0
+            return
+        if self._unhedged_since is None:
+            self._unhedged_since = now
+        age = now - self._unhedged_since
+        self.stats.max_unhedged_s = max(self.stats.max_unhedged_s, age)
+        level = int(age // self.hedge_timeout)
+        if level >= len(ESCALATION_FACTORS):
+            if not self.halted:
+                self.halted = True
+                reason = (
+                    f"exposure {self.exposure} {self.market.ticker} unhedged for {age:.1f} s "
+                    f"(hedge timeout {self.hedge_timeout:g} s, slippage widened to "
+                    f"{self.max_slippage_bps * ESCALATION_FACTORS[-1]} bps)"
+                )
+                log.error("halt: %s", reason)
+                self.on_halt(reason)
+            return
+        if level > self._level:
+            self._level = level
+            self.stats.escalations += 1
+            log.warning(
+                "unhedged %s for %.1f s: slippage widened to %s bps",
+                self.exposure,
+                age,
+                self.max_slippage_bps * ESCALATION_FACTORS[level],
+            )
+        self._kick()
+
+    def resume_after_halt(self) -> None:
+        """Used by the kill switch to flatten: hedging allowed again at the widest slippage."""
+        self.halted = False
+        self._level = len(ESCALATION_FACTORS) - 1
+        self._unhedged_since = None
+        self._kick()

@@ -1,0 +1,417 @@
+"""The journal: every order, fill, hedge, cycle and halt of a run, in SQLite, plus a CSV trade log.
+
+Written before acting ("track before you send"): a maker order is registered before its request
+leaves, and a hedge with the maker quantities it covers is registered before it is sent, so a
+crash at any point leaves enough to reconcile on restart. Fills carry a UNIQUE (venue, trade_id)
+key: recording the same fill twice is a no-op that reports itself, which is what makes hedging
+idempotent across duplicated events, REST backfills and restarts.
+
+SQLite in WAL mode with synchronous=NORMAL: a commit reaches the OS before the call returns, so
+a killed process (kill -9) loses nothing; only a power cut can lose the last commits. Money is
+stored as decimal text and read back as Decimal.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import sqlite3
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from decimal import Decimal
+from pathlib import Path
+
+from exchanges.base import Fill, Order, OrderStatus, Side
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS runs (
+    id INTEGER PRIMARY KEY,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    mode TEXT NOT NULL,
+    ticker TEXT NOT NULL,
+    settings TEXT NOT NULL,
+    exit_code INTEGER,
+    reason TEXT,
+    maker_baseline TEXT             -- maker position the iterations return to
+);
+CREATE TABLE IF NOT EXISTS orders (
+    venue TEXT NOT NULL,
+    client_id INTEGER NOT NULL,
+    run_id INTEGER NOT NULL,
+    purpose TEXT NOT NULL,          -- maker | hedge | flatten
+    symbol TEXT NOT NULL,
+    side TEXT NOT NULL,
+    qty TEXT NOT NULL,
+    price TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    status TEXT NOT NULL,
+    order_id TEXT,
+    filled_qty TEXT NOT NULL DEFAULT '0',
+    created_at REAL NOT NULL,
+    updated_at REAL NOT NULL,
+    sent_ns INTEGER,                -- perf_counter_ns just before the request was handed over
+    PRIMARY KEY (venue, client_id)
+);
+CREATE TABLE IF NOT EXISTS fills (
+    venue TEXT NOT NULL,
+    trade_id TEXT NOT NULL,
+    run_id INTEGER NOT NULL,
+    order_id TEXT NOT NULL,
+    client_id INTEGER,
+    symbol TEXT NOT NULL,
+    side TEXT NOT NULL,
+    qty TEXT NOT NULL,
+    price TEXT NOT NULL,
+    fee TEXT NOT NULL,
+    is_maker INTEGER NOT NULL,
+    venue_ts_ms INTEGER NOT NULL,
+    recv_ns INTEGER NOT NULL,
+    recorded_at REAL NOT NULL,
+    UNIQUE (venue, trade_id)
+);
+CREATE TABLE IF NOT EXISTS allocations (
+    maker_venue TEXT NOT NULL,
+    maker_trade_id TEXT NOT NULL,
+    hedge_client_id INTEGER NOT NULL,
+    qty TEXT NOT NULL,
+    latency_ns INTEGER,             -- maker fill frame read -> hedge request handed over
+    created_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS allocations_by_maker ON allocations (maker_venue, maker_trade_id);
+CREATE TABLE IF NOT EXISTS cycles (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    iteration INTEGER NOT NULL,
+    phase TEXT NOT NULL,            -- open | close
+    side TEXT NOT NULL,
+    target TEXT NOT NULL,
+    started_at REAL NOT NULL,
+    ended_at REAL,
+    result TEXT
+);
+CREATE TABLE IF NOT EXISTS halts (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL,
+    at REAL NOT NULL,
+    reason TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS counters (
+    run_id INTEGER NOT NULL,
+    name TEXT NOT NULL,
+    value REAL NOT NULL,
+    PRIMARY KEY (run_id, name)
+);
+"""
+
+CSV_HEADER = ["time", "venue", "side", "price", "qty", "fee", "order_id", "trade_id"]
+
+
+@dataclass(frozen=True, slots=True)
+class JournalFill:
+    venue: str
+    trade_id: str
+    client_id: int | None
+    side: Side
+    qty: Decimal
+    price: Decimal
+    fee: Decimal
+    is_maker: bool
+    recorded_at: float
+
+
+class Journal:
+    """One SQLite file per ticker and day; many runs append to it."""
+
+    def __init__(self, path: Path, *, csv_path: Path | None = None) -> None:
+        self.path = path
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(SCHEMA)
+        self.run_id: int = 0
+        self._csv_path = csv_path
+        self._csv_file = None
+        self._csv: csv.writer | None = None  # type: ignore[valid-type]
+        if csv_path is not None:
+            new = not csv_path.exists()
+            csv_path.parent.mkdir(parents=True, exist_ok=True)
+            self._csv_file = csv_path.open("a", newline="", encoding="utf-8")
+            self._csv = csv.writer(self._csv_file)
+            if new:
+                self._csv.writerow(CSV_HEADER)
+                self._csv_file.flush()
+
+    def close(self) -> None:
+        if self._csv_file is not None:
+            self._csv_file.close()
+            self._csv_file = None
+        self._db.close()
+
+    @contextmanager
+    def transaction(self) -> Iterator[None]:
+        """Group writes into one commit (one fsync-free WAL append); re-entrant."""
+        if self._db.in_transaction:
+            yield
+            return
+        self._db.execute("BEGIN")
+        try:
+            yield
+        except BaseException:
+            self._db.execute("ROLLBACK")
+            raise
+        self._db.execute("COMMIT")
+
+    # -- runs --------------------------------------------------------------------------------
+    def start_run(self, *, mode: str, ticker: str, settings: dict[str, str]) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO runs (started_at, mode, ticker, settings) VALUES (?, ?, ?, ?)",
+            (time.time(), mode, ticker, json.dumps(settings, sort_keys=True)),
+        )
+        self.run_id = int(cursor.lastrowid or 0)
+        return self.run_id
+
+    def unfinished_run(self) -> tuple[int, Decimal, float] | None:
+        """(run id, maker baseline, start time) of the latest run when it did not finish well
+        (killed, crashed, halted or interrupted), so a restart returns to the same baseline."""
+        row = self._db.execute(
+            "SELECT id, maker_baseline, started_at, exit_code FROM runs ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        if row is None or row[3] == 0 or row[1] is None:
+            return None
+        return int(row[0]), Decimal(row[1]), float(row[2])
+
+    def set_baseline(self, baseline: Decimal) -> None:
+        self._db.execute(
+            "UPDATE runs SET maker_baseline = ? WHERE id = ?", (str(baseline), self.run_id)
+        )
+
+    def end_run(self, exit_code: int, reason: str) -> None:
+        self._db.execute(
+            "UPDATE runs SET ended_at = ?, exit_code = ?, reason = ? WHERE id = ?",
+            (time.time(), exit_code, reason, self.run_id),
+        )
+
+    # -- orders ------------------------------------------------------------------------------
+    def register_order(self, order: Order, *, purpose: str, sent_ns: int | None = None) -> None:
+        """Record an order before its request is sent."""
+        now = time.time()
+        self._db.execute(
+            "INSERT OR REPLACE INTO orders (venue, client_id, run_id, purpose, symbol, side, qty,"
+            " price, kind, status, order_id, filled_qty, created_at, updated_at, sent_ns)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                order.venue,
+                order.client_id,
+                self.run_id,
+                purpose,
+                order.symbol,
+                order.side.value,
+                str(order.qty),
+                str(order.price),
+                order.kind.value,
+                order.status.value,
+                order.order_id,
+                str(order.filled_qty),
+                now,
+                now,
+                sent_ns,
+            ),
+        )
+
+    def update_order(
+        self,
+        venue: str,
+        client_id: int,
+        *,
+        status: OrderStatus,
+        order_id: str | None = None,
+        filled_qty: Decimal | None = None,
+    ) -> None:
+        self._db.execute(
+            "UPDATE orders SET status = ?, order_id = COALESCE(?, order_id),"
+            " filled_qty = COALESCE(?, filled_qty), updated_at = ?"
+            " WHERE venue = ? AND client_id = ?",
+            (
+                status.value,
+                order_id,
+                None if filled_qty is None else str(filled_qty),
+                time.time(),
+                venue,
+                client_id,
+            ),
+        )
+
+    def set_sent_ns(self, venue: str, client_id: int, sent_ns: int) -> None:
+        self._db.execute(
+            "UPDATE orders SET sent_ns = ? WHERE venue = ? AND client_id = ?",
+            (sent_ns, venue, client_id),
+        )
+
+    def is_our_order(self, venue: str, client_id: int | None) -> bool:
+        if client_id is None:
+            return False
+        row = self._db.execute(
+            "SELECT 1 FROM orders WHERE venue = ? AND client_id = ?", (venue, client_id)
+        ).fetchone()
+        return row is not None
+
+    def open_orders(self, venue: str) -> list[tuple[int, str]]:
+        """(client_id, purpose) of orders the journal still believes live."""
+        rows = self._db.execute(
+            "SELECT client_id, purpose FROM orders WHERE venue = ? AND status IN"
+            " ('pending_new', 'open', 'partially_filled', 'pending_cancel')",
+            (venue,),
+        ).fetchall()
+        return [(int(r[0]), str(r[1])) for r in rows]
+
+    def max_client_id(self) -> int:
+        row = self._db.execute("SELECT MAX(client_id) FROM orders").fetchone()
+        return int(row[0] or 0)
+
+    # -- fills -------------------------------------------------------------------------------
+    def record_fill(self, fill: Fill) -> bool:
+        """Insert a fill; False when this (venue, trade_id) was already recorded."""
+        now = time.time()
+        cursor = self._db.execute(
+            "INSERT OR IGNORE INTO fills (venue, trade_id, run_id, order_id, client_id, symbol,"
+            " side, qty, price, fee, is_maker, venue_ts_ms, recv_ns, recorded_at)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                fill.venue,
+                fill.trade_id,
+                self.run_id,
+                fill.order_id,
+                fill.client_id,
+                fill.symbol,
+                fill.side.value,
+                str(fill.qty),
+                str(fill.price),
+                str(fill.fee),
+                int(fill.is_maker),
+                fill.venue_ts_ms,
+                fill.recv_ns,
+                now,
+            ),
+        )
+        if cursor.rowcount == 0:
+            return False
+        if self._csv is not None and self._csv_file is not None:
+            stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
+            self._csv.writerow(
+                [
+                    stamp,
+                    fill.venue,
+                    fill.side.value,
+                    fill.price,
+                    fill.qty,
+                    fill.fee,
+                    fill.order_id,
+                    fill.trade_id,
+                ]
+            )
+            self._csv_file.flush()
+        return True
+
+    def has_fill(self, venue: str, trade_id: str) -> bool:
+        row = self._db.execute(
+            "SELECT 1 FROM fills WHERE venue = ? AND trade_id = ?", (venue, trade_id)
+        ).fetchone()
+        return row is not None
+
+    def fills(self, venue: str | None = None, *, run_id: int | None = None) -> list[JournalFill]:
+        query = "SELECT venue, trade_id, client_id, side, qty, price, fee, is_maker, recorded_at"
+        query += " FROM fills WHERE 1 = 1"
+        params: list[object] = []
+        if venue is not None:
+            query += " AND venue = ?"
+            params.append(venue)
+        if run_id is not None:
+            query += " AND run_id = ?"
+            params.append(run_id)
+        query += " ORDER BY rowid"
+        return [
+            JournalFill(
+                venue=r[0],
+                trade_id=r[1],
+                client_id=r[2],
+                side=Side(r[3]),
+                qty=Decimal(r[4]),
+                price=Decimal(r[5]),
+                fee=Decimal(r[6]),
+                is_maker=bool(r[7]),
+                recorded_at=float(r[8]),
+            )
+            for r in self._db.execute(query, params)
+        ]
+
+    def net_position(self, venue: str) -> Decimal:
+        """Signed sum of all journaled fills on a venue (every run of this journal)."""
+        total = Decimal(0)
+        for fill in self.fills(venue):
+            total += fill.qty if fill.side is Side.BUY else -fill.qty
+        return total
+
+    # -- hedges and allocations ----------------------------------------------------------------
+    def allocate(
+        self,
+        maker_venue: str,
+        maker_trade_id: str,
+        hedge_client_id: int,
+        qty: Decimal,
+        latency_ns: int | None,
+    ) -> None:
+        self._db.execute(
+            "INSERT INTO allocations (maker_venue, maker_trade_id, hedge_client_id, qty,"
+            " latency_ns, created_at) VALUES (?, ?, ?, ?, ?, ?)",
+            (maker_venue, maker_trade_id, hedge_client_id, str(qty), latency_ns, time.time()),
+        )
+
+    def allocated(self, maker_venue: str, maker_trade_id: str) -> Decimal:
+        rows = self._db.execute(
+            "SELECT qty FROM allocations WHERE maker_venue = ? AND maker_trade_id = ?",
+            (maker_venue, maker_trade_id),
+        ).fetchall()
+        return sum((Decimal(r[0]) for r in rows), Decimal(0))
+
+    def allocation_rows(self) -> Iterator[tuple[str, str, int, Decimal, int | None]]:
+        for r in self._db.execute(
+            "SELECT maker_venue, maker_trade_id, hedge_client_id, qty, latency_ns FROM allocations"
+        ):
+            yield r[0], r[1], int(r[2]), Decimal(r[3]), r[4]
+
+    # -- cycles, halts, counters --------------------------------------------------------------
+    def start_cycle(self, iteration: int, phase: str, side: Side, target: Decimal) -> int:
+        cursor = self._db.execute(
+            "INSERT INTO cycles (run_id, iteration, phase, side, target, started_at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (self.run_id, iteration, phase, side.value, str(target), time.time()),
+        )
+        return int(cursor.lastrowid or 0)
+
+    def end_cycle(self, cycle_id: int, result: str) -> None:
+        self._db.execute(
+            "UPDATE cycles SET ended_at = ?, result = ? WHERE id = ?",
+            (time.time(), result, cycle_id),
+        )
+
+    def record_halt(self, reason: str) -> None:
+        self._db.execute(
+            "INSERT INTO halts (run_id, at, reason) VALUES (?, ?, ?)",
+            (self.run_id, time.time(), reason),
+        )
+
+    def set_counter(self, name: str, value: float) -> None:
+        self._db.execute(
+            "INSERT INTO counters (run_id, name, value) VALUES (?, ?, ?)"
+            " ON CONFLICT (run_id, name) DO UPDATE SET value = excluded.value",
+            (self.run_id, name, value),
+        )
+
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+        """Read-only access for the report."""
+        return [tuple(row) for row in self._db.execute(sql, params).fetchall()]

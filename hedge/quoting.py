@@ -1,0 +1,71 @@
+"""Maker prices: post-only, rounded to the tick the safe way, never at or through the other side.
+
+A buy is priced `maker_ticks` ticks below the best ask (a sell mirrored), so with a one-tick
+spread and `maker_ticks=1` it joins the best bid, and in a wider spread it improves the bid
+without ever taking. Rounding goes away from the other side (buy down, sell up).
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from collections.abc import Callable
+from decimal import Decimal
+
+from exchanges.base import BookTop, Side, round_price
+
+
+def maker_price(side: Side, top: BookTop, tick: Decimal, maker_ticks: int) -> Decimal:
+    """The post-only price for `side` against `top`; strictly inside the opposite best."""
+    offset = tick * maker_ticks
+    if side is Side.BUY:
+        price = round_price(top.ask - offset, tick, Side.BUY)
+        if price >= top.ask:
+            price = round_price(top.ask - tick, tick, Side.BUY)
+    else:
+        price = round_price(top.bid + offset, tick, Side.SELL)
+        if price <= top.bid:
+            price = round_price(top.bid + tick, tick, Side.SELL)
+    if price <= 0:
+        raise ValueError(f"no positive maker price for {side.value} against {top}")
+    return price
+
+
+def ticks_away(
+    side: Side, order_price: Decimal, top: BookTop, tick: Decimal, maker_ticks: int
+) -> int:
+    """How many ticks our resting price is from where we would quote now."""
+    ideal = maker_price(side, top, tick, maker_ticks)
+    return int(abs(ideal - order_price) / tick)
+
+
+def should_requote(
+    side: Side,
+    order_price: Decimal,
+    top: BookTop,
+    tick: Decimal,
+    maker_ticks: int,
+    requote_ticks: int,
+) -> bool:
+    return ticks_away(side, order_price, top, tick, maker_ticks) > requote_ticks
+
+
+class RateLimiter:
+    """At most `limit` events in any `window` seconds: bounds the re-quote rate."""
+
+    def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic):
+        self.limit = limit
+        self.window = window
+        self.clock = clock
+        self._events: deque[float] = deque()
+
+    def delay(self) -> float:
+        """Seconds to wait before the next event is allowed (0 when allowed now); records it."""
+        now = self.clock()
+        while self._events and now - self._events[0] >= self.window:
+            self._events.popleft()
+        wait = 0.0
+        if len(self._events) >= self.limit:
+            wait = self.window - (now - self._events[0])
+        self._events.append(now + wait)
+        return max(wait, 0.0)
