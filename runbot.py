@@ -27,6 +27,7 @@ from hedge.config import (
     TradingFlags,
     load_settings,
 )
+from hedge.logsetup import REDACTOR
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -178,8 +179,30 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
+        except (typer.Exit, typer.Abort, SystemExit):
+            raise
+        except Exception as exc:
+            path = _write_crash_log()
+            err.print(
+                f"[bold red]unexpected error:[/] {type(exc).__name__}: {REDACTOR.redact(str(exc))}"
+                f" (details in {path})",
+                soft_wrap=True,
+            )
+            raise typer.Exit(EXIT_ERROR) from None
 
     return wrapper
+
+
+def _write_crash_log() -> Path:
+    """The traceback goes to a file (redacted), never to the terminal."""
+    import traceback
+    from datetime import UTC, datetime
+
+    folder = Path("logs")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"crash-{datetime.now(UTC):%Y%m%d-%H%M%S}.log"
+    path.write_text(REDACTOR.redact(traceback.format_exc()), encoding="utf-8")
+    return path
 
 
 def trading_flags(
@@ -224,6 +247,13 @@ def resolve_settings(flags: TradingFlags, *, mode: Mode, env_file: Path | None) 
         env_file=env_file if env_file is not None else Path(".env"),
         env_file_explicit=env_file is not None,
     )
+    for secret in (
+        settings.backpack_public_key,
+        settings.backpack_secret_key,
+        settings.lighter_private_key,
+    ):
+        if secret is not None:
+            REDACTOR.add(secret.reveal())
     for notice in settings.notices:
         err.print(notice)
     return settings
@@ -356,6 +386,96 @@ def check(
     out.print(settings_table(settings))
     out.print(f"[bold]Plan:[/] {plan_text(settings)}")
     out.print("Settings are valid.")
+
+
+SeedOpt = Annotated[
+    str, typer.Option("--seed", metavar="N", help="Seed of the simulated market and its faults.")
+]
+FaultsOpt = Annotated[
+    str,
+    typer.Option(
+        "--faults",
+        metavar="none|light|chaos",
+        help="Fault plan of the simulated venues: dropped sockets, 429/5xx bursts, duplicated "
+        "and reordered events, thin books, invalid nonces...",
+    ),
+]
+
+
+def _sim_options(ticker: str, seed: str, faults: str) -> tuple[str, int, str]:
+    from exchanges.sim.faults import PRESETS
+    from exchanges.sim.market import DEFAULT_TICKERS
+
+    problems = []
+    ticker = ticker.strip().upper()
+    if ticker not in DEFAULT_TICKERS:
+        problems.append(
+            f"--ticker {ticker!r}: the simulated venues list {', '.join(sorted(DEFAULT_TICKERS))}"
+        )
+    if not seed.strip().isdigit():
+        problems.append(f"--seed {seed!r}: expected a non-negative whole number")
+    if faults not in PRESETS:
+        problems.append(f"--faults {faults!r}: expected one of {' | '.join(PRESETS)}")
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return ticker, int(seed), faults
+
+
+@app.command()
+@cli_errors
+def sim(
+    ticker: TickerOpt = "BTC",
+    seed: SeedOpt = "0",
+    faults: FaultsOpt = "none",
+    write_env: Annotated[
+        Path,
+        typer.Option(
+            "--write-env",
+            metavar="PATH",
+            help="Write the venues' URLs and generated keys here, for `run --env-file PATH`.",
+        ),
+    ] = Path("logs/sim.env"),
+    backpack_port: Annotated[
+        int, typer.Option("--backpack-port", metavar="PORT", help="0 = any free port.")
+    ] = 0,
+    lighter_port: Annotated[
+        int, typer.Option("--lighter-port", metavar="PORT", help="0 = any free port.")
+    ] = 0,
+) -> None:
+    """Run the simulated Backpack and Lighter venues on loopback until Ctrl-C."""
+    ticker, seed_value, faults = _sim_options(ticker, seed, faults)
+    import asyncio
+    import signal
+
+    from exchanges.sim.runner import SimCluster
+
+    async def serve() -> None:
+        cluster = SimCluster(
+            seed=seed_value, faults=faults, backpack_port=backpack_port, lighter_port=lighter_port
+        )
+        await cluster.start()
+        cluster.write_env(write_env)
+        spec = cluster.market.tickers[ticker]
+        out.print(f"Backpack  REST {cluster.backpack.api_url}  WS {cluster.backpack.ws_url}")
+        out.print(f"Lighter   REST {cluster.lighter.api_url}  WS {cluster.lighter.ws_url}")
+        out.print(
+            f"Markets   {spec.backpack.symbol} / Lighter {spec.lighter.symbol} "
+            f"(market {spec.lighter.market_id}); seed {seed_value}; faults {faults}"
+        )
+        out.print(f"Env file  {write_env}  (python runbot.py run --env-file {write_env} ...)")
+        out.print("Control   POST /_sim/... on either venue; Ctrl-C stops.")
+        out.file.flush()
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, stop.set)
+        try:
+            await stop.wait()
+        finally:
+            await cluster.stop()
+            out.print("simulated venues stopped")
+
+    asyncio.run(serve())
 
 
 if __name__ == "__main__":
