@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 from exchanges.base import Fill, Order, OrderStatus, Side
 
@@ -412,6 +413,6 @@ class Journal:
             (self.run_id, name, value),
         )
 
-    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[object, ...]]:
+    def query(self, sql: str, params: tuple[object, ...] = ()) -> list[tuple[Any, ...]]:
         """Read-only access for the report."""
         return [tuple(row) for row in self._db.execute(sql, params).fetchall()]
