@@ -26,6 +26,7 @@ from hedge.config import (
     Settings,
     TradingFlags,
     load_settings,
+    with_endpoints,
 )
 from hedge.logsetup import REDACTOR
 
@@ -388,6 +389,87 @@ def check(
     out.print("Settings are valid.")
 
 
+PlainOpt = Annotated[
+    bool,
+    typer.Option(
+        "--plain",
+        help="One log line per event instead of the live dashboard (automatic when stdout is "
+        "not a terminal).",
+    ),
+]
+
+
+def print_summary(summary: dict[str, object], journal: Path, result_reason: str) -> None:
+    latency = summary["hedge_latency_ms"]
+    assert isinstance(latency, dict)
+    table = Table(title="Summary", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    for label, value in (
+        ("result", result_reason),
+        ("cycles", summary["cycles"]),
+        ("maker fills / volume", f"{summary['maker_fills']} / {summary['maker_volume']} USDC"),
+        ("hedge fills / volume", f"{summary['hedge_fills']} / {summary['hedge_volume']} USDC"),
+        ("net position maker", summary["net_position_maker"]),
+        ("net position hedge", summary["net_position_hedge"]),
+        ("net delta", summary["net_delta"]),
+        ("double hedges", summary["double_hedges"]),
+        ("max unhedged", f"{summary['unhedged_max_s']} s"),
+        ("hedge latency p50/p99/max", f"{latency['p50']} / {latency['p99']} / {latency['max']} ms"),
+        ("edge", f"{summary['edge_bps']} bps"),
+        ("fees", f"{summary['fees_quote']} USDC"),
+        ("realized PnL", f"{summary['pnl_quote']} USDC"),
+        ("halts", summary["halts"]),
+        ("journal", str(journal)),
+    ):
+        table.add_row(label, str(value))
+    out.print(table)
+    out.print(
+        f"net delta {summary['net_delta']} | double hedges {summary['double_hedges']} | "
+        f"exit: {result_reason}"
+    )
+
+
+def execute(settings: Settings, *, plain: bool, cluster_factory: object | None = None) -> int:
+    """Run the bot (and, for the demo, the simulated venues first); returns the exit code."""
+    import asyncio
+
+    from hedge.app import run_bot
+    from hedge.logsetup import setup_logging
+
+    plain = plain or not out.is_terminal
+    log_path = setup_logging(
+        settings.log_dir, name=f"{settings.ticker}-{settings.mode.value}", console=plain
+    )
+    out.print(f"log file: {log_path}")
+
+    async def main() -> int:
+        from hedge.dashboard import Dashboard
+
+        cluster = None
+        run_settings = settings
+        if cluster_factory is not None:
+            cluster = cluster_factory()  # type: ignore[operator]
+            await cluster.start()
+            run_settings = with_endpoints(settings, cluster.env())
+        dashboard = None if plain else Dashboard(out)
+        try:
+            bot = await run_bot(
+                run_settings,
+                status=None if dashboard is None else dashboard.status,
+                on_started=None if dashboard is None else dashboard.attach,
+            )
+        finally:
+            if dashboard is not None:
+                await dashboard.stop()
+            if cluster is not None:
+                await cluster.stop()
+        print_summary(bot.summary, bot.journal_path, bot.result.reason)
+        return bot.result.exit_code
+
+    return asyncio.run(main())
+
+
 SeedOpt = Annotated[
     str, typer.Option("--seed", metavar="N", help="Seed of the simulated market and its faults.")
 ]
@@ -476,6 +558,112 @@ def sim(
             out.print("simulated venues stopped")
 
     asyncio.run(serve())
+
+
+@app.command()
+@cli_errors
+def run(
+    ticker: TickerOpt = "BTC",
+    size: SizeOpt = None,
+    max_position: MaxPositionOpt = None,
+    iterations: IterationsOpt = "1",
+    direction: DirectionOpt = "buy",
+    fill_timeout: FillTimeoutOpt = "30",
+    requote_ticks: RequoteTicksOpt = "5",
+    maker_ticks: MakerTicksOpt = "1",
+    max_slippage_bps: SlippageOpt = "20",
+    hedge_timeout: HedgeTimeoutOpt = "5",
+    sleep: SleepOpt = "1",
+    journal: JournalOpt = None,
+    log_dir: LogDirOpt = "logs",
+    env_file: EnvFileOpt = None,
+    rebalance: RebalanceOpt = False,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Paper trading on real public market data: no keys, no orders sent.",
+        ),
+    ] = False,
+    plain: PlainOpt = False,
+) -> None:
+    """Trade: quote post-only on Backpack, hedge every fill on Lighter."""
+    flags = trading_flags(
+        ticker=ticker,
+        size=size,
+        max_position=max_position,
+        iterations=iterations,
+        direction=direction,
+        fill_timeout=fill_timeout,
+        requote_ticks=requote_ticks,
+        maker_ticks=maker_ticks,
+        max_slippage_bps=max_slippage_bps,
+        hedge_timeout=hedge_timeout,
+        sleep=sleep,
+        journal=journal,
+        log_dir=log_dir,
+        rebalance=rebalance,
+    )
+    mode = Mode.DRY_RUN if dry_run else Mode.LIVE
+    settings = resolve_settings(flags, mode=mode, env_file=env_file)
+    raise typer.Exit(execute(settings, plain=plain))
+
+
+@app.command()
+@cli_errors
+def demo(
+    ticker: TickerOpt = "BTC",
+    size: SizeOpt = None,
+    max_position: MaxPositionOpt = None,
+    iterations: IterationsOpt = "3",
+    direction: DirectionOpt = "alternate",
+    fill_timeout: FillTimeoutOpt = "10",
+    requote_ticks: RequoteTicksOpt = "5",
+    maker_ticks: MakerTicksOpt = "1",
+    max_slippage_bps: SlippageOpt = "20",
+    hedge_timeout: HedgeTimeoutOpt = "5",
+    sleep: SleepOpt = "0.5",
+    journal: JournalOpt = None,
+    log_dir: LogDirOpt = "logs",
+    faults: FaultsOpt = "none",
+    seed: SeedOpt = "0",
+    plain: PlainOpt = False,
+) -> None:
+    """Offline demo: simulated Backpack and Lighter on loopback, the real bot against them."""
+    sim_ticker, seed_value, faults = _sim_options(ticker, seed, faults)
+    from datetime import UTC, datetime
+
+    from exchanges.sim.market import DEFAULT_TICKERS
+    from exchanges.sim.runner import SimCluster
+
+    spec = DEFAULT_TICKERS[sim_ticker]
+    default_size = max(spec.backpack.min_qty, spec.lighter.min_qty) * 10
+    stamp = f"{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    flags = trading_flags(
+        ticker=sim_ticker,
+        size=size or str(default_size),
+        max_position=max_position,
+        iterations=iterations,
+        direction=direction,
+        fill_timeout=fill_timeout,
+        requote_ticks=requote_ticks,
+        maker_ticks=maker_ticks,
+        max_slippage_bps=max_slippage_bps,
+        hedge_timeout=hedge_timeout,
+        sleep=sleep,
+        journal=journal or str(Path(log_dir) / f"demo-{sim_ticker}-{stamp}.sqlite"),
+        log_dir=log_dir,
+    )
+    settings = load_settings(flags, mode=Mode.DEMO, env={})
+
+    def cluster_factory() -> SimCluster:
+        return SimCluster(seed=seed_value, faults=faults)
+
+    out.print(
+        f"demo: simulated venues on loopback (seed {seed_value}, faults {faults}); "
+        f"{settings.iterations} iteration(s) of {settings.size} {settings.ticker}"
+    )
+    raise typer.Exit(execute(settings, plain=plain, cluster_factory=cluster_factory))
 
 
 if __name__ == "__main__":

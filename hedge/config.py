@@ -403,3 +403,25 @@ def _valid_url(value: str, *, ws: bool) -> bool:
     parsed = urlparse(value)
     schemes = ("ws", "wss") if ws else ("http", "https")
     return parsed.scheme in schemes and bool(parsed.netloc)
+
+
+def with_endpoints(settings: Settings, env: Mapping[str, str]) -> Settings:
+    """The same settings pointed at other venues (the demo's simulators): URLs, keys, indices
+    from `env`, validated like any other environment."""
+    flags = TradingFlags(
+        ticker=settings.ticker,
+        size=str(settings.size),
+        max_position=str(settings.max_position),
+        iterations=str(settings.iterations),
+        direction=settings.direction.value,
+        fill_timeout=repr(settings.fill_timeout),
+        requote_ticks=str(settings.requote_ticks),
+        maker_ticks=str(settings.maker_ticks),
+        max_slippage_bps=str(settings.max_slippage_bps),
+        hedge_timeout=repr(settings.hedge_timeout),
+        sleep=repr(settings.sleep),
+        journal=str(settings.journal),
+        log_dir=str(settings.log_dir),
+        rebalance=settings.rebalance,
+    )
+    return load_settings(flags, mode=settings.mode, env=env, require_keys=True)

@@ -1,0 +1,104 @@
+"""Wiring: build the venues for a Settings, run the engine with signals, logs, journal, summary.
+
+`runbot.py` commands call `run_bot`; the demo first starts the simulated venues in-process and
+then runs exactly the same path against them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from exchanges.base import Venue
+from hedge.config import Settings
+from hedge.engine import EngineStatus, HedgeEngine, RunResult
+from hedge.journal import Journal
+from hedge.report import summarize
+
+log = logging.getLogger(__name__)
+
+
+def build_venues(settings: Settings) -> tuple[Venue, Venue]:
+    """Backpack (maker) and Lighter (hedge) for these settings; paper-wrapped for a dry run."""
+    from exchanges.lighter import LighterVenue
+
+    from exchanges.backpack import BackpackVenue
+
+    def reveal(secret: Any) -> str | None:
+        return None if secret is None else str(secret.reveal())
+
+    maker: Venue = BackpackVenue(
+        settings.ticker,
+        api_url=settings.backpack_api_url,
+        ws_url=settings.backpack_ws_url,
+        public_key=None if settings.dry_run else reveal(settings.backpack_public_key),
+        secret_key=None if settings.dry_run else reveal(settings.backpack_secret_key),
+    )
+    hedge: Venue = LighterVenue(
+        settings.ticker,
+        api_url=settings.lighter_api_url,
+        ws_url=settings.lighter_ws_url,
+        private_key=None if settings.dry_run else reveal(settings.lighter_private_key),
+        account_index=None if settings.dry_run else settings.lighter_account_index,
+        api_key_index=None if settings.dry_run else settings.lighter_api_key_index,
+    )
+    if settings.dry_run:
+        from hedge.paper import PaperVenue
+
+        maker = PaperVenue(maker, role="maker")
+        hedge = PaperVenue(hedge, role="hedge")
+    return maker, hedge
+
+
+@dataclass
+class BotRun:
+    result: RunResult
+    summary: dict[str, Any]
+    journal_path: Path
+
+
+async def run_bot(
+    settings: Settings,
+    *,
+    maker: Venue | None = None,
+    hedge: Venue | None = None,
+    status: EngineStatus | None = None,
+    on_started: Callable[[HedgeEngine], None] | None = None,
+    install_signals: bool = True,
+) -> BotRun:
+    """Run the engine to its end; venues and journal are closed whatever happens."""
+    if maker is None or hedge is None:
+        maker, hedge = build_venues(settings)
+    csv_path = (
+        settings.log_dir / f"{settings.ticker}-trades{'-dry' if settings.dry_run else ''}.csv"
+    )
+    journal = Journal(settings.journal, csv_path=csv_path)
+    engine = HedgeEngine(settings, maker, hedge, journal, status=status)
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM) if install_signals else ()
+    for signum in signals:
+        loop.add_signal_handler(signum, engine.request_stop)
+    if on_started is not None:
+        on_started(engine)
+    try:
+        result = await engine.run()
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+        if engine.hedger is not None:
+            journal.set_counter("over_hedges", engine.hedger.stats.over_hedges)
+        for venue in (maker, hedge):
+            reconnects = getattr(venue, "reconnects", 0)
+            journal.set_counter(f"reconnects_{venue.name}", float(reconnects))
+            try:
+                await venue.close()
+            except Exception as exc:  # closing must not hide the run's own outcome
+                log.warning("closing %s failed: %s", venue.name, exc)
+    summary = summarize(journal, maker_venue=maker.name)
+    journal.close()
+    return BotRun(result, summary, settings.journal)

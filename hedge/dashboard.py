@@ -1,0 +1,159 @@
+"""The live dashboard: one rich screen, redrawn a few times a second from in-memory state.
+
+It reads the engine's status, the hedger's counters and the venues' book tops; it never asks a
+venue anything over the network, so it costs a fraction of a core. `render()` builds the screen
+as a renderable, so tests can draw it on a recording console.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from decimal import Decimal
+
+from rich.console import Console, Group
+from rich.live import Live
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from hedge.engine import EngineStatus, HedgeEngine
+from hedge.report import percentile
+
+REFRESH_PER_SECOND = 4
+
+
+def _fmt(value: Decimal | None, places: int = 6) -> str:
+    if value is None:
+        return "-"
+    text = f"{value:.{places}f}".rstrip("0").rstrip(".")
+    return text or "0"
+
+
+class Dashboard:
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.status = EngineStatus()
+        self.engine: HedgeEngine | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._live: Live | None = None
+        self.renders = 0
+
+    def attach(self, engine: HedgeEngine) -> None:
+        self.engine = engine
+        self._live = Live(self.render(), console=self.console, auto_refresh=False, transient=False)
+        self._live.start()
+        self._task = asyncio.create_task(self._refresh(), name="dashboard")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        if self._live is not None:
+            self._live.update(self.render(), refresh=True)
+            self._live.stop()
+            self._live = None
+
+    async def _refresh(self) -> None:
+        assert self._live is not None
+        while True:
+            await asyncio.sleep(1 / REFRESH_PER_SECOND)
+            self._live.update(self.render(), refresh=True)
+
+    def render(self) -> Group:
+        self.renders += 1
+        engine = self.engine
+        status = self.status
+        header = Text.assemble(
+            ("hedgebot ", "bold"),
+            f"state: {status.state}   iteration {status.iteration}/{status.iterations}   "
+            f"{status.phase}",
+        )
+        if engine is None:
+            return Group(Panel(header))
+        settings = engine.settings
+        maker, hedge = engine.maker, engine.hedge
+        hedger = engine.hedger
+
+        books = Table(show_header=True, header_style="bold", expand=True)
+        for column in ("venue", "bid", "ask", "spread", "book age"):
+            books.add_column(column)
+        tops = {}
+        for venue in (maker, hedge):
+            top = venue.top()
+            tops[venue.name] = top
+            if top is None:
+                books.add_row(venue.name, "-", "-", "-", "-")
+            else:
+                age = time.monotonic() - top.updated_at
+                books.add_row(
+                    venue.name,
+                    _fmt(top.bid, 4),
+                    _fmt(top.ask, 4),
+                    _fmt(top.spread, 4),
+                    f"{age:.1f} s",
+                )
+        maker_top, hedge_top = tops.get(maker.name), tops.get(hedge.name)
+        cross = "-"
+        if maker_top is not None and hedge_top is not None and maker_top.mid:
+            bps = (hedge_top.mid - maker_top.mid) / maker_top.mid * 10_000
+            cross = f"{bps:.2f} bps ({hedge.name} mid - {maker.name} mid)"
+
+        order = status.maker_order
+        if order is None:
+            order_line = "maker order: none"
+        else:
+            age = time.monotonic() - status.maker_order_since
+            distance = ""
+            if maker_top is not None:
+                best = maker_top.bid if order.side.value == "buy" else maker_top.ask
+                distance = f", {_fmt(abs(order.price - best), 4)} from the top"
+            order_line = (
+                f"maker order: {order.side.value} {_fmt(order.qty)} @ {_fmt(order.price, 4)} "
+                f"(client {order.client_id}, {age:.1f} s{distance})"
+            )
+
+        legs = Table(show_header=True, header_style="bold", expand=True)
+        for column in ("", settings.ticker):
+            legs.add_column(column)
+        if hedger is not None:
+            stats = hedger.stats
+            latencies = [ns / 1e6 for ns in stats.latencies_ns]
+            rows = [
+                (f"{maker.name} position", _fmt(engine.maker_position)),
+                (f"{hedge.name} position", _fmt(engine.hedge_position)),
+                ("net", _fmt(engine.maker_position + engine.hedge_position)),
+                ("unhedged", f"{_fmt(hedger.unhedged)} (for {hedger.unhedged_age():.1f} s)"),
+                ("fills maker / hedge", f"{stats.maker_fills} / {stats.hedge_fills}"),
+                (
+                    "hedge latency p50 / p99",
+                    f"{percentile(latencies, 0.5):.3f} / {percentile(latencies, 0.99):.3f} ms",
+                ),
+                (
+                    "hedges sent / failed / escalations",
+                    f"{stats.hedges_sent} / {stats.hedge_failures} / {stats.escalations}",
+                ),
+                ("duplicates ignored", str(stats.duplicates_ignored)),
+                (
+                    "re-quotes / post-only rejects",
+                    f"{status.requotes} / {status.post_only_rejects}",
+                ),
+                (
+                    "reconnects",
+                    ", ".join(f"{v.name} {getattr(v, 'reconnects', 0)}" for v in (maker, hedge)),
+                ),
+            ]
+            for label, value in rows:
+                legs.add_row(label, value)
+        warnings = Text("\n".join(status.warnings) or "no warnings", style="yellow")
+        return Group(
+            Panel(header, subtitle=f"{maker.name} maker / {hedge.name} hedge"),
+            books,
+            Text(f"cross-venue spread: {cross}"),
+            Text(order_line),
+            legs,
+            Panel(warnings, title="last warnings"),
+        )
