@@ -306,7 +306,18 @@ class _BookSide:
     """One side of a book. Keys are ticks for asks and -ticks for bids, so on both sides the
     ascending key order is best-first and 'crosses limit L' is 'key <= key(L)'."""
 
-    __slots__ = ("bg", "bg_keys", "changed", "is_bid", "own", "own_keys", "own_qty", "shown")
+    __slots__ = (
+        "bg",
+        "bg_keys",
+        "changed",
+        "is_bid",
+        "own",
+        "own_keys",
+        "own_qty",
+        "reshape",
+        "shaped_top",
+        "shown",
+    )
 
     def __init__(self, is_bid: bool) -> None:
         self.is_bid = is_bid
@@ -317,6 +328,8 @@ class _BookSide:
         self.own_qty: dict[int, int] = {}  # key -> resting size in steps
         self.shown: dict[int, int] = {}  # key -> visible size last emitted
         self.changed: set[int] = set()
+        self.shaped_top: int | None = None  # top key the background was last shaped for
+        self.reshape = True  # background levels were taken away since: shape again
 
     def key(self, tick: int) -> int:
         return -tick if self.is_bid else tick
@@ -333,8 +346,16 @@ class _BookSide:
             return bg
         return min(bg, own)
 
-    def drop_bg(self, key: int) -> None:
+    def consume_bg(self, key: int, steps: int) -> None:
+        """A taker took `steps` of background size at `key`."""
+        left = self.bg[key] - steps
+        if left > 0:
+            self.bg[key] = left
+            self.changed.add(key)
+            self.reshape = True  # a thin book is topped up to its cap again
+            return
         del self.bg[key]
+        self.reshape = True
         if self.bg_keys and self.bg_keys[0] == key:
             self.bg_keys.pop(0)
         else:
@@ -608,6 +629,7 @@ class VenueBook:
         if qty is not None and qty < 0:
             raise SimRejected("qty")
         self._thin_steps = None if qty is None else self._to_steps_floor(qty)
+        self._bids.reshape = self._asks.reshape = True
         self._reshape(self._fair)
         self._flush()
 
@@ -762,13 +784,8 @@ class VenueBook:
                 self._public_trade(tick, steps, order.side)
                 remaining -= steps
                 continue
-            available = opposite.bg[key]
-            steps = min(available, remaining)
-            if steps == available:
-                opposite.drop_bg(key)
-            else:
-                opposite.bg[key] = available - steps
-                opposite.changed.add(key)
+            steps = min(opposite.bg[key], remaining)
+            opposite.consume_bg(key, steps)
             self._trade(order, tick, steps, is_maker=False)
             self._public_trade(tick, steps, order.side)
             remaining -= steps
@@ -895,8 +912,12 @@ class VenueBook:
                 self._maker_fill(order, side.tick(key), self._rem[order.order_id])
 
     def _shape_side(self, side: _BookSide, top_tick: int) -> None:
-        gap = self._gap
         top_key = side.key(top_tick)
+        if top_key == side.shaped_top and not side.reshape:
+            return  # same top, nothing taken: the levels stand as they are
+        side.shaped_top = top_key
+        side.reshape = False
+        gap = self._gap
         first = (top_key // gap + 1) * gap  # levels below the top sit on a grid of `gap`
         old = side.bg
         new: dict[int, int] = {}
@@ -973,11 +994,7 @@ class VenueBook:
             key = side.bg_keys[0]
             available = side.bg[key]
             steps = min(available, max(1, int(available * rng.uniform(0.03, 0.5))))
-            if steps == available:
-                side.drop_bg(key)
-            else:
-                side.bg[key] = available - steps
-                side.changed.add(key)
+            side.consume_bg(key, steps)
             self._public_trade(side.tick(key), steps, taker)
 
     def _flush(self) -> None:

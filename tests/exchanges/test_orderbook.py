@@ -16,6 +16,7 @@ from exchanges.orderbook import (
     BookState,
     Level,
     OrderBook,
+    Sequencing,
     apply_backpack_depth,
     apply_backpack_snapshot,
     apply_lighter_order_book,
@@ -359,26 +360,26 @@ def test_lighter_malformed_update_is_a_gap() -> None:
 # --------------------------------------------------------------------------------------------
 
 quantities = st.sampled_from(["0", "0", "1", "2.5", "0.001", "10"])
-# Bid and ask price ranges overlap a little, so some sequences cross the book and most do not.
-bid_changes = st.lists(st.tuples(st.integers(1, 22), quantities), max_size=6)
-ask_changes = st.lists(st.tuples(st.integers(19, 40), quantities), max_size=6)
+bid_changes = st.lists(st.tuples(st.integers(1, 20), quantities), max_size=6)
+ask_changes = st.lists(st.tuples(st.integers(21, 40), quantities), max_size=6)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     snapshot_bids=st.dictionaries(st.integers(1, 20), quantities, max_size=8),
     snapshot_asks=st.dictionaries(st.integers(21, 40), quantities, max_size=8),
-    deltas=st.lists(st.tuples(bid_changes, ask_changes), max_size=40),
+    deltas=st.lists(st.tuples(bid_changes, ask_changes), min_size=10, max_size=50),
+    cross_at=st.none() | st.integers(0, 20),  # where to inject a bid above every ask
     sequencing=st.sampled_from([BACKPACK, LIGHTER]),
 )
 def test_top_and_levels_always_match_a_dict_model(
     snapshot_bids: dict[int, str],
     snapshot_asks: dict[int, str],
     deltas: list[tuple[list[tuple[int, str]], list[tuple[int, str]]]],
-    sequencing: object,
+    cross_at: int | None,
+    sequencing: Sequencing,
 ) -> None:
-    assert sequencing in (BACKPACK, LIGHTER)
-    book = OrderBook("P", sequencing)  # type: ignore[arg-type]
+    book = OrderBook("P", sequencing)
     model_bids = {D(p): D(q) for p, q in snapshot_bids.items() if D(q)}
     model_asks = {D(p): D(q) for p, q in snapshot_asks.items() if D(q)}
     book.apply_snapshot(
@@ -387,15 +388,16 @@ def test_top_and_levels_always_match_a_dict_model(
         1,
     )
     seq = 1
-    step = 1 if sequencing is BACKPACK else 0
-    for bid_changes, ask_changes in deltas:
+    for index, (bid_changes, ask_changes) in enumerate(deltas):
+        if index == cross_at:
+            bid_changes = [*bid_changes, (41, "1")]
         for side, changes in ((model_bids, bid_changes), (model_asks, ask_changes)):
             for p, q in changes:
                 if D(q):
                     side[D(p)] = D(q)
                 else:
                     side.pop(D(p), None)
-        first, seq = seq + step, seq + 3
+        first, seq = seq + sequencing.step, seq + 3
         ok = book.apply_delta(
             [(D(p), D(q)) for p, q in bid_changes],
             [(D(p), D(q)) for p, q in ask_changes],
