@@ -9,7 +9,7 @@ unexpected error is one line plus the log file path and exit code 1 — never a 
 from __future__ import annotations
 
 from collections.abc import Callable
-from decimal import ROUND_CEILING
+from decimal import ROUND_CEILING, Decimal
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
@@ -664,6 +664,155 @@ def demo(
         f"{settings.iterations} iteration(s) of {settings.size} {settings.ticker}"
     )
     raise typer.Exit(execute(settings, plain=plain, cluster_factory=cluster_factory))
+
+
+def _account_settings(ticker: str, env_file: Path | None) -> Settings:
+    """Settings for commands that only read or close the account (no trading flags needed)."""
+    flags = TradingFlags(ticker=ticker, size="1")
+    return resolve_settings(flags, mode=Mode.LIVE, env_file=env_file)
+
+
+@app.command()
+@cli_errors
+def status(
+    ticker: TickerOpt = "BTC",
+    env_file: EnvFileOpt = None,
+    journal: JournalOpt = None,
+) -> None:
+    """Positions, open orders and collateral on both venues, the net, and the journal's view."""
+    import asyncio
+
+    from hedge.app import build_venues
+    from hedge.journal import Journal
+
+    settings = _account_settings(ticker, env_file)
+    journal_path = Path(journal) if journal else _latest_journal(Path("logs"), settings.ticker)
+
+    async def main() -> None:
+        maker, hedge = build_venues(settings)
+        try:
+            await asyncio.gather(maker.connect(), hedge.connect())
+            table = Table(title=f"{settings.ticker} account status")
+            for column in ("venue", "position", "open orders", "equity", "available"):
+                table.add_column(column)
+            positions = {}
+            for venue in (maker, hedge):
+                position = await venue.position()
+                positions[venue.name] = position
+                orders = await venue.open_orders()
+                balance = await venue.balance()
+                described = ", ".join(
+                    f"{o.side.value} {o.qty}@{o.price} (client {o.client_id})" for o in orders
+                )
+                table.add_row(
+                    venue.name,
+                    str(position),
+                    described or "none",
+                    str(balance.equity),
+                    str(balance.available),
+                )
+            out.print(table)
+            net = sum(positions.values(), Decimal(0))
+            out.print(f"net delta: {net} {settings.ticker}")
+            if journal_path is not None and journal_path.exists():
+                book = Journal(journal_path)
+                try:
+                    for name, position in positions.items():
+                        expected = book.net_position(name)
+                        verdict = "agrees" if expected == position else "DIFFERS"
+                        out.print(
+                            f"journal {journal_path.name}: {name} {expected} ({verdict} with "
+                            f"the venue's {position})"
+                        )
+                finally:
+                    book.close()
+            else:
+                out.print("no journal found to compare with")
+        finally:
+            await asyncio.gather(maker.close(), hedge.close(), return_exceptions=True)
+
+    asyncio.run(main())
+
+
+@app.command()
+@cli_errors
+def flatten(
+    ticker: TickerOpt = "BTC",
+    env_file: EnvFileOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    max_slippage_bps: SlippageOpt = "50",
+) -> None:
+    """Cancel open orders on both venues and close both positions with IOC orders."""
+    import asyncio
+
+    from hedge.app import build_venues
+    from hedge.flatten import flatten_account
+
+    settings = _account_settings(ticker, env_file)
+    try:
+        slippage = Decimal(max_slippage_bps)
+    except ArithmeticError:
+        raise ConfigError(f"--max-slippage-bps {max_slippage_bps!r}: expected a number") from None
+    if not yes and not typer.confirm(
+        f"Cancel all {settings.ticker} orders and close both positions at market?"
+    ):
+        out.print("nothing done")
+        raise typer.Exit(EXIT_OK)
+
+    async def main() -> int:
+        maker, hedge = build_venues(settings)
+        try:
+            await asyncio.gather(maker.connect(), hedge.connect())
+            actions, remaining = await flatten_account((maker, hedge), slippage_bps=slippage)
+        finally:
+            await asyncio.gather(maker.close(), hedge.close(), return_exceptions=True)
+        for line in actions:
+            out.print(line)
+        if any(remaining.values()):
+            err.print(f"still open: {remaining}")
+            return EXIT_HALTED
+        out.print("both venues flat, no open orders")
+        return EXIT_OK
+
+    raise typer.Exit(asyncio.run(main()))
+
+
+def _latest_journal(folder: Path, ticker: str | None = None) -> Path | None:
+    pattern = f"*{ticker}*.sqlite" if ticker else "*.sqlite"
+    candidates = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
+    return candidates[-1] if candidates else None
+
+
+@app.command()
+@cli_errors
+def report(
+    journal: JournalOpt = None,
+    as_json: Annotated[
+        bool, typer.Option("--json", help="One JSON object with stable keys (see README).")
+    ] = False,
+) -> None:
+    """Summarize a journal: fills, volume, net delta, hedge latency, fees, PnL, halts."""
+    import json
+
+    from hedge.journal import Journal
+    from hedge.report import summarize
+
+    path = Path(journal) if journal else _latest_journal(Path("logs"))
+    if path is None or not path.exists():
+        raise ConfigError(
+            f"--journal {journal or 'logs/*.sqlite'}: no journal found (run the bot first, or "
+            "name one with --journal)"
+        )
+    book = Journal(path)
+    try:
+        summary = summarize(book)
+    finally:
+        book.close()
+    if as_json:
+        out.file.write(json.dumps(summary, sort_keys=True) + "\n")
+        return
+    reasons = summary.get("halt_reasons") or []
+    print_summary(summary, path, "; ".join(str(r) for r in reasons) or "no halts")
 
 
 if __name__ == "__main__":

@@ -433,6 +433,7 @@ class HedgeEngine:
             raise Halt(f"hedge not settled: exposure {self.hedger.exposure}")
         self._check_signals()
         await self._balance_check()
+        await asyncio.to_thread(self.journal.checkpoint)
 
     # -- events --------------------------------------------------------------------------------
     def _on_maker_event(self, event: VenueEvent) -> None:

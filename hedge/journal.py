@@ -122,6 +122,7 @@ class JournalFill:
     fee: Decimal
     is_maker: bool
     recorded_at: float
+    run_id: int = 0
 
 
 class Journal:
@@ -133,13 +134,20 @@ class Journal:
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
+        # No automatic checkpoints: one would stall the fill -> hedge path for milliseconds.
+        # The engine calls checkpoint() between steps, from a thread.
+        self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.executescript(SCHEMA)
         self.run_id: int = 0
         self._csv_path = csv_path
         self._csv_file = None
         self._csv: csv.writer | None = None  # type: ignore[valid-type]
+        # CSV rows of fills inserted inside an open transaction: written at COMMIT, dropped at
+        # ROLLBACK, so the CSV never shows a fill the database does not hold (nor twice).
+        self._csv_pending: list[list[object]] = []
         if csv_path is not None:
-            new = not csv_path.exists()
+            # An empty file (created, then killed before the header) still gets its header.
+            new = not csv_path.exists() or csv_path.stat().st_size == 0
             csv_path.parent.mkdir(parents=True, exist_ok=True)
             self._csv_file = csv_path.open("a", newline="", encoding="utf-8")
             self._csv = csv.writer(self._csv_file)
@@ -153,6 +161,15 @@ class Journal:
             self._csv_file = None
         self._db.close()
 
+    def checkpoint(self) -> None:
+        """Fold the WAL into the database file. Blocking: call it from a thread, off the hot path.
+        Uses its own connection so it never shares a cursor with the event loop's writes."""
+        connection = sqlite3.connect(self.path, timeout=5)
+        try:
+            connection.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        finally:
+            connection.close()
+
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """Group writes into one commit (one fsync-free WAL append); re-entrant."""
@@ -163,9 +180,14 @@ class Journal:
         try:
             yield
         except BaseException:
-            self._db.execute("ROLLBACK")
+            self._csv_pending.clear()
+            # Some SQLite errors (disk full, I/O) roll back by themselves; a second ROLLBACK
+            # would raise and hide the original error.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
             raise
         self._db.execute("COMMIT")
+        self._flush_csv()
 
     # -- runs --------------------------------------------------------------------------------
     def start_run(self, *, mode: str, ticker: str, settings: dict[str, str]) -> int:
@@ -179,10 +201,13 @@ class Journal:
     def unfinished_run(self) -> tuple[int, Decimal, float] | None:
         """(run id, maker baseline, start time) of the latest run when it did not finish well
         (killed, crashed, halted or interrupted), so a restart returns to the same baseline."""
+        # A run that stopped before reconciling (no baseline set, nothing quoted) says nothing
+        # about the position: look past it, or the baseline of an earlier unfinished run is lost.
         row = self._db.execute(
-            "SELECT id, maker_baseline, started_at, exit_code FROM runs ORDER BY id DESC LIMIT 1"
+            "SELECT id, maker_baseline, started_at, exit_code FROM runs"
+            " WHERE maker_baseline IS NOT NULL ORDER BY id DESC LIMIT 1"
         ).fetchone()
-        if row is None or row[3] == 0 or row[1] is None:
+        if row is None or row[3] == 0:
             return None
         return int(row[0]), Decimal(row[1]), float(row[2])
 
@@ -301,9 +326,9 @@ class Journal:
         )
         if cursor.rowcount == 0:
             return False
-        if self._csv is not None and self._csv_file is not None:
+        if self._csv is not None:
             stamp = datetime.fromtimestamp(now, UTC).isoformat(timespec="milliseconds")
-            self._csv.writerow(
+            self._csv_pending.append(
                 [
                     stamp,
                     fill.venue,
@@ -315,8 +340,15 @@ class Journal:
                     fill.trade_id,
                 ]
             )
-            self._csv_file.flush()
+            if not self._db.in_transaction:
+                self._flush_csv()
         return True
+
+    def _flush_csv(self) -> None:
+        if self._csv is not None and self._csv_file is not None and self._csv_pending:
+            self._csv.writerows(self._csv_pending)
+            self._csv_file.flush()
+        self._csv_pending.clear()
 
     def has_fill(self, venue: str, trade_id: str) -> bool:
         row = self._db.execute(
@@ -325,7 +357,8 @@ class Journal:
         return row is not None
 
     def fills(self, venue: str | None = None, *, run_id: int | None = None) -> list[JournalFill]:
-        query = "SELECT venue, trade_id, client_id, side, qty, price, fee, is_maker, recorded_at"
+        query = "SELECT venue, trade_id, client_id, side, qty, price, fee, is_maker, recorded_at,"
+        query += " run_id"
         query += " FROM fills WHERE 1 = 1"
         params: list[object] = []
         if venue is not None:
@@ -346,6 +379,7 @@ class Journal:
                 fee=Decimal(r[6]),
                 is_maker=bool(r[7]),
                 recorded_at=float(r[8]),
+                run_id=int(r[9]),
             )
             for r in self._db.execute(query, params)
         ]
