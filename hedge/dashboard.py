@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import time
 from decimal import Decimal
 
@@ -21,14 +22,19 @@ from rich.text import Text
 from hedge.engine import EngineStatus, HedgeEngine
 from hedge.report import percentile
 
+log = logging.getLogger(__name__)
+
 REFRESH_PER_SECOND = 4
+# Latency percentiles over the most recent hedges only: the hedger keeps every latency of the
+# run, and sorting all of them four times a second would grow the dashboard's cost with the run.
+LATENCY_WINDOW = 1000
 
 
 def _fmt(value: Decimal | None, places: int = 6) -> str:
     if value is None:
         return "-"
     text = f"{value:.{places}f}".rstrip("0").rstrip(".")
-    return text or "0"
+    return "0" if text in ("", "-0") else text
 
 
 class Dashboard:
@@ -39,6 +45,7 @@ class Dashboard:
         self._task: asyncio.Task[None] | None = None
         self._live: Live | None = None
         self.renders = 0
+        self.draw_failures = 0
 
     def attach(self, engine: HedgeEngine) -> None:
         self.engine = engine
@@ -53,20 +60,35 @@ class Dashboard:
                 await self._task
             self._task = None
         if self._live is not None:
-            self._live.update(self.render(), refresh=True)
-            self._live.stop()
-            self._live = None
+            try:
+                self._draw()
+            finally:
+                self._live.stop()  # always give the terminal back
+                self._live = None
 
     async def _refresh(self) -> None:
-        assert self._live is not None
         while True:
             await asyncio.sleep(1 / REFRESH_PER_SECOND)
+            self._draw()
+
+    def _draw(self) -> None:
+        """One redraw. A display fault is logged and skipped: it must never end the run, nor
+        surface from stop() in place of the run's own result."""
+        if self._live is None:
+            return
+        try:
             self._live.update(self.render(), refresh=True)
+        except Exception:
+            self.draw_failures += 1
+            if self.draw_failures == 1:  # once with the traceback, not four times a second
+                log.exception("dashboard redraw failed")
 
     def render(self) -> Group:
         self.renders += 1
         engine = self.engine
-        status = self.status
+        # The engine's own status is the truth once attached (the same object when the engine
+        # was built with status=dashboard.status).
+        status = engine.status if engine is not None else self.status
         header = Text.assemble(
             ("hedgebot ", "bold"),
             f"state: {status.state}   iteration {status.iteration}/{status.iterations}   "
@@ -121,7 +143,7 @@ class Dashboard:
             legs.add_column(column)
         if hedger is not None:
             stats = hedger.stats
-            latencies = [ns / 1e6 for ns in stats.latencies_ns]
+            latencies = [ns / 1e6 for ns in stats.latencies_ns[-LATENCY_WINDOW:]]
             rows = [
                 (f"{maker.name} position", _fmt(engine.maker_position)),
                 (f"{hedge.name} position", _fmt(engine.hedge_position)),
@@ -129,7 +151,7 @@ class Dashboard:
                 ("unhedged", f"{_fmt(hedger.unhedged)} (for {hedger.unhedged_age():.1f} s)"),
                 ("fills maker / hedge", f"{stats.maker_fills} / {stats.hedge_fills}"),
                 (
-                    "hedge latency p50 / p99",
+                    f"hedge latency p50 / p99 (last {LATENCY_WINDOW})",
                     f"{percentile(latencies, 0.5):.3f} / {percentile(latencies, 0.99):.3f} ms",
                 ),
                 (

@@ -51,21 +51,27 @@ def should_requote(
 
 
 class RateLimiter:
-    """At most `limit` events in any `window` seconds: bounds the re-quote rate."""
+    """At most `limit` events in any `window` seconds: bounds the re-quote rate.
+
+    An event is recorded at the time it is allowed (now + the returned delay), so callers that
+    ask again before their delay has passed are queued behind it, not let through.
+    """
 
     def __init__(self, limit: int, window: float, clock: Callable[[], float] = time.monotonic):
+        if limit < 1 or window <= 0:
+            raise ValueError("RateLimiter needs limit >= 1 and window > 0")
         self.limit = limit
         self.window = window
         self.clock = clock
-        self._events: deque[float] = deque()
+        # Only the last `limit` allowed times matter: the next event may come `window` after
+        # the oldest of them.
+        self._events: deque[float] = deque(maxlen=limit)
 
     def delay(self) -> float:
         """Seconds to wait before the next event is allowed (0 when allowed now); records it."""
         now = self.clock()
-        while self._events and now - self._events[0] >= self.window:
-            self._events.popleft()
-        wait = 0.0
-        if len(self._events) >= self.limit:
-            wait = self.window - (now - self._events[0])
-        self._events.append(now + wait)
-        return max(wait, 0.0)
+        at = now
+        if len(self._events) == self.limit:
+            at = max(now, self._events[0] + self.window)
+        self._events.append(at)
+        return at - now
