@@ -18,6 +18,10 @@ server-level faults of the market's `FaultPlan` (see `exchanges/sim/faults.py`):
   and sent after the next one (or after `reorder_hold_s` when no next one comes).
 - `depth_gap`: a depth delta is not sent, so the client sees a hole in the U/u sequence.
 
+The per-event faults (duplicate, reorder, depth gap) are decided when the event is produced,
+so an armed fault hits the very next event; the transport faults (drop, delay) when a message
+is about to be written.
+
 Error bodies are `{"code": ..., "message": ...}` with the venue's codes (`INVALID_SIGNATURE`,
 `INVALID_CLIENT_REQUEST`, `INVALID_MARKET`, `INVALID_ORDER`, `RESOURCE_NOT_FOUND`,
 `TOO_MANY_REQUESTS`, ...). WebSocket errors are `{"id": <id or null>, "error": {"code": int,
@@ -296,7 +300,7 @@ class _WsConnection:
     """One accepted WebSocket: its subscriptions, its account (after a signed subscribe) and
     the queue its writer task drains, so market listeners never await."""
 
-    __slots__ = ("account", "held", "queue", "request", "streams", "writer", "ws")
+    __slots__ = ("account", "held", "held_timer", "queue", "request", "streams", "writer", "ws")
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request):
         self.ws = ws
@@ -306,6 +310,7 @@ class _WsConnection:
         # (kind, text): kind is "depth", "order" or "other" (fault decisions depend on it)
         self.queue: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
         self.held: str | None = None  # an order update held back by 'reorder_event'
+        self.held_timer: asyncio.TimerHandle | None = None
         self.writer: asyncio.Task[None] | None = None
 
     def abort(self) -> None:
@@ -390,6 +395,13 @@ class BackpackServer:
         for conn in list(self._conns):
             conn.abort()
 
+    def publish_raw(self, stream: str, text: str, *, account: int | None = None) -> None:
+        """Send `{"stream": stream, "data": <text>}` verbatim to the connections subscribed to
+        `stream` (only those of `account` when given): tests use it to inject malformed data.
+        The message goes through the same writer and faults as real ones."""
+        kind = "order" if stream.startswith("account.orderUpdate") else "other"
+        self._publish((stream,), kind, text, account=account)
+
     def _count_connections(self, runner: web.AppRunner) -> None:
         """Count accepted TCP connections: every one passes through the low-level server's
         `connection_made` (one RequestHandler per connection, however many requests it serves)."""
@@ -434,7 +446,7 @@ class BackpackServer:
         except ImportError:  # the control module is optional for the server itself
             log.debug("exchanges.sim.control not available; no control routes")
         else:
-            add_control_routes(app, self.market)
+            add_control_routes(app, self.market, venue=VENUE)
         return app
 
     # -- REST plumbing -----------------------------------------------------------------------
@@ -993,13 +1005,46 @@ class BackpackServer:
                 continue
             for stream in streams:
                 if stream in conn.streams:
-                    text = f'{{"stream":"{stream}","data":{data_json}}}'
                     if conn.queue.qsize() >= _MAX_QUEUED_MESSAGES:
                         log.warning("ws reader too slow, dropping its connection")
                         conn.abort()
                         break
-                    conn.queue.put_nowait((kind, text))
+                    self._enqueue(conn, kind, f'{{"stream":"{stream}","data":{data_json}}}')
                     break
+
+    def _enqueue(self, conn: _WsConnection, kind: str, text: str) -> None:
+        """Queue one message, taking the per-event faults now, in event order (so an armed
+        fault hits the next event produced, whatever the writer task is doing): a depth delta
+        may be skipped; an order update may be held until the next one, or sent twice."""
+        faults = self.market.faults
+        put = conn.queue.put_nowait
+        if kind == "depth":
+            if faults.check("depth_gap"):
+                log.info("fault depth_gap: skipping a depth delta")
+                return
+        elif kind == "order":
+            if conn.held is None and faults.check("reorder_event"):
+                conn.held = text
+                conn.held_timer = asyncio.get_running_loop().call_later(
+                    self.reorder_hold_s, self._release_held, conn
+                )
+                return
+            put((kind, text))
+            if faults.check("duplicate_event"):
+                put((kind, text))
+            self._release_held(conn)
+            return
+        put((kind, text))
+
+    @staticmethod
+    def _release_held(conn: _WsConnection) -> None:
+        """Queue the order update held back by 'reorder_event' (late, never lost)."""
+        held, conn.held = conn.held, None
+        if conn.held_timer is not None:
+            conn.held_timer.cancel()
+            conn.held_timer = None
+        if held is not None:
+            conn.queue.put_nowait(("order", held))
 
     # -- WebSocket -----------------------------------------------------------------------------
 
@@ -1017,6 +1062,8 @@ class BackpackServer:
                     break
         finally:
             self._conns.discard(conn)
+            if conn.held_timer is not None:
+                conn.held_timer.cancel()
             conn.writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await conn.writer
@@ -1104,45 +1151,21 @@ class BackpackServer:
             conn.queue.put_nowait(("other", f'{{"stream":"{stream}","data":{data}}}'))
 
     async def _ws_writer(self, conn: _WsConnection) -> None:
-        """Drain one connection's queue, applying the WebSocket faults in a fixed order so a
-        seeded run takes the same decisions: drop, delay, depth gap, reorder, duplicate."""
+        """Drain one connection's queue; before each data message, the transport faults:
+        the connection may be aborted (ws_drop) or the message held a while (ws_delay)."""
         faults = self.market.faults
         ws = conn.ws
         try:
             while True:
-                if conn.held is None:
-                    kind, text = await conn.queue.get()
-                else:
-                    try:
-                        kind, text = await asyncio.wait_for(conn.queue.get(), self.reorder_hold_s)
-                    except TimeoutError:
-                        held, conn.held = conn.held, None
-                        await ws.send_str(held)
-                        continue
-                if kind == "control":
-                    await ws.send_str(text)
-                    continue
-                if faults.check("ws_drop"):
-                    log.info("fault ws_drop: aborting a websocket connection")
-                    conn.abort()
-                    return
-                delay = faults.delay_s()
-                if delay > 0:
-                    await asyncio.sleep(delay)
-                if kind == "depth" and faults.check("depth_gap"):
-                    log.info("fault depth_gap: skipping a depth delta")
-                    continue
-                if kind == "order":
-                    if conn.held is None and faults.check("reorder_event"):
-                        conn.held = text
-                        continue
-                    await ws.send_str(text)
-                    if faults.check("duplicate_event"):
-                        await ws.send_str(text)
-                    if conn.held is not None:
-                        held, conn.held = conn.held, None
-                        await ws.send_str(held)
-                    continue
+                kind, text = await conn.queue.get()
+                if kind != "control":
+                    if faults.check("ws_drop"):
+                        log.info("fault ws_drop: aborting a websocket connection")
+                        conn.abort()
+                        return
+                    delay = faults.delay_s()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
                 await ws.send_str(text)
         except (ConnectionError, RuntimeError) as exc:
             # The peer went away mid-send; the reader side notices and cleans up.

@@ -592,6 +592,22 @@ async def test_position_update_stream(venue: Venue) -> None:
         assert is_decimal_string(data[key]), key
 
 
+async def test_position_snapshot_without_event_type_on_subscribe(venue: Venue) -> None:
+    placed = await place_resting_bid(venue.account(), venue, client_id=104, qty="0.02")
+    venue.book.fill_resting(int(placed["id"]), Decimal("0.02"))
+    stream = f"account.positionUpdate.{SYMBOL}"
+
+    ws = await subscribed_private(venue, [stream])
+    try:
+        snapshot = (await next_on(ws, stream))["data"]
+    finally:
+        await ws.close()
+
+    assert "e" not in snapshot
+    assert snapshot["s"] == SYMBOL
+    assert Decimal(snapshot["q"]) == Decimal("0.02")
+
+
 async def test_depth_stream_deltas_chain_and_match_the_book(venue: Venue) -> None:
     stream = f"depth.{SYMBOL}"
     async with websockets.connect(venue.server.ws_url) as ws:
@@ -690,6 +706,31 @@ async def test_drop_ws_and_stop_close_connections(venue: Venue) -> None:
     await venue.server.stop()
     with pytest.raises(websockets.ConnectionClosed):
         await asyncio.wait_for(other.recv(), 2.0)
+
+
+async def test_control_routes_are_mounted_and_not_faulted(venue: Venue) -> None:
+    venue.market.faults.arm("http_503")
+    account = venue.account()
+    placed = await account.execute_order(
+        symbol=SYMBOL,
+        side="Bid",
+        order_type="Limit",
+        quantity="0.01",
+        price=str(mid_prices(venue)[0] - 1),
+        client_id=90,
+        post_only=True,
+    )  # takes the armed 503: control routes below are never faulted
+    assert placed["code"] == "SERVICE_UNAVAILABLE"
+    placed = await place_resting_bid(account, venue, client_id=91)
+
+    status, body = await raw(
+        "POST",
+        f"{venue.server.api_url}_sim/fill",
+        json={"ticker": "BTC", "order_id": int(placed["id"]), "qty": "0.004"},
+    )
+
+    assert status == 200, body
+    assert venue.book.find_order(ACCOUNT, client_id=91).filled_qty == Decimal("0.004")
 
 
 # --------------------------------------------------------------------------------------------
