@@ -25,9 +25,8 @@ log = logging.getLogger(__name__)
 
 def build_venues(settings: Settings) -> tuple[Venue, Venue]:
     """Backpack (maker) and Lighter (hedge) for these settings; paper-wrapped for a dry run."""
-    from exchanges.lighter import LighterVenue
-
     from exchanges.backpack import BackpackVenue
+    from exchanges.lighter import LighterVenue
 
     def reveal(secret: Any) -> str | None:
         return None if secret is None else str(secret.reveal())
@@ -99,6 +98,6 @@ async def run_bot(
                 await venue.close()
             except Exception as exc:  # closing must not hide the run's own outcome
                 log.warning("closing %s failed: %s", venue.name, exc)
-    summary = summarize(journal, maker_venue=maker.name)
+    summary = summarize(journal, maker_venue=maker.name, run_id=journal.run_id)
     journal.close()
     return BotRun(result, summary, settings.journal)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import logging
 import time
 from decimal import Decimal
@@ -143,7 +144,8 @@ class Dashboard:
             legs.add_column(column)
         if hedger is not None:
             stats = hedger.stats
-            latencies = [ns / 1e6 for ns in stats.latencies_ns[-LATENCY_WINDOW:]]
+            recent = list(itertools.islice(reversed(stats.latencies_ns), LATENCY_WINDOW))
+            latencies = [ns / 1e6 for ns in recent]
             rows = [
                 (f"{maker.name} position", _fmt(engine.maker_position)),
                 (f"{hedge.name} position", _fmt(engine.hedge_position)),

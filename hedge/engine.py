@@ -661,16 +661,15 @@ class HedgeEngine:
                         venue.name,
                         order.client_id,
                     )
-        journal_net = self.journal.net_position(self.maker.name) + self.journal.net_position(
-            self.hedge.name
-        )
+        # Maker fills journaled earlier but never fully hedged are open again.
+        uncovered = self.hedger.load_uncovered()
         since_ms = int((previous[2] if previous else time.time() - 3600) * 1000) - 60_000
         recovered = 0
-        # Hedge fills first: a hedge that executed must be counted before its maker fill, or the
-        # maker fill would be hedged a second time.
+        # Paused: nothing is sent while fills are replayed. Maker fills first, so that a hedge
+        # fill that did execute is matched to the maker fill it covered.
         for venue, handler in (
-            (self.hedge, self.hedger.on_hedge_event),
             (self.maker, self.hedger.on_maker_event),
+            (self.hedge, self.hedger.on_hedge_event),
         ):
             for fill in await venue.fills_since(since_ms):
                 if not self.journal.is_our_order(venue.name, fill.client_id):
@@ -678,16 +677,20 @@ class HedgeEngine:
                 if not self.journal.has_fill(venue.name, fill.trade_id):
                     recovered += 1
                     handler(fill)
-        maker_position, hedge_position = await self.maker.position(), await self.hedge.position()
-        explained = journal_net + self.hedger.exposure
-        net = maker_position + hedge_position
-        tolerance = max(
-            self.hedge_market.step_size if self.hedge_market else Decimal(0),
-            self.hedge_market.min_qty if self.hedge_market else Decimal(0),
-        )
         if recovered:
             log.warning("recovered %s fill(s) missed while the bot was down", recovered)
             self.status.warn(f"recovered {recovered} missed fill(s)")
+        if uncovered:
+            log.warning(
+                "%s %s of earlier maker fills still to hedge", uncovered, self.settings.ticker
+            )
+        maker_position, hedge_position = await self.maker.position(), await self.hedge.position()
+        net = maker_position + hedge_position
+        explained = self.journal.net_position(self.maker.name) + self.journal.net_position(
+            self.hedge.name
+        )
+        assert self.hedge_market is not None
+        tolerance = max(self.hedge_market.step_size, self.hedge_market.min_qty)
         # Start offsets so that maker_start + maker_net == the venue position.
         self.maker_start = maker_position - self.hedger.maker_net
         self.hedge_start = hedge_position - self.hedger.hedge_net
@@ -702,7 +705,8 @@ class HedgeEngine:
                     "to close the net on the hedge venue."
                 )
             log.warning("rebalancing: net %s will be closed on %s", net, self.hedge.name)
-        self.hedger.seed_exposure(net - self.hedger.exposure, reason="net position at start")
+        if net != self.hedger.exposure:
+            self.hedger.seed_exposure(net - self.hedger.exposure, reason="net position at start")
 
 
 def _advance(current: OrderStatus, new: OrderStatus) -> OrderStatus:

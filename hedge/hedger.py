@@ -125,7 +125,7 @@ class HedgerStats:
     hedge_failures: int = 0
     over_hedges: int = 0
     escalations: int = 0
-    latencies_ns: list[int] = field(default_factory=list)
+    latencies_ns: deque[int] = field(default_factory=lambda: deque(maxlen=10_000))
     max_unhedged_s: float = 0.0
 
 
@@ -166,6 +166,7 @@ class Hedger:
         self._level = 0
         self._retry_after = 0.0
         self._presigned: tuple[Side, Decimal, int] | None = None
+        self._latency_from_ns = 0
         self._settled = asyncio.Event()
         self._settled.set()
 
@@ -221,6 +222,16 @@ class Hedger:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._settled.wait(), min(remaining, 0.1))
         return True
+
+    def load_uncovered(self) -> Decimal:
+        """Restart: maker fills journaled earlier but not (fully) hedged become open lots again,
+        so the hedges sent for them are allocated to them. Returns their signed sum."""
+        total = Decimal(0)
+        for trade_id, qty in self.journal.uncovered_maker_fills(self.maker_venue_name):
+            self._add_lot(_Lot(self.maker_venue_name, trade_id, qty, 0, True))
+            total += qty
+        self.exposure += total
+        return total
 
     def seed_exposure(self, exposure: Decimal, *, reason: str) -> None:
         """Start from a known net (restart recovery); the hedger then trades it flat."""
@@ -308,7 +319,7 @@ class Hedger:
                 fill.client_id,
                 self.exposure,
             )
-            self._after_change()
+        self._after_change()
 
     def _on_hedge_order_event(self, event: OrderEvent) -> None:
         order = self._orders.get(event.client_id) if event.client_id is not None else None
@@ -408,9 +419,12 @@ class Hedger:
         return self.client_ids.next()
 
     def _record_latency(self, sent_ns: int) -> None:
-        newest = next((lot for lot in reversed(self._lots) if lot.is_maker and lot.recv_ns), None)
-        if newest is not None and sent_ns >= newest.recv_ns:
-            self.stats.latencies_ns.append(sent_ns - newest.recv_ns)
+        """Fill frame read -> hedge started, for the first hedge after a new maker fill only
+        (a re-send after a partial IOC or a retry is not the fill's latency)."""
+        start = self._latency_from_ns
+        self._latency_from_ns = 0
+        if start and sent_ns >= start:
+            self.stats.latencies_ns.append(sent_ns - start)
 
     async def _send(self, hedge: HedgeOrder) -> None:
         log.info(

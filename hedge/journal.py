@@ -413,6 +413,21 @@ class Journal:
         ).fetchall()
         return sum((Decimal(r[0]) for r in rows), Decimal(0))
 
+    def uncovered_maker_fills(self, maker_venue: str) -> list[tuple[str, Decimal]]:
+        """(trade id, signed quantity not yet covered by any hedge) for every maker fill of the
+        journal that is not fully covered: what a restart must still hedge."""
+        covered: dict[str, Decimal] = {}
+        for trade_id, qty_text in self._db.execute(
+            "SELECT maker_trade_id, qty FROM allocations WHERE maker_venue = ?", (maker_venue,)
+        ):
+            covered[trade_id] = covered.get(trade_id, Decimal(0)) + Decimal(qty_text)
+        uncovered: list[tuple[str, Decimal]] = []
+        for fill in self.fills(maker_venue):
+            left = fill.qty - covered.get(fill.trade_id, Decimal(0))
+            if left > 0:
+                uncovered.append((fill.trade_id, left if fill.side is Side.BUY else -left))
+        return uncovered
+
     def allocation_rows(self) -> Iterator[tuple[str, str, int, Decimal, int | None]]:
         for r in self._db.execute(
             "SELECT maker_venue, maker_trade_id, hedge_client_id, qty, latency_ns FROM allocations"
