@@ -523,9 +523,20 @@ def sim(
     lighter_port: Annotated[
         int, typer.Option("--lighter-port", metavar="PORT", help="0 = any free port.")
     ] = 0,
+    fill_rate: Annotated[
+        float,
+        typer.Option(
+            "--fill-rate",
+            metavar="RATE",
+            help="How often background flow fills resting orders: 1 = typically within seconds, "
+            "0 = never by itself (fill them with POST /_sim/trade_through).",
+        ),
+    ] = 1.0,
 ) -> None:
     """Run the simulated Backpack and Lighter venues on loopback until Ctrl-C."""
     ticker, seed_value, faults = _sim_options(ticker, seed, faults)
+    if not 0 <= fill_rate <= 100:
+        raise ConfigError(f"--fill-rate {fill_rate}: expected a number from 0 to 100")
     import asyncio
     import signal
 
@@ -533,7 +544,11 @@ def sim(
 
     async def serve() -> None:
         cluster = SimCluster(
-            seed=seed_value, faults=faults, backpack_port=backpack_port, lighter_port=lighter_port
+            seed=seed_value,
+            faults=faults,
+            fill_rate=fill_rate,
+            backpack_port=backpack_port,
+            lighter_port=lighter_port,
         )
         await cluster.start()
         cluster.write_env(write_env)

@@ -7,7 +7,8 @@ are plain decimal strings in JSON (never exponent notation) so nothing is lost t
 
 Definitions:
 - maker_volume / hedge_volume: sum of price x qty of the fills, in quote (USDC).
-- net_position_*: signed sum of the journaled fills on that venue; net_delta their sum.
+- net_position_*: signed sum of all journaled fills on that venue (every run of the journal,
+  even when the report is scoped to one run: positions carry over); net_delta their sum.
 - double_hedges: maker fills covered by more hedge quantity than they had, plus hedge fills
   that went beyond every maker fill (the hedger's over-hedge count). 0 is the only good value.
 - unhedged_max_s: the longest time from a maker fill being recorded to the hedge allocation
@@ -98,6 +99,12 @@ def summarize(
         open_value += net_hedge * last_price[hedge_venue]
     pnl = cash + open_value - fees
 
+    # Positions are cumulative: a run that resumed a killed one carries its open position, so
+    # the legs' balance is judged on every fill of the journal, whatever the report's scope.
+    everything = fills if run_id is None else journal.fills()
+    position_maker = sum((_signed(f) for f in everything if f.venue == maker_venue), Decimal(0))
+    position_hedge = sum((_signed(f) for f in everything if f.venue != maker_venue), Decimal(0))
+
     # Allocations: which hedge covered which maker fill, how fast, and when fully.
     maker_by_trade = {f.trade_id: f for f in maker_fills}
     allocated: dict[str, Decimal] = defaultdict(Decimal)
@@ -181,9 +188,9 @@ def summarize(
         "hedge_fills": len(hedge_fills),
         "maker_volume": decimal_text(sum((f.qty * f.price for f in maker_fills), Decimal(0))),
         "hedge_volume": decimal_text(sum((f.qty * f.price for f in hedge_fills), Decimal(0))),
-        "net_position_maker": decimal_text(net_maker),
-        "net_position_hedge": decimal_text(net_hedge),
-        "net_delta": decimal_text(net_maker + net_hedge),
+        "net_position_maker": decimal_text(position_maker),
+        "net_position_hedge": decimal_text(position_hedge),
+        "net_delta": decimal_text(position_maker + position_hedge),
         "double_hedges": over_allocated + over_hedges,
         "unhedged_max_s": round(max(unhedged_max, 0.0), 3),
         "hedge_latency_ms": {

@@ -11,6 +11,7 @@ Routes (the venue is the one the routes were mounted for; a body may name anothe
   POST /_sim/trade_through  {ticker, price, qty?}   fill our resting orders through a price
   POST /_sim/fill           {ticker, order_id, qty} fill one resting order (partially)
   POST /_sim/faults/arm     {fault, count?}         force the next `count` checks of a fault
+  POST /_sim/faults/disarm  {fault?}                forget armed checks (of one fault, or all)
   POST /_sim/thin           {ticker, qty|null}      thin (or restore) the background book
   POST /_sim/step           {count?}                advance the clock synchronously
 """
@@ -103,6 +104,13 @@ def add_control_routes(
         market.faults.arm(cast(FaultName, fault), count)
         return {"faults": market.faults.snapshot()}
 
+    def disarm(body: Body) -> dict[str, object]:
+        fault = body.get("fault")
+        if fault is not None and fault not in ALL_FAULTS:
+            raise _BadInput(f"unknown fault {fault!r}")
+        market.faults.disarm(cast(FaultName | None, fault))
+        return {"faults": market.faults.snapshot()}
+
     def thin(body: Body) -> dict[str, object]:
         book = book_for(body)
         if "qty" not in body:
@@ -132,6 +140,7 @@ def add_control_routes(
         ("trade_through", trade_through),
         ("fill", fill),
         ("faults/arm", arm),
+        ("faults/disarm", disarm),
         ("thin", thin),
         ("step", step),
     ):

@@ -263,7 +263,8 @@ def test_run_id_limits_the_report_to_one_run(journal: Journal) -> None:
     assert only_second["maker_fills"] == 1 and only_second["hedge_fills"] == 1
     assert only_second["double_hedges"] == 0 and only_second["halts"] == 0
     assert only_second["hedge_latency_ms"]["max"] == 3.0
-    assert only_second["net_delta"] == "0"
+    # Positions carry over between runs: run 1's unhedged buy of 1 is still open.
+    assert only_second["net_position_maker"] == "-1" and only_second["net_delta"] == "1"
 
     only_first = summarize(journal, run_id=first)
     assert only_first["maker_fills"] == 1 and only_first["double_hedges"] == 2
