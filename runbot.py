@@ -426,7 +426,8 @@ def print_summary(summary: dict[str, object], journal: Path, result_reason: str)
     out.print(table)
     out.print(
         f"net delta {summary['net_delta']} | double hedges {summary['double_hedges']} | "
-        f"exit: {result_reason}"
+        f"exit: {result_reason}",
+        soft_wrap=True,
     )
 
 
@@ -463,8 +464,11 @@ def execute(settings: Settings, *, plain: bool, cluster_factory: object | None =
             if dashboard is not None:
                 await dashboard.stop()
             if cluster is not None:
+                venue_truth = cluster.bot_positions(run_settings.ticker)
                 await cluster.stop()
         print_summary(bot.summary, bot.journal_path, bot.result.reason)
+        if cluster is not None:
+            out.print(f"simulated venues' own records: {venue_truth}", soft_wrap=True)
         return bot.result.exit_code
 
     return asyncio.run(main())

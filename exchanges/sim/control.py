@@ -10,6 +10,7 @@ Routes (the venue is the one the routes were mounted for; a body may name anothe
   POST /_sim/price          {ticker, price}         move the price path (both venues follow)
   POST /_sim/trade_through  {ticker, price, qty?}   fill our resting orders through a price
   POST /_sim/fill           {ticker, order_id, qty} fill one resting order (partially)
+  POST /_sim/order          {account, ticker, side, qty, price?}  trade for an account directly
   POST /_sim/faults/arm     {fault, count?}         force the next `count` checks of a fault
   POST /_sim/faults/disarm  {fault?}                forget armed checks (of one fault, or all)
   POST /_sim/thin           {ticker, qty|null}      thin (or restore) the background book
@@ -26,6 +27,7 @@ from typing import Any, cast
 
 from aiohttp import web
 
+from exchanges.base import Side
 from exchanges.sim.faults import ALL_FAULTS, FaultName
 from exchanges.sim.market import (
     VENUES,
@@ -34,7 +36,9 @@ from exchanges.sim.market import (
     SimRejected,
     VenueBook,
     VenueName,
+    WouldCross,
     fill_json,
+    order_json,
 )
 
 logger = logging.getLogger(__name__)
@@ -104,6 +108,28 @@ def add_control_routes(
         market.faults.arm(cast(FaultName, fault), count)
         return {"faults": market.faults.snapshot()}
 
+    def order(body: Body) -> dict[str, object]:
+        """Trade for an account directly: a resting post-only limit with `price`, else a market
+        order (how tests leave positions and orders behind without a signed client)."""
+        book = book_for(body)
+        account = _int(body, "account")
+        side_text = body.get("side")
+        if side_text not in ("buy", "sell"):
+            raise _BadInput("side must be 'buy' or 'sell'")
+        side = Side(side_text)
+        qty = _decimal(body, "qty")
+        try:
+            if body.get("price") is not None:
+                placed = book.place_limit(
+                    account, side, qty, _decimal(body, "price"), client_id=None, post_only=True
+                )
+            else:
+                worst = Decimal("1e9") if side is Side.BUY else Decimal(0)
+                placed = book.place_market(account, side, qty, worst, client_id=None)
+        except (WouldCross, SimRejected) as exc:
+            raise _BadInput(f"order refused: {exc}") from None
+        return {"order": order_json(placed)}
+
     def disarm(body: Body) -> dict[str, object]:
         fault = body.get("fault")
         if fault is not None and fault not in ALL_FAULTS:
@@ -139,6 +165,7 @@ def add_control_routes(
         ("price", price),
         ("trade_through", trade_through),
         ("fill", fill),
+        ("order", order),
         ("faults/arm", arm),
         ("faults/disarm", disarm),
         ("thin", thin),

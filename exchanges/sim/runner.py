@@ -143,3 +143,14 @@ class SimCluster:
 
     def truth(self) -> dict[str, object]:
         return self.market.truth()
+
+    def bot_positions(self, ticker: str) -> str:
+        """The bot accounts' positions and open orders as the venues themselves hold them."""
+        maker = self.market.account("backpack", BACKPACK_ACCOUNT).position(ticker).qty
+        hedge = self.market.account("lighter", LIGHTER_ACCOUNT).position(ticker).qty
+        open_orders = len(self.market.book("backpack", ticker).open_orders(BACKPACK_ACCOUNT))
+        open_orders += len(self.market.book("lighter", ticker).open_orders(LIGHTER_ACCOUNT))
+        return (
+            f"backpack position {maker}, lighter position {hedge}, net {maker + hedge}, "
+            f"open orders {open_orders}"
+        )

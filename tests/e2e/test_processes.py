@@ -4,112 +4,14 @@ and a kill -9 in the middle of a hedge followed by a restart on the same journal
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import sys
-import time
-import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
 
-import pytest
-
-from exchanges.sim.runner import BACKPACK_ACCOUNT, LIGHTER_ACCOUNT
-
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def _env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKPACK_", "LIGHTER_"))}
-    env["PYTHONUNBUFFERED"] = "1"
-    return env
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
-
-
-class SimProcess:
-    """`runbot.py sim` in its own process, steered over its /_sim/ control routes."""
-
-    def __init__(self, folder: Path, *args: str) -> None:
-        self.env_file = folder / "sim.env"
-        self.log = (folder / "sim.out").open("w")
-        self.process = subprocess.Popen(
-            [
-                sys.executable,
-                str(ROOT / "runbot.py"),
-                "sim",
-                "--write-env",
-                str(self.env_file),
-                *args,
-            ],
-            cwd=folder,
-            env=_env(),
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-        )
-        wait_until(
-            lambda: self.env_file.exists() and "LIGHTER_WS_URL" in self.env_file.read_text(),
-            30,
-            "the sim's env file",
-        )
-        values = dict(
-            line.split("=", 1)
-            for line in self.env_file.read_text().splitlines()
-            if "=" in line and not line.startswith("#")
-        )
-        self.backpack = values["BACKPACK_API_URL"].rstrip("/")
-        self.lighter = values["LIGHTER_API_URL"].rstrip("/")
-
-    def call(self, base: str, path: str, body: dict[str, Any] | None = None) -> Any:
-        data = None if body is None else json.dumps(body).encode()
-        request = urllib.request.Request(
-            f"{base}/_sim/{path}",
-            data=data,
-            method="GET" if body is None else "POST",
-            headers={"Content-Type": "application/json"},
-        )
-        with urllib.request.urlopen(request, timeout=10) as answer:
-            return json.loads(answer.read())
-
-    def account(self, venue: str) -> dict[str, Any]:
-        truth = self.call(self.backpack, "truth")
-        number = BACKPACK_ACCOUNT if venue == "backpack" else LIGHTER_ACCOUNT
-        empty = {"open_orders": [], "fills": [], "positions": {}}
-        return truth["venues"][venue]["accounts"].get(str(number), empty)
-
-    def position(self, venue: str) -> Decimal:
-        return Decimal(self.account(venue)["positions"].get("BTC", {"qty": "0"})["qty"])
-
-    def stop(self) -> None:
-        self.process.send_signal(signal.SIGINT)
-        try:
-            self.process.wait(10)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
-
-
-@pytest.fixture
-def make_sim(tmp_path: Path) -> Iterator[Callable[..., SimProcess]]:
-    started: list[SimProcess] = []
-
-    def start(*args: str) -> SimProcess:
-        sim = SimProcess(tmp_path, *args)
-        started.append(sim)
-        return sim
-
-    yield start
-    for sim in started:
-        sim.stop()
+from tests.e2e.conftest import ROOT, SimProcess, _env, wait_until
 
 
 def start_bot(folder: Path, sim: SimProcess, *args: str, log_name: str) -> subprocess.Popen[str]:

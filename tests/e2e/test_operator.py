@@ -1,0 +1,149 @@
+"""What a trader meets first (issue 7): the offline demo, its report, a chaos demo, a dry run
+that sends no order, and `flatten` cleaning up an account."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from decimal import Decimal
+from pathlib import Path
+
+from exchanges.sim.runner import BACKPACK_ACCOUNT, LIGHTER_ACCOUNT, SimCluster
+from hedge.app import run_bot
+from hedge.config import Mode, TradingFlags, load_settings
+from tests.e2e.conftest import ROOT, SimProcess, _env
+
+
+def runbot(*args: str, cwd: Path, timeout: float) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, str(ROOT / "runbot.py"), *args],
+        cwd=cwd,
+        env=_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def venue_net(output: str) -> Decimal:
+    """The net the simulated venues themselves report at the end of a demo."""
+    match = re.search(
+        r"simulated venues' own records: .* net (-?[0-9.E+-]+), open orders (\d+)", output
+    )
+    assert match, output[-2000:]
+    assert match.group(2) == "0", "open orders left on the venues"
+    return Decimal(match.group(1))
+
+
+def test_demo_three_iterations_ends_flat_and_reports_it(tmp_path: Path) -> None:
+    started = time.monotonic()
+    demo = runbot("demo", "--iterations", "3", "--plain", cwd=tmp_path, timeout=120)
+    elapsed = time.monotonic() - started
+
+    assert demo.returncode == 0, demo.stdout[-2000:] + demo.stderr[-2000:]
+    assert elapsed < 90
+    assert "Traceback" not in demo.stdout + demo.stderr
+    tail = "\n".join(demo.stdout.strip().splitlines()[-2:])
+    assert re.search(r"net delta 0(\.0+)? \| double hedges 0 \| exit: done", tail), tail
+    assert venue_net(demo.stdout) == 0
+
+    report = runbot("report", "--json", cwd=tmp_path, timeout=60)  # finds the demo's journal
+    assert report.returncode == 0, report.stderr
+    summary = json.loads(report.stdout)
+    assert summary["double_hedges"] == 0
+    assert Decimal(summary["net_delta"]) == 0
+    assert summary["maker_fills"] >= 6 and summary["cycles"] == 6
+
+
+def test_chaos_demo_ends_balanced_with_exit_0_or_3(tmp_path: Path) -> None:
+    demo = runbot(
+        "demo",
+        "--faults",
+        "chaos",
+        "--iterations",
+        "10",
+        "--plain",
+        "--seed",
+        "3",
+        cwd=tmp_path,
+        timeout=300,
+    )
+
+    assert demo.returncode in (0, 3), demo.stdout[-3000:] + demo.stderr[-2000:]
+    assert "Traceback" not in demo.stdout + demo.stderr
+    assert abs(venue_net(demo.stdout)) <= Decimal("0.00001")
+
+
+async def test_dry_run_on_public_streams_places_no_order(tmp_path: Path) -> None:
+    sim = SimCluster(seed=4, fill_rate=4.0)
+    await sim.start()
+    try:
+        urls = {k: v for k, v in sim.env().items() if k.endswith("_URL")}  # no keys at all
+        settings = load_settings(
+            TradingFlags(
+                ticker="BTC",
+                size="0.002",
+                iterations="3",
+                fill_timeout="5",
+                sleep="0",
+                journal=str(tmp_path / "dry.sqlite"),
+                log_dir=str(tmp_path),
+            ),
+            mode=Mode.DRY_RUN,
+            env=urls,
+        )
+        bot = await run_bot(settings, install_signals=False)
+        truth = sim.truth()["venues"]
+    finally:
+        await sim.stop()
+
+    assert bot.result.exit_code == 0, bot.result.reason
+    assert bot.summary["cycles"] == 6 and bot.summary["maker_fills"] >= 3
+    assert Decimal(bot.summary["net_delta"]) == 0
+    for venue in ("backpack", "lighter"):
+        for account in truth[venue]["accounts"].values():
+            assert account["open_orders"] == [] and account["fills"] == []
+    assert str(BACKPACK_ACCOUNT) not in truth["backpack"]["accounts"]
+    assert str(LIGHTER_ACCOUNT) not in truth["lighter"]["accounts"]
+
+
+def test_flatten_yes_closes_both_venues(
+    tmp_path: Path, make_sim: Callable[..., SimProcess]
+) -> None:
+    sim = make_sim("--fill-rate", "0")
+    sim.call(
+        sim.backpack,
+        "order",
+        {"account": BACKPACK_ACCOUNT, "ticker": "BTC", "side": "buy", "qty": "0.003"},
+    )
+    sim.call(
+        sim.lighter,
+        "order",
+        {"account": LIGHTER_ACCOUNT, "ticker": "BTC", "side": "sell", "qty": "0.001"},
+    )
+    bid = Decimal(sim.call(sim.backpack, "truth")["mids"]["BTC"]) * Decimal("0.99")
+    sim.call(
+        sim.backpack,
+        "order",
+        {
+            "account": BACKPACK_ACCOUNT,
+            "ticker": "BTC",
+            "side": "buy",
+            "qty": "0.002",
+            "price": str(bid.quantize(Decimal("0.1"))),
+        },
+    )
+    assert sim.position("backpack") == Decimal("0.003")
+    assert len(sim.account("backpack")["open_orders"]) == 1
+
+    result = runbot("flatten", "--yes", "--env-file", str(sim.env_file), cwd=tmp_path, timeout=120)
+
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
+    assert "both venues flat" in result.stdout
+    assert sim.position("backpack") == 0 and sim.position("lighter") == 0
+    assert sim.account("backpack")["open_orders"] == []
+    assert sim.account("lighter")["open_orders"] == []
