@@ -194,6 +194,7 @@ class LighterServer:
         self.port = port
         self.ping_interval = ping_interval
         self.connections_opened = 0
+        self.pongs_received = 0
         self.sent_txs: list[dict[str, Any]] = []
         self._nonces: dict[tuple[int, int], int] = {
             (account, key): initial_nonce for account, keys in accounts.items() for key in keys
@@ -1320,6 +1321,7 @@ class LighterServer:
             self._ws_error(conn, WS_CODE_BAD_MESSAGE, "invalid message")
             return
         if kind == "pong":
+            self.pongs_received += 1
             return
         if kind == "ping":
             self._enqueue(conn, _dumps({"type": "pong"}), False)

@@ -1,0 +1,709 @@
+"""LighterVenue against the simulated Lighter (LighterServer + SimMarket) over loopback.
+
+Nothing of ours is mocked: the venue signs with the real lighter-sdk signer, reads through the
+SDK's ApiClient, and the simulator is the venue-side truth the assertions compare with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from exchanges.base import (
+    AmbiguousOrderState,
+    ConfigError,
+    Fill,
+    InsufficientLiquidity,
+    OrderEvent,
+    OrderKind,
+    OrderStatus,
+    PostOnlyRejected,
+    Side,
+    Venue,
+    VenueError,
+    VenueEvent,
+)
+from exchanges.lighter import (
+    MAX_PRICE,
+    LighterVenue,
+    TxSender,
+    lighter_status,
+    scale_limit_price,
+    scale_qty,
+    scale_worst_price,
+    unscale,
+)
+from exchanges.sim.faults import FaultPlan
+from exchanges.sim.lighter_server import LighterServer, generate_api_key
+from exchanges.sim.market import SimMarket
+
+ACCOUNT = 11
+KEY = 4
+D = Decimal
+
+
+async def wait_for(cond: Callable[[], bool], timeout: float = 3.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not cond():
+        if time.monotonic() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.005)
+
+
+@pytest.fixture(scope="module")
+def keypair() -> tuple[str, str]:
+    return generate_api_key()
+
+
+@pytest.fixture
+async def server(keypair: tuple[str, str]) -> AsyncIterator[LighterServer]:
+    market = SimMarket(seed=11, fill_rate=0.0, faults=FaultPlan("none", seed=11))
+    srv = LighterServer(market, accounts={ACCOUNT: {KEY: keypair[1]}}, ping_interval=0.2)
+    await srv.start()
+    yield srv
+    await srv.stop()
+
+
+VenueFactory = Callable[..., Awaitable[LighterVenue]]
+
+
+@pytest.fixture
+async def make_venue(
+    server: LighterServer, keypair: tuple[str, str]
+) -> AsyncIterator[VenueFactory]:
+    venues: list[LighterVenue] = []
+
+    async def make(**kwargs: Any) -> LighterVenue:
+        args: dict[str, Any] = {
+            "api_url": server.api_url,
+            "ws_url": server.ws_url,
+            "private_key": keypair[0],
+            "account_index": ACCOUNT,
+            "api_key_index": KEY,
+            "confirm_timeout": 0.5,
+        }
+        args.update(kwargs)
+        venue = LighterVenue(args.pop("ticker", "BTC"), **args)
+        venues.append(venue)
+        await venue.connect()
+        return venue
+
+    yield make
+    for venue in venues:
+        await venue.close()
+
+
+class Events:
+    def __init__(self) -> None:
+        self.items: list[VenueEvent] = []
+
+    def __call__(self, event: VenueEvent) -> None:
+        self.items.append(event)
+
+    def fills(self, client_id: int | None = None) -> list[Fill]:
+        return [
+            e
+            for e in self.items
+            if isinstance(e, Fill) and (client_id is None or e.client_id == client_id)
+        ]
+
+    def statuses(self, client_id: int) -> list[OrderStatus]:
+        return [
+            e.status for e in self.items if isinstance(e, OrderEvent) and e.client_id == client_id
+        ]
+
+
+@pytest.fixture
+async def venue(make_venue: VenueFactory) -> LighterVenue:
+    return await make_venue()
+
+
+@pytest.fixture
+def events(venue: LighterVenue) -> Events:
+    sink = Events()
+    venue.set_event_callback(sink)
+    return sink
+
+
+def btc(server: LighterServer) -> Any:
+    return server.market.book("lighter", "BTC")
+
+
+def sim_orders(server: LighterServer, client_id: int) -> list[Any]:
+    return [o for o in btc(server).orders(ACCOUNT) if o.client_id == client_id]
+
+
+def far_buy(venue: LighterVenue) -> Decimal:
+    top = venue.top()
+    assert top is not None
+    return top.ask * D("1.02")
+
+
+def far_sell(venue: LighterVenue) -> Decimal:
+    top = venue.top()
+    assert top is not None
+    return top.bid * D("0.98")
+
+
+# --------------------------------------------------------------------------------------------
+# Conversions at the edges
+# --------------------------------------------------------------------------------------------
+
+
+def test_sizes_round_down_to_the_step() -> None:
+    assert scale_qty(D("0.001239"), 5) == 123
+    assert scale_qty(D("0.00124"), 5) == 124
+    assert scale_qty(D("1"), 0) == 1
+
+
+def test_size_below_the_minimum_after_rounding_is_refused() -> None:
+    with pytest.raises(ValueError):
+        scale_qty(D("0.000199"), 5, D("0.0002"))
+    with pytest.raises(ValueError):
+        scale_qty(D("0.000009"), 5)
+    assert scale_qty(D("0.0002"), 5, D("0.0002")) == 20
+
+
+def test_worst_price_rounds_buy_up_and_sell_down() -> None:
+    assert scale_worst_price(D("65000.01"), 1, Side.BUY) == 650001
+    assert scale_worst_price(D("65000.09"), 1, Side.SELL) == 650000
+    assert scale_worst_price(D("65000.1"), 1, Side.BUY) == 650001  # exact stays
+    assert scale_worst_price(D("65000.1"), 1, Side.SELL) == 650001
+
+
+def test_limit_price_rounds_buy_down_and_sell_up() -> None:
+    assert scale_limit_price(D("3000.129"), 2, Side.BUY) == 300012
+    assert scale_limit_price(D("3000.121"), 2, Side.SELL) == 300013
+
+
+def test_price_must_fit_uint32_and_be_positive() -> None:
+    assert scale_worst_price(unscale(MAX_PRICE, 2), 2, Side.BUY) == MAX_PRICE
+    with pytest.raises(ValueError, match="overflow"):
+        scale_worst_price(unscale(MAX_PRICE + 1, 2), 2, Side.BUY)
+    with pytest.raises(ValueError):
+        scale_worst_price(D("0.004"), 2, Side.SELL)  # rounds down to 0
+
+
+def test_unscale_is_exact() -> None:
+    assert unscale(650001, 1) == D("65000.1")
+    assert unscale(123, 5) == D("0.00123")
+
+
+def test_lighter_statuses_map_to_ours() -> None:
+    assert lighter_status("open", D(0)) is OrderStatus.OPEN
+    assert lighter_status("open", D("0.1")) is OrderStatus.PARTIALLY_FILLED
+    assert lighter_status("filled", D(1)) is OrderStatus.FILLED
+    assert lighter_status("canceled-not-enough-liquidity", D(0)) is OrderStatus.CANCELED
+    assert lighter_status("canceled-expired", D(0)) is OrderStatus.EXPIRED
+    with pytest.raises(ValueError):
+        lighter_status("weird", D(0))
+
+
+# --------------------------------------------------------------------------------------------
+# Configuration and market rules
+# --------------------------------------------------------------------------------------------
+
+
+def test_partial_keys_are_a_config_error() -> None:
+    with pytest.raises(ConfigError):
+        LighterVenue(
+            "BTC",
+            api_url="http://x",
+            ws_url="ws://x",
+            private_key="ab",
+            account_index=None,
+            api_key_index=1,
+        )
+
+
+async def test_unknown_ticker_is_a_config_error(make_venue: VenueFactory) -> None:
+    with pytest.raises(ConfigError, match="DOGE"):
+        await make_venue(ticker="DOGE")
+
+
+async def test_a_key_the_venue_does_not_know_is_a_config_error(make_venue: VenueFactory) -> None:
+    other, _ = generate_api_key()
+    with pytest.raises(ConfigError, match="API key"):
+        await make_venue(private_key=other)
+
+
+async def test_market_rules_come_from_order_book_details(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    rules = btc(server).rules
+    market = venue.market()
+    assert market.market_id == rules.market_id
+    assert market.tick_size == rules.tick and market.step_size == rules.step
+    assert market.min_qty == rules.min_qty and market.min_notional == rules.min_quote
+    top = venue.top()
+    assert top is not None and (top.bid, top.ask) == btc(server).top()[::2]
+
+
+async def test_lighter_venue_implements_the_venue_protocol(venue: LighterVenue) -> None:
+    assert isinstance(venue, Venue) and venue.name == "lighter"
+
+
+async def test_public_only_venue_streams_the_book(
+    make_venue: VenueFactory, server: LighterServer
+) -> None:
+    venue = await make_venue(private_key=None, account_index=None, api_key_index=None)
+    assert venue.top() is not None
+    with pytest.raises(ConfigError):
+        await venue.place_hedge(Side.BUY, D("0.001"), D("70000"), 1)
+
+
+# --------------------------------------------------------------------------------------------
+# Hedges
+# --------------------------------------------------------------------------------------------
+
+
+async def test_ioc_hedge_against_a_thin_book_fills_partly_and_never_rests(
+    venue: LighterVenue, server: LighterServer, events: Events
+) -> None:
+    btc(server).set_thin(D("0.002"))
+    await wait_for(lambda: venue.top() is not None and venue.top().ask_qty <= D("0.002"))
+    order = await venue.place_hedge(Side.BUY, D("0.005"), far_buy(venue), 21)
+    [truth] = sim_orders(server, 21)
+    assert order.filled_qty == truth.filled_qty == D("0.002")
+    assert order.remaining_qty == D("0.003")
+    assert order.status is OrderStatus.CANCELED and order.kind is OrderKind.IOC
+    assert not truth.is_open and btc(server).open_orders(ACCOUNT) == []
+    await wait_for(lambda: events.fills(21) != [])
+    assert sum(f.qty for f in events.fills(21)) == truth.filled_qty
+
+
+async def test_hedge_finding_nothing_within_its_price_raises_insufficient_liquidity(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    top = venue.top()
+    assert top is not None
+    with pytest.raises(InsufficientLiquidity):
+        await venue.place_hedge(Side.BUY, D("0.001"), top.bid, 22)
+    [truth] = sim_orders(server, 22)
+    assert truth.filled_qty == 0 and not truth.is_open
+
+
+async def test_hedge_size_is_rounded_down_and_the_worst_price_up(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    top = venue.top()
+    assert top is not None
+    order = await venue.place_hedge(Side.BUY, D("0.0012349"), top.ask + D("0.01"), 23)
+    assert order.qty == D("0.00123")
+    assert order.price == top.ask + D("0.1")  # rounded up to the 0.1 tick
+    info = server.sent_txs[-1]["info"]
+    assert info["BaseAmount"] == 123 and info["Type"] == 1 and info["TimeInForce"] == 0
+
+
+async def test_injected_invalid_nonce_hedge_goes_through_exactly_once(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    server.market.faults.arm("invalid_nonce")
+    order = await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue), 24)
+    assert order.status is OrderStatus.FILLED
+    assert len(sim_orders(server, 24)) == 1
+    assert [t["info"]["ClientOrderIndex"] for t in server.sent_txs] == [24]
+    assert venue.invalid_nonces == 1 and server.market.faults.fired["invalid_nonce"] == 1
+    # The sequencer is back in step: the next hedge needs no nonce repair.
+    await venue.place_hedge(Side.SELL, D("0.001"), far_sell(venue), 25)
+    assert venue.invalid_nonces == 1
+
+
+async def test_a_second_invalid_nonce_gives_up_without_executing(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    server.market.faults.arm("invalid_nonce", 2)
+    with pytest.raises(VenueError) as info:
+        await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue), 26)
+    assert info.value.retryable
+    assert sim_orders(server, 26) == []
+    order = await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue), 27)
+    assert order.status is OrderStatus.FILLED
+
+
+async def test_lost_reply_is_resolved_by_lookup_not_resent(
+    make_venue: VenueFactory, server: LighterServer
+) -> None:
+    venue = await make_venue(request_timeout=0.2)
+    server.market.faults.ambiguous_delay_s = 0.4
+    server.market.faults.arm("ambiguous_order")
+    order = await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue), 28)
+    assert order.status is OrderStatus.FILLED and order.filled_qty == D("0.001")
+    assert len(sim_orders(server, 28)) == 1
+    assert len(server.sent_txs) == 1  # never sent twice
+
+
+async def test_a_5xx_on_send_resends_the_same_transaction_once(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    server.market.faults.arm("http_503")  # answered before the sim acts: not executed
+    order = await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue), 29)
+    assert order.status is OrderStatus.FILLED
+    assert len(sim_orders(server, 29)) == 1
+    assert venue.sign_calls == 1  # the same signed tx (same nonce) was sent again
+
+
+async def test_a_429_on_send_is_retried(venue: LighterVenue, server: LighterServer) -> None:
+    server.market.faults.arm("http_429")
+    order = await venue.place_hedge(Side.SELL, D("0.001"), far_sell(venue), 30)
+    assert order.status is OrderStatus.FILLED and len(sim_orders(server, 30)) == 1
+
+
+async def test_hedge_fills_are_delivered_once_despite_duplicated_and_reordered_updates(
+    venue: LighterVenue, server: LighterServer, events: Events
+) -> None:
+    faults = server.market.faults
+    faults.arm("duplicate_event", 3)
+    faults.arm("reorder_event", 1)
+    for cid in (31, 32, 33):
+        await venue.place_hedge(Side.BUY, D("0.002"), far_buy(venue), cid)
+    await wait_for(lambda: all(OrderStatus.FILLED in events.statuses(c) for c in (31, 32, 33)))
+    for cid in (31, 32, 33):
+        [truth] = sim_orders(server, cid)
+        fills = events.fills(cid)
+        assert sum(f.qty for f in fills) == truth.filled_qty
+        assert len({f.trade_id for f in fills}) == len(fills)
+    assert venue.duplicates_dropped >= 1
+
+
+async def test_dropped_ws_during_a_hedge_recovers_its_fill_over_rest(
+    venue: LighterVenue, server: LighterServer, events: Events
+) -> None:
+    server.market.faults.arm("ws_drop")  # the next data frame (the order update) drops
+    order = await venue.place_hedge(Side.BUY, D("0.002"), far_buy(venue), 34)
+    [truth] = sim_orders(server, 34)
+    assert order.filled_qty == truth.filled_qty == D("0.002")
+    assert order.status is OrderStatus.FILLED
+    await wait_for(lambda: venue._ws is not None and venue._ws.reconnects >= 1)
+    await wait_for(lambda: venue._account_live())
+    assert venue.reconciles >= 1  # the outcome came over REST
+    assert [f.qty for f in events.fills(34)] == [D("0.002")]  # exactly once
+
+
+async def test_token_expiry_mid_run_resumes_the_account_stream_without_losing_a_fill(
+    venue: LighterVenue, server: LighterServer, events: Events
+) -> None:
+    top = venue.top()
+    assert top is not None
+    resting = await venue.place_post_only(Side.BUY, D("0.003"), top.bid - 5, 35)
+    assert resting.status is OrderStatus.OPEN
+    server.market.faults.arm("token_expiry")  # the re-subscription after the drop is refused
+    server.drop_ws()
+    btc(server).fill_resting(int(resting.order_id or 0), D("0.001"))  # while disconnected
+    await wait_for(lambda: venue._account_live(), timeout=5)
+    await wait_for(lambda: events.fills(35) != [])
+    assert server.market.faults.fired["token_expiry"] == 1
+    btc(server).fill_resting(int(resting.order_id or 0), D("0.002"))  # live again
+    await wait_for(lambda: sum(f.qty for f in events.fills(35)) == D("0.003"))
+    assert [f.qty for f in events.fills(35)] == [D("0.001"), D("0.002")]
+    assert all(f.is_maker for f in events.fills(35))
+
+
+async def test_book_gap_resubscribes_and_resyncs(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    server.market.faults.arm("depth_gap")
+    for _ in range(5):
+        server.market.step()
+    await wait_for(lambda: venue.resubscribes == 1 and venue.book.synced)
+    server.market.step()
+    await wait_for(lambda: venue.top() is not None and venue.top().ask == btc(server).top()[2])
+
+
+async def test_server_pings_are_answered_and_the_socket_stays_up(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    ws = venue._ws
+    assert ws is not None
+    pongs = server.pongs_received
+    await wait_for(lambda: server.pongs_received >= pongs + 2, timeout=3)  # pings every 0.2 s
+    assert ws.reconnects == 0 and ws.connected
+
+
+async def test_malformed_frames_are_skipped(venue: LighterVenue) -> None:
+    for frame in [
+        "not json",
+        json.dumps({"no": "type"}),
+        json.dumps({"type": "update/account_orders", "orders": {"1": [{"x": 1}]}}),
+    ]:
+        venue._on_frame(frame, 0)
+    assert venue.malformed == 3
+    assert venue.top() is not None
+
+
+# --------------------------------------------------------------------------------------------
+# Pre-signed hedges
+# --------------------------------------------------------------------------------------------
+
+
+async def test_presigned_hedge_is_resigned_as_the_book_moves_and_sent_without_signing(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    venue.presign_hedge(Side.SELL, D("0.002"), 40, 41)
+    assert await venue.wait_presigned()
+    first = venue.presigned()
+    signs = venue.presign_signs
+    mid = server.market.mid("BTC")
+    server.market.set_mid("BTC", mid * D("0.995"))  # 50 bps: past a quarter of a 40 bps band
+    await wait_for(lambda: venue.presign_signs > signs)
+    assert await venue.wait_presigned()
+    moved = venue.presigned()
+    assert first is not None and moved is not None and moved[3] < first[3]
+    top = venue.top()
+    assert top is not None
+    before = venue.sign_calls
+    order = await venue.place_hedge(Side.SELL, D("0.002"), top.bid * (1 - D("0.004")), 41)
+    assert venue.sign_calls == before  # no signing on the hot path
+    assert venue.last_hedge_path == "presigned" and venue.presigned_used == 1
+    assert order.status is OrderStatus.FILLED
+    assert server.sent_txs[-1]["info"]["Price"] == scale_worst_price(moved[3], 1, Side.SELL)
+
+
+async def test_presign_is_resigned_when_another_transaction_takes_the_nonce(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    venue.presign_hedge(Side.BUY, D("0.001"), 40, 42)
+    assert await venue.wait_presigned()
+    await venue.cancel_all()  # takes the pre-signed nonce
+    assert await venue.wait_presigned()
+    before = venue.sign_calls
+    await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue) / D("1.02") * D("1.004"), 42)
+    assert venue.sign_calls == before and venue.last_hedge_path == "presigned"
+
+
+async def test_another_size_is_signed_on_the_spot(venue: LighterVenue) -> None:
+    venue.presign_hedge(Side.BUY, D("0.001"), 40, 43)
+    assert await venue.wait_presigned()
+    before = venue.sign_calls
+    order = await venue.place_hedge(Side.BUY, D("0.0015"), far_buy(venue), 43)
+    assert venue.sign_calls == before + 1 and venue.last_hedge_path == "signed"
+    assert order.filled_qty == D("0.0015")
+    venue.cancel_presigned()
+    assert venue.presigned() is None
+
+
+async def test_presigned_hot_path_is_faster_than_signing_on_the_spot(venue: LighterVenue) -> None:
+    def elapsed_ms(start_ns: int) -> float:
+        return (venue.last_send_ns - start_ns) / 1e6
+
+    timings: dict[str, list[float]] = {"presigned": [], "signed": []}
+    for i in range(5):
+        venue.presign_hedge(Side.BUY, D("0.001"), 50, 100 + i)
+        assert await venue.wait_presigned()
+        started = time.perf_counter_ns()
+        await venue.place_hedge(
+            Side.BUY, D("0.001"), far_buy(venue) / D("1.02") * D("1.005"), 100 + i
+        )
+        timings[venue.last_hedge_path].append(elapsed_ms(started))
+        started = time.perf_counter_ns()
+        await venue.place_hedge(Side.SELL, D("0.001"), far_sell(venue), 200 + i)
+        timings[venue.last_hedge_path].append(elapsed_ms(started))
+    assert len(timings["presigned"]) == len(timings["signed"]) == 5
+    assert sorted(timings["presigned"])[2] < sorted(timings["signed"])[2]
+
+
+# --------------------------------------------------------------------------------------------
+# Post-only orders, cancels, account
+# --------------------------------------------------------------------------------------------
+
+
+async def test_post_only_rests_and_cancel_cancels_it(
+    venue: LighterVenue, server: LighterServer, events: Events
+) -> None:
+    top = venue.top()
+    assert top is not None
+    order = await venue.place_post_only(Side.BUY, D("0.001"), top.bid - 10, 51)
+    assert order.status is OrderStatus.OPEN and order.kind is OrderKind.POST_ONLY
+    [open_order] = await venue.open_orders()
+    assert (open_order.client_id, open_order.order_id) == (51, order.order_id)
+    await venue.cancel(order)
+    await wait_for(lambda: OrderStatus.CANCELED in events.statuses(51))
+    assert btc(server).open_orders(ACCOUNT) == []
+
+
+async def test_crossing_post_only_is_rejected(venue: LighterVenue) -> None:
+    top = venue.top()
+    assert top is not None
+    with pytest.raises(PostOnlyRejected):
+        await venue.place_post_only(Side.BUY, D("0.001"), top.ask, 52)
+
+
+async def test_cancel_all_cancels_every_order(venue: LighterVenue, server: LighterServer) -> None:
+    top = venue.top()
+    assert top is not None
+    for cid in (53, 54):
+        await venue.place_post_only(Side.SELL, D("0.001"), top.ask + cid, cid)
+    assert len(btc(server).open_orders(ACCOUNT)) == 2
+    await venue.cancel_all()
+    assert btc(server).open_orders(ACCOUNT) == []
+
+
+async def test_position_matches_the_sim_long_short_and_flat(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    truth = server.market.account("lighter", ACCOUNT)
+    assert await venue.position() == 0
+    await venue.place_hedge(Side.BUY, D("0.004"), far_buy(venue), 61)
+    assert await venue.position() == truth.position("BTC").qty == D("0.004")
+    await venue.place_hedge(Side.SELL, D("0.007"), far_sell(venue), 62)
+    assert await venue.position() == truth.position("BTC").qty == D("-0.003")
+    await venue.place_hedge(Side.BUY, D("0.003"), far_buy(venue), 63)
+    assert await venue.position() == truth.position("BTC").qty == 0
+
+
+async def test_balance_and_describe(venue: LighterVenue, server: LighterServer) -> None:
+    balance = await venue.balance()
+    assert balance.equity == server.market.account("lighter", ACCOUNT).collateral
+    summary = await venue.describe()
+    assert summary["market_id"] == 1 and D(str(summary["position"])) == 0
+    assert D(str(summary["tick_size"])) == D("0.1")
+    assert D(str(summary["min_qty"])) == btc(server).rules.min_qty
+
+
+async def test_fills_since_gives_the_stream_trade_ids(
+    venue: LighterVenue, server: LighterServer, events: Events
+) -> None:
+    since = int(time.time() * 1000) - 1000
+    await venue.place_hedge(Side.BUY, D("0.002"), far_buy(venue), 71)
+    await venue.place_hedge(Side.SELL, D("0.001"), far_sell(venue), 72)
+    await wait_for(lambda: len(events.fills()) >= 2)
+    backfill = await venue.fills_since(since)
+    assert {f.trade_id for f in backfill} >= {f.trade_id for f in events.fills()}
+    assert sum(f.qty for f in backfill if f.client_id == 71) == D("0.002")
+    assert {f.side for f in backfill} == {Side.BUY, Side.SELL}
+
+
+async def test_ambiguous_without_a_reachable_venue_raises_ambiguous_order_state(
+    make_venue: VenueFactory, server: LighterServer
+) -> None:
+    venue = await make_venue(request_timeout=0.2, retry_attempts=1)
+    faults = server.market.faults
+    faults.ambiguous_delay_s = 0.5
+    faults.arm("ambiguous_order")
+
+    async def venue_unreachable_once_executed() -> None:
+        await wait_for(lambda: server.sent_txs != [])
+        faults.arm("http_500", 5)  # nextNonce cannot say whether the tx was taken
+
+    arming = asyncio.get_running_loop().create_task(venue_unreachable_once_executed())
+    with pytest.raises(AmbiguousOrderState) as info:
+        await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue), 81)
+    await arming
+    assert info.value.client_id == 81
+    server.market.faults.disarm()
+    found = await venue.find_order(81)
+    assert found is not None and found.filled_qty == D("0.001")
+
+
+async def test_any_order_of_duplicated_and_reordered_updates_delivers_each_fill_once(
+    venue: LighterVenue, events: Events
+) -> None:
+    rng = random.Random(5)
+    steps = [D("0"), D("0.001"), D("0.003"), D("0.004")]
+
+    def frame(index: int, filled: Decimal, status: str) -> str:
+        order = {
+            "order_index": index,
+            "client_order_index": index,
+            "market_index": venue.market().market_id,
+            "initial_base_amount": "0.00400",
+            "price": "65000.0",
+            "remaining_base_amount": str(D("0.004") - filled),
+            "filled_base_amount": str(filled),
+            "filled_quote_amount": str(filled * 65000),
+            "is_ask": False,
+            "status": status,
+            "time_in_force": "immediate-or-cancel",
+            "timestamp": 1,
+        }
+        return json.dumps(
+            {
+                "type": "update/account_orders",
+                "channel": "account_orders:1",
+                "orders": {str(venue.market().market_id): [order]},
+            }
+        )
+
+    for index in range(900_000, 900_200):
+        updates = [frame(index, f, "open") for f in steps[:-1]] + [
+            frame(index, steps[-1], "filled")
+        ]
+        updates += rng.sample(updates, rng.randint(0, 3))  # duplicates
+        rng.shuffle(updates)
+        for update in updates:
+            venue._on_frame(update, 0)
+        fills = events.fills(index)
+        assert sum(f.qty for f in fills) == D("0.004"), index
+        assert len({f.trade_id for f in fills}) == len(fills)
+        assert all(f.price == 65000 for f in fills)
+        assert events.statuses(index)[-1] is OrderStatus.FILLED
+
+
+# --------------------------------------------------------------------------------------------
+# The sendTx connection
+# --------------------------------------------------------------------------------------------
+
+
+async def _raw_http_server(answers: list[bytes]) -> tuple[asyncio.Server, int, list[bytes]]:
+    """A bare HTTP/1.1 server answering each request with the next canned answer."""
+    requests: list[bytes] = []
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(asyncio.IncompleteReadError):
+            await serve(reader, writer)
+        writer.close()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while answers:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = 0
+            for line in head.split(b"\r\n"):
+                if line.lower().startswith(b"content-length:"):
+                    length = int(line.split(b":")[1])
+            requests.append(head + await reader.readexactly(length))
+            answer = answers.pop(0)
+            writer.write(answer)
+            await writer.drain()
+            if b"Connection: close" in answer:
+                return
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    return server, server.sockets[0].getsockname()[1], requests
+
+
+async def test_tx_sender_reads_chunked_answers_and_reconnects_after_close() -> None:
+    chunked = (
+        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+        b'Transfer-Encoding: chunked\r\n\r\n5\r\n{"cod\r\n7\r\ne":200}\r\n0\r\n\r\n'
+    )
+    closing = b"HTTP/1.1 400 Bad Request\r\nConnection: close\r\nContent-Length: 2\r\n\r\n{}"
+    plain = b'HTTP/1.1 200 OK\r\nContent-Length: 13\r\n\r\n{"code":200}\n'
+    server, port, requests = await _raw_http_server([chunked, closing, plain])
+    sender = TxSender(f"http://127.0.0.1:{port}", timeout=2.0)
+    try:
+        assert await sender.post_tx(b"tx_type=14&tx_info=%7B%7D") == (200, '{"code":200}')
+        assert await sender.post_tx(b"a=1") == (400, "{}")
+        assert await sender.get("/api/v1/nextNonce?x=1") == (200, '{"code":200}\n')
+        assert sender.connections == 2  # kept alive, then reopened after "Connection: close"
+        assert requests[0].startswith(b"POST /api/v1/sendTx HTTP/1.1\r\n")
+        assert b"Content-Type: application/x-www-form-urlencoded" in requests[0]
+        assert requests[0].endswith(b"\r\n\r\ntx_type=14&tx_info=%7B%7D")
+        assert requests[2].startswith(b"GET /api/v1/nextNonce?x=1 HTTP/1.1\r\n")
+    finally:
+        await sender.close()
+        server.close()
+        await server.wait_closed()
+
+
+def test_tx_sender_refuses_a_bad_url() -> None:
+    with pytest.raises(ConfigError):
+        TxSender("ftp://example.com", timeout=1.0)
+    assert TxSender("https://mainnet.zklighter.elliot.ai", timeout=1.0).port == 443
