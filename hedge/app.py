@@ -69,6 +69,7 @@ async def run_bot(
     status: EngineStatus | None = None,
     on_started: Callable[[HedgeEngine], None] | None = None,
     install_signals: bool = True,
+    presign: bool = True,
 ) -> BotRun:
     """Run the engine to its end; venues and journal are closed whatever happens."""
     if maker is None or hedge is None:
@@ -77,7 +78,7 @@ async def run_bot(
         settings.log_dir / f"{settings.ticker}-trades{'-dry' if settings.dry_run else ''}.csv"
     )
     journal = Journal(settings.journal, csv_path=csv_path)
-    engine = HedgeEngine(settings, maker, hedge, journal, status=status)
+    engine = HedgeEngine(settings, maker, hedge, journal, status=status, presign=presign)
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if install_signals else ()
     for signum in signals:

@@ -105,8 +105,10 @@ class HedgeEngine:
         journal: Journal,
         *,
         status: EngineStatus | None = None,
+        presign: bool = True,
     ) -> None:
         self.settings = settings
+        self.presign = presign  # False: hedges are signed when the fill arrives (benchmarks)
         self.maker = maker
         self.hedge = hedge
         self.journal = journal
@@ -201,6 +203,7 @@ class HedgeEngine:
             client_ids=self._client_ids,
             on_halt=self.request_halt,
         )
+        self.hedger.presign_enabled = self.presign
         self.hedger.paused = True
         self.hedger.start()
         await self._wait_books()

@@ -126,6 +126,9 @@ class HedgerStats:
     over_hedges: int = 0
     escalations: int = 0
     latencies_ns: deque[int] = field(default_factory=lambda: deque(maxlen=10_000))
+    # (maker fill frame read ns, client id of the hedge it triggered): lets a benchmark pair a
+    # fill with the moment its hedge was written to the wire (LighterVenue.write_ns_by_client).
+    triggers: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=100_000))
     max_unhedged_s: float = 0.0
 
 
@@ -158,6 +161,7 @@ class Hedger:
         self.stats = HedgerStats()
         self.halted = False
         self.paused = False  # recovery: count fills, send nothing yet
+        self.presign_enabled = True
         self._orders: dict[int, HedgeOrder] = {}
         self._lots: deque[_Lot] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
@@ -244,7 +248,7 @@ class Hedger:
     # -- the pre-signed hedge ----------------------------------------------------------------
     def prepare(self, maker_side: Side, qty: Decimal) -> None:
         """A maker order of `qty` now rests: have its full hedge signed ahead if possible."""
-        if not isinstance(self.venue, PresignCapable):
+        if not self.presign_enabled or not isinstance(self.venue, PresignCapable):
             return
         hedge_qty = round_qty(qty, self.market.step_size)
         if hedge_qty < self.market.min_qty:
@@ -406,7 +410,7 @@ class Hedger:
             sent_ns=sent_ns,
         )
         self.stats.hedges_sent += 1
-        self._record_latency(sent_ns)
+        self._record_latency(sent_ns, client_id)
         task = asyncio.create_task(self._send(hedge), name=f"hedge-{client_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -418,13 +422,14 @@ class Hedger:
             return presigned[2]
         return self.client_ids.next()
 
-    def _record_latency(self, sent_ns: int) -> None:
+    def _record_latency(self, sent_ns: int, client_id: int) -> None:
         """Fill frame read -> hedge started, for the first hedge after a new maker fill only
         (a re-send after a partial IOC or a retry is not the fill's latency)."""
         start = self._latency_from_ns
         self._latency_from_ns = 0
         if start and sent_ns >= start:
             self.stats.latencies_ns.append(sent_ns - start)
+            self.stats.triggers.append((start, client_id))
 
     async def _send(self, hedge: HedgeOrder) -> None:
         log.info(
