@@ -99,6 +99,7 @@ async def run_bot(
                 await venue.close()
             except Exception as exc:  # closing must not hide the run's own outcome
                 log.warning("closing %s failed: %s", venue.name, exc)
+    journal.flush()
     summary = summarize(journal, maker_venue=maker.name, run_id=journal.run_id)
     journal.close()
     return BotRun(result, summary, settings.journal)

@@ -156,9 +156,14 @@ class HedgeEngine:
             code, reason = EXIT_INTERRUPTED, "interrupted"
             try:
                 await self._clean_stop()
-            except Halt as halt:
-                code, reason = EXIT_HALTED, str(halt)
+            except (Halt, VenueError) as exc:
+                code, reason = EXIT_HALTED, str(exc)
                 await self._kill_switch(reason)
+        except VenueError as exc:
+            # A venue kept failing where the engine could not simply wait (retries exhausted):
+            # stop the same way a risk guard does, legs balanced, never a crash.
+            code, reason = EXIT_HALTED, f"venue error: {exc}"
+            await self._kill_switch(reason)
         finally:
             if self._guard_task is not None:
                 self._guard_task.cancel()
@@ -186,13 +191,17 @@ class HedgeEngine:
         await asyncio.gather(self.maker.connect(), self.hedge.connect())
         self.maker_market = self.maker.market()
         self.hedge_market = self.hedge.market()
-        self._client_ids = ClientIds(self.journal.max_client_id())
         previous = self.journal.unfinished_run()
         self.journal.start_run(
             mode=self.settings.mode.value,
             ticker=self.settings.ticker,
-            settings=_public_settings(self.settings),
+            settings={
+                **_public_settings(self.settings),
+                "hedge_min_qty": str(max(self.hedge_market.step_size, self.hedge_market.min_qty)),
+            },
         )
+        self._client_ids = ClientIds(self.journal)
+        self.journal.start_writer()
         self.hedger = Hedger(
             self.hedge,
             self.journal,
@@ -436,6 +445,8 @@ class HedgeEngine:
             raise Halt(f"hedge not settled: exposure {self.hedger.exposure}")
         self._check_signals()
         await self._balance_check()
+        assert self._client_ids is not None
+        self._client_ids.top_up()
         await asyncio.to_thread(self.journal.checkpoint)
 
     # -- events --------------------------------------------------------------------------------
@@ -689,6 +700,7 @@ class HedgeEngine:
             )
         maker_position, hedge_position = await self.maker.position(), await self.hedge.position()
         net = maker_position + hedge_position
+        self.journal.flush()  # the replayed fills are in the journal before it is read
         explained = self.journal.net_position(self.maker.name) + self.journal.net_position(
             self.hedge.name
         )

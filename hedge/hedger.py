@@ -64,17 +64,32 @@ class PresignCapable(Protocol):
 
 
 class ClientIds:
-    """Unique client ids for both venues: above anything journaled and above the clock, so ids
-    stay unique across restarts. Backpack needs uint32, Lighter 48 bits: uint32 serves both."""
+    """Unique client ids for both venues, drawn from blocks the journal reserved durably before
+    use: after a crash, any order carrying one of them is known to be ours even if its own
+    journal row was lost. Above anything journaled and above the clock, so ids stay unique
+    across restarts. Backpack needs uint32, Lighter 48 bits: uint32 serves both."""
 
-    def __init__(self, floor: int) -> None:
-        self._next = max(floor + 1, int(time.time()) % 4_000_000_000)
+    BLOCK = 1000
+
+    def __init__(self, journal: Journal) -> None:
+        self._journal = journal
+        self._next = max(journal.max_client_id() + 1, int(time.time()) % 4_000_000_000)
+        self._end = self._next
+        self.top_up()
+
+    def top_up(self) -> None:
+        """Reserve the next block while at least half of this one is left (off the hot path)."""
+        if self._end - self._next < self.BLOCK // 2:
+            if self._end + self.BLOCK >= 2**32:
+                self._next = self._end = 1
+            self._journal.reserve_ids(self._end, self._end + self.BLOCK)
+            self._end += self.BLOCK
 
     def next(self) -> int:
+        if self._next >= self._end:
+            self.top_up()  # only when top_up() was not called in time
         value = self._next
         self._next += 1
-        if self._next >= 2**32:
-            self._next = 1
         return value
 
 
@@ -171,6 +186,7 @@ class Hedger:
         self._retry_after = 0.0
         self._presigned: tuple[Side, Decimal, int] | None = None
         self._latency_from_ns = 0
+        self._seen: set[tuple[str, str]] = journal.trade_keys()  # fills already counted
         self._settled = asyncio.Event()
         self._settled.set()
 
@@ -268,27 +284,31 @@ class Hedger:
             self.on_maker_fill(event)
 
     def on_maker_fill(self, fill: Fill) -> None:
-        """The hot path: count the fill once, then hedge what is uncovered at once."""
-        with self.journal.transaction():
-            if not self.journal.record_fill(fill):
-                self.stats.duplicates_ignored += 1
-                return
-            signed = fill.qty * fill.side.sign
-            self.exposure += signed
-            self.maker_net += signed
-            self.stats.maker_fills += 1
+        """The hot path: count the fill once, hedge what is uncovered at once, then record."""
+        key = (fill.venue, fill.trade_id)
+        if key in self._seen:
+            self.stats.duplicates_ignored += 1
+            return
+        self._seen.add(key)
+        signed = fill.qty * fill.side.sign
+        self.exposure += signed
+        self.maker_net += signed
+        self.stats.maker_fills += 1
+        self._latency_from_ns = fill.recv_ns
+        with self.journal.group():
+            self.journal.defer("record_fill", fill)
             self._add_lot(_Lot(fill.venue, fill.trade_id, signed, fill.recv_ns, True))
-            log.info(
-                "maker fill %s %s %s @ %s trade=%s order=%s client=%s",
-                fill.venue,
-                fill.side.value,
-                fill.qty,
-                fill.price,
-                fill.trade_id,
-                fill.order_id,
-                fill.client_id,
-            )
-            self._kick()
+        self._kick()
+        log.info(
+            "maker fill %s %s %s @ %s trade=%s order=%s client=%s",
+            fill.venue,
+            fill.side.value,
+            fill.qty,
+            fill.price,
+            fill.trade_id,
+            fill.order_id,
+            fill.client_id,
+        )
 
     def on_hedge_event(self, event: VenueEvent) -> None:
         if isinstance(event, Fill):
@@ -297,32 +317,35 @@ class Hedger:
             self._on_hedge_order_event(event)
 
     def _on_hedge_fill(self, fill: Fill) -> None:
-        with self.journal.transaction():
-            if not self.journal.record_fill(fill):
-                self.stats.duplicates_ignored += 1
-                return
-            signed = fill.qty * fill.side.sign
-            self.exposure += signed
-            self.hedge_net += signed
-            self.stats.hedge_fills += 1
-            order = self._orders.get(fill.client_id) if fill.client_id is not None else None
-            if order is not None:
-                order.filled += fill.qty
-                order.trade_ids.add(fill.trade_id)
-            sent_ns = order.sent_ns if order is not None else 0
+        key = (fill.venue, fill.trade_id)
+        if key in self._seen:
+            self.stats.duplicates_ignored += 1
+            return
+        self._seen.add(key)
+        signed = fill.qty * fill.side.sign
+        self.exposure += signed
+        self.hedge_net += signed
+        self.stats.hedge_fills += 1
+        order = self._orders.get(fill.client_id) if fill.client_id is not None else None
+        if order is not None:
+            order.filled += fill.qty
+            order.trade_ids.add(fill.trade_id)
+        sent_ns = order.sent_ns if order is not None else 0
+        with self.journal.group():
+            self.journal.defer("record_fill", fill)
             self._add_lot(
                 _Lot(fill.venue, fill.trade_id, signed, 0, False, fill.client_id or 0, sent_ns)
             )
-            log.info(
-                "hedge fill %s %s %s @ %s trade=%s client=%s exposure=%s",
-                fill.venue,
-                fill.side.value,
-                fill.qty,
-                fill.price,
-                fill.trade_id,
-                fill.client_id,
-                self.exposure,
-            )
+        log.info(
+            "hedge fill %s %s %s @ %s trade=%s client=%s exposure=%s",
+            fill.venue,
+            fill.side.value,
+            fill.qty,
+            fill.price,
+            fill.trade_id,
+            fill.client_id,
+            self.exposure,
+        )
         self._after_change()
 
     def _on_hedge_order_event(self, event: OrderEvent) -> None:
@@ -331,8 +354,12 @@ class Hedger:
             return
         if order.final_filled is None or event.filled_qty > order.final_filled:
             order.final_filled = event.filled_qty
-        self.journal.update_order(
-            self.venue.name, order.client_id, status=event.status, filled_qty=event.filled_qty
+        self.journal.defer(
+            "update_order",
+            self.venue.name,
+            order.client_id,
+            status=event.status,
+            filled_qty=event.filled_qty,
         )
         self._after_change()
 
@@ -355,8 +382,8 @@ class Hedger:
                         if hedge.sent_ns >= maker.recv_ns > 0
                         else None
                     )
-                    self.journal.allocate(
-                        maker.venue, maker.trade_id, hedge.client_id, take, latency
+                    self.journal.defer(
+                        "allocate", maker.venue, maker.trade_id, hedge.client_id, take, latency
                     )
             front.qty += take if front.qty < 0 else -take
             lot.qty += take if lot.qty < 0 else -take
@@ -404,16 +431,19 @@ class Hedger:
         hedge = HedgeOrder(client_id, side, qty, worst, sent_ns)
         self._orders[client_id] = hedge
         self._settled.clear()
-        self.journal.register_order(
+        task = asyncio.create_task(self._send(hedge), name=f"hedge-{client_id}")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        # Recorded after the send is under way: its client id comes from a reserved block, so
+        # a restart recognizes the hedge even if this row never reaches the disk.
+        self.journal.defer(
+            "register_order",
             Order(self.venue.name, self.market.symbol, client_id, side, qty, worst, OrderKind.IOC),
             purpose="hedge",
             sent_ns=sent_ns,
         )
         self.stats.hedges_sent += 1
         self._record_latency(sent_ns, client_id)
-        task = asyncio.create_task(self._send(hedge), name=f"hedge-{client_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
 
     def _take_client_id(self, side: Side, qty: Decimal) -> int:
         presigned = self._presigned
@@ -455,7 +485,8 @@ class Hedger:
             hedge.final_filled = hedge.filled
             self._retry_after = self.clock() + RETRY_BACKOFF_S
             log.warning("hedge %s failed (%s): will retry", hedge.client_id, exc)
-            self.journal.update_order(
+            self.journal.defer(
+                "update_order",
                 self.venue.name,
                 hedge.client_id,
                 status=OrderStatus.REJECTED,
@@ -466,7 +497,8 @@ class Hedger:
         if order.status.is_terminal:
             if hedge.final_filled is None or order.filled_qty > hedge.final_filled:
                 hedge.final_filled = order.filled_qty
-            self.journal.update_order(
+            self.journal.defer(
+                "update_order",
                 self.venue.name,
                 hedge.client_id,
                 status=order.status,

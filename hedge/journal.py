@@ -15,7 +15,10 @@ from __future__ import annotations
 
 import csv
 import json
+import logging
+import queue
 import sqlite3
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -23,7 +26,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from exchanges.base import Fill, Order, OrderStatus, Side
 
@@ -100,6 +103,12 @@ CREATE TABLE IF NOT EXISTS halts (
     at REAL NOT NULL,
     reason TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS id_blocks (  -- client ids reserved before use: ours on restart
+    start INTEGER NOT NULL,
+    end INTEGER NOT NULL,
+    run_id INTEGER NOT NULL,
+    created_at REAL NOT NULL
+);
 CREATE TABLE IF NOT EXISTS counters (
     run_id INTEGER NOT NULL,
     name TEXT NOT NULL,
@@ -107,6 +116,11 @@ CREATE TABLE IF NOT EXISTS counters (
     PRIMARY KEY (run_id, name)
 );
 """
+
+_log = logging.getLogger(__name__)
+_Op = tuple[str, tuple[Any, ...], dict[str, Any]]
+_Item = object  # (run_id, [ops]) | threading.Event (flush marker) | _STOP
+_STOP = object()
 
 CSV_HEADER = ["time", "venue", "side", "price", "qty", "fee", "order_id", "trade_id"]
 
@@ -139,6 +153,10 @@ class Journal:
         self._db.execute("PRAGMA wal_autocheckpoint=0")
         self._db.executescript(SCHEMA)
         self.run_id: int = 0
+        self._queue: queue.SimpleQueue[_Item] | None = None
+        self._writer: threading.Thread | None = None
+        self._grouping: list[_Op] | None = None
+        self.writer_errors = 0
         self._csv_path = csv_path
         self._csv_file = None
         self._csv: csv.writer | None = None  # type: ignore[valid-type]
@@ -156,10 +174,109 @@ class Journal:
                 self._csv_file.flush()
 
     def close(self) -> None:
+        self.stop_writer()
         if self._csv_file is not None:
             self._csv_file.close()
             self._csv_file = None
         self._db.close()
+
+    # -- deferred writes (the hot path) ------------------------------------------------------
+    def start_writer(self) -> None:
+        """From now on `defer`red writes are executed by a writer thread on its own connection,
+        in order, several per commit: the fill -> hedge path never waits for SQLite. The CSV
+        trade log moves to the writer with them."""
+        if self._writer is not None:
+            return
+        if self._csv_file is not None:
+            self._csv_file.close()
+            self._csv_file = None
+            self._csv = None
+        self._queue = queue.SimpleQueue()
+        self._writer = threading.Thread(
+            target=self._write_loop, args=(self._queue,), name="journal-writer", daemon=True
+        )
+        self._writer.start()
+
+    def stop_writer(self) -> None:
+        if self._writer is None or self._queue is None:
+            return
+        self._queue.put(_STOP)
+        self._writer.join(timeout=30)
+        self._writer = None
+        self._queue = None
+
+    def defer(self, method: str, *args: Any, **kwargs: Any) -> None:
+        """Run a write method (`record_fill`, `register_order`, `update_order`, `allocate`...)
+        on the writer thread, after every write deferred before it; synchronously when no
+        writer runs (tests, tools)."""
+        if self._queue is None:
+            getattr(self, method)(*args, **kwargs)
+            return
+        op: _Op = (method, args, kwargs)
+        if self._grouping is not None:
+            self._grouping.append(op)
+        else:
+            self._queue.put((self.run_id, [op]))
+
+    @contextmanager
+    def group(self) -> Iterator[None]:
+        """Deferred writes inside commit together (a hedge fill with its allocations)."""
+        if self._queue is None:
+            with self.transaction():
+                yield
+            return
+        if self._grouping is not None:
+            yield
+            return
+        self._grouping = []
+        try:
+            yield
+        finally:
+            ops, self._grouping = self._grouping, None
+            if ops:
+                self._queue.put((self.run_id, ops))
+
+    def flush(self, timeout: float = 10.0) -> bool:
+        """Wait until every deferred write is committed (before reading what they wrote)."""
+        if self._queue is None:
+            return True
+        done = threading.Event()
+        self._queue.put(done)
+        return done.wait(timeout)
+
+    def _write_loop(self, items: queue.SimpleQueue[_Item]) -> None:
+        writer = Journal(self.path, csv_path=self._csv_path)
+        try:
+            while True:
+                batch = [items.get()]
+                while True:
+                    try:
+                        batch.append(items.get_nowait())
+                    except queue.Empty:
+                        break
+                stop = False
+                waiters: list[threading.Event] = []
+                try:
+                    with writer.transaction():
+                        for item in batch:
+                            if item is _STOP:
+                                stop = True
+                            elif isinstance(item, threading.Event):
+                                waiters.append(item)
+                            else:
+                                run_id, ops = cast(tuple[int, list[_Op]], item)
+                                writer.run_id = run_id
+                                for method, args, kwargs in ops:
+                                    getattr(writer, method)(*args, **kwargs)
+                except Exception:
+                    self.writer_errors += 1
+                    _log.exception("journal write failed (%s item(s) lost)", len(batch))
+                for waiter in waiters:
+                    waiter.set()
+                if stop:
+                    return
+        finally:
+            writer.close()
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file. Blocking: call it from a thread, off the hot path.
@@ -279,12 +396,27 @@ class Journal:
         )
 
     def is_our_order(self, venue: str, client_id: int | None) -> bool:
+        """Registered, or drawn from a client-id block this journal reserved (a hedge whose
+        own row a crash cut off is still recognized as ours)."""
         if client_id is None:
             return False
         row = self._db.execute(
-            "SELECT 1 FROM orders WHERE venue = ? AND client_id = ?", (venue, client_id)
+            "SELECT 1 FROM orders WHERE venue = ? AND client_id = ?"
+            " UNION ALL SELECT 1 FROM id_blocks WHERE ? >= start AND ? < end LIMIT 1",
+            (venue, client_id, client_id, client_id),
         ).fetchone()
         return row is not None
+
+    def reserve_ids(self, start: int, end: int) -> None:
+        """Durably claim client ids [start, end) before any of them is used."""
+        self._db.execute(
+            "INSERT INTO id_blocks (start, end, run_id, created_at) VALUES (?, ?, ?, ?)",
+            (start, end, self.run_id, time.time()),
+        )
+
+    def trade_keys(self) -> set[tuple[str, str]]:
+        """(venue, trade id) of every journaled fill: the hedger's in-memory dedupe seed."""
+        return {(str(v), str(t)) for v, t in self._db.execute("SELECT venue, trade_id FROM fills")}
 
     def open_orders(self, venue: str) -> list[tuple[int, str]]:
         """(client_id, purpose) of orders the journal still believes live."""
@@ -296,7 +428,10 @@ class Journal:
         return [(int(r[0]), str(r[1])) for r in rows]
 
     def max_client_id(self) -> int:
-        row = self._db.execute("SELECT MAX(client_id) FROM orders").fetchone()
+        row = self._db.execute(
+            "SELECT MAX(m) FROM (SELECT MAX(client_id) AS m FROM orders"
+            " UNION ALL SELECT MAX(end) - 1 FROM id_blocks)"
+        ).fetchone()
         return int(row[0] or 0)
 
     # -- fills -------------------------------------------------------------------------------

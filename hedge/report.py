@@ -13,7 +13,8 @@ Definitions:
   that went beyond every maker fill (the hedger's over-hedge count). 0 is the only good value.
 - unhedged_max_s: the longest time from a maker fill being recorded to the hedge allocation
   that covered the last of it (or to the end of its run, or now while the run is still going,
-  for one never fully covered).
+  for one never fully covered). A remainder below the hedge venue's minimum size (the run's
+  `hedge_min_qty` setting) is carried, not unhedged, and does not count.
 - hedge_latency_ms: per maker fill, WS frame read -> hedge request handed over, in-process.
 - edge_bps: quantity-weighted (hedge price - maker price) / maker price, signed so that
   positive means the pair earned the spread.
@@ -23,6 +24,7 @@ Definitions:
 
 from __future__ import annotations
 
+import json
 import math
 import time
 from collections import defaultdict
@@ -110,6 +112,7 @@ def summarize(
     allocated: dict[str, Decimal] = defaultdict(Decimal)
     first_latency: dict[str, int] = {}
     covered_at: dict[str, float] = {}
+    last_cover: dict[str, float] = {}
     rows = journal.query(
         "SELECT maker_trade_id, hedge_client_id, qty, latency_ns, created_at FROM allocations"
         " WHERE maker_venue = ? ORDER BY rowid",
@@ -127,6 +130,9 @@ def summarize(
             maker_fill.qty
         ):
             covered_at[maker_fill.trade_id] = float(created_at)
+        last_cover[maker_fill.trade_id] = max(
+            last_cover.get(maker_fill.trade_id, 0.0), float(created_at)
+        )
         if latency is not None and maker_fill.trade_id not in first_latency:
             first_latency[maker_fill.trade_id] = int(latency)
 
@@ -145,8 +151,13 @@ def summarize(
     run_ends = {int(r[0]): r[1] for r in journal.query("SELECT id, ended_at FROM runs")}
     now = time.time()
     unhedged_max = 0.0
+    dust = _dust_by_run(journal)
     for fill in maker_fills:
         end = covered_at.get(fill.trade_id)
+        if end is None and fill.qty - allocated[fill.trade_id] < dust.get(fill.run_id, Decimal(0)):
+            # The rest is below what the hedge venue can trade: carried, not unhedged (it is
+            # offset by the next opposite fill). Covered when its tradable part was.
+            end = last_cover.get(fill.trade_id, fill.recorded_at)
         if end is None:
             ended_at = run_ends.get(fill.run_id)
             end = float(ended_at) if ended_at is not None else now
@@ -205,3 +216,14 @@ def summarize(
         "halt_reasons": [str(row[0]) for row in halts],
         "reconnects": int(reconnects),
     }
+
+
+def _dust_by_run(journal: Journal) -> dict[int, Decimal]:
+    """Per run, the smallest size the hedge venue trades (recorded in the run's settings)."""
+    dust: dict[int, Decimal] = {}
+    for run_id, settings_text in journal.query("SELECT id, settings FROM runs"):
+        try:
+            dust[int(run_id)] = Decimal(json.loads(settings_text).get("hedge_min_qty", "0"))
+        except (ValueError, ArithmeticError, AttributeError):
+            continue
+    return dust

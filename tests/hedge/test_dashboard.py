@@ -90,7 +90,7 @@ def make_engine(
             maker_venue_name="backpack",
             max_slippage_bps=Decimal(20),
             hedge_timeout=5.0,
-            client_ids=ClientIds(0),
+            client_ids=ClientIds(journal),
             on_halt=lambda reason: None,
         )
         hedger.paused = True  # count fills, send nothing: these venues cannot trade

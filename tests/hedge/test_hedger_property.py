@@ -92,7 +92,7 @@ async def _scenario(
             maker_venue_name="backpack",
             max_slippage_bps=Decimal(50),
             hedge_timeout=5.0,
-            client_ids=ClientIds(0),
+            client_ids=ClientIds(journal),
             on_halt=halts.append,
         )
         venue.set_event_callback(hedger.on_hedge_event)
