@@ -18,7 +18,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from exchanges.base import ConfigError
+from exchanges.base import ConfigError, VenueError
 from hedge.config import (
     DEFAULT_URLS,
     Direction,
@@ -365,8 +365,16 @@ def check(
     dry_run: Annotated[
         bool, typer.Option("--dry-run", help="Check for a paper run: no keys needed.")
     ] = False,
+    connect: Annotated[
+        bool,
+        typer.Option(
+            "--connect/--no-connect",
+            help="Also connect to both venues and show market rules, collateral, position and "
+            "open orders.",
+        ),
+    ] = True,
 ) -> None:
-    """Validate settings and show what a run would do. Sends no order."""
+    """Validate settings, connect to both venues and show what a run would do. Sends no order."""
     flags = trading_flags(
         ticker=ticker,
         size=size,
@@ -387,6 +395,30 @@ def check(
     out.print(settings_table(settings))
     out.print(f"[bold]Plan:[/] {plan_text(settings)}")
     out.print("Settings are valid.")
+    if not connect:
+        return
+    import asyncio
+
+    from hedge.app import describe_venues
+
+    try:
+        summaries = asyncio.run(describe_venues(settings))
+    except VenueError as exc:
+        err.print(f"[bold red]error:[/] venue check failed: {exc}", soft_wrap=True)
+        bad_credentials = exc.status in (400, 401, 403)
+        raise typer.Exit(EXIT_USAGE if bad_credentials else EXIT_ERROR) from None
+    for summary in summaries:
+        table = Table(title=f"{summary.get('venue', '?')}: connected", show_header=False)
+        table.add_column("what")
+        table.add_column("value")
+        for key, value in summary.items():
+            if key == "venue":
+                continue
+            if isinstance(value, list):
+                value = "; ".join(str(item) for item in value) or "none"
+            table.add_row(key.replace("_", " "), str(value))
+        out.print(table)
+    out.print("Both venues answered; nothing was sent.")
 
 
 PlainOpt = Annotated[

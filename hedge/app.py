@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exchanges.base import Venue
+from exchanges.base import Venue, VenueError
 from hedge.config import Settings
 from hedge.engine import EngineStatus, HedgeEngine, RunResult
 from hedge.journal import Journal
@@ -23,8 +23,9 @@ from hedge.report import summarize
 log = logging.getLogger(__name__)
 
 
-def build_venues(settings: Settings) -> tuple[Venue, Venue]:
-    """Backpack (maker) and Lighter (hedge) for these settings; paper-wrapped for a dry run."""
+def build_venues(settings: Settings, *, paper: bool | None = None) -> tuple[Venue, Venue]:
+    """Backpack (maker) and Lighter (hedge) for these settings; paper-wrapped for a dry run
+    (`paper=False` gives the bare public-data venues of a dry run, for `check`)."""
     from exchanges.backpack import BackpackVenue
     from exchanges.lighter import LighterVenue
 
@@ -46,7 +47,7 @@ def build_venues(settings: Settings) -> tuple[Venue, Venue]:
         account_index=None if settings.dry_run else settings.lighter_account_index,
         api_key_index=None if settings.dry_run else settings.lighter_api_key_index,
     )
-    if settings.dry_run:
+    if settings.dry_run if paper is None else paper:
         from hedge.paper import PaperVenue
 
         maker = PaperVenue(maker, role="maker")
@@ -103,3 +104,33 @@ async def run_bot(
     summary = summarize(journal, maker_venue=maker.name, run_id=journal.run_id)
     journal.close()
     return BotRun(result, summary, settings.journal)
+
+
+CONNECT_TIMEOUT_S = 30.0
+
+
+async def describe_venues(settings: Settings) -> list[dict[str, object]]:
+    """Connect to both venues (public data only for a dry run) and describe each: market
+    rules, book top, and with keys collateral, position and open orders."""
+    maker, hedge = build_venues(settings, paper=False)
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            await asyncio.gather(maker.connect(), hedge.connect())
+            return [await _describe(maker), await _describe(hedge)]
+    except TimeoutError:
+        raise VenueError(
+            f"no answer from the venues within {CONNECT_TIMEOUT_S:g} s "
+            f"({settings.backpack_api_url}, {settings.lighter_api_url})",
+            retryable=True,
+        ) from None
+    finally:
+        await asyncio.gather(maker.close(), hedge.close(), return_exceptions=True)
+
+
+async def _describe(venue: Venue) -> dict[str, object]:
+    describe = getattr(venue, "describe", None)
+    if describe is None:
+        market = venue.market()
+        return {"venue": venue.name, "symbol": market.symbol}
+    summary: dict[str, object] = await describe()
+    return summary

@@ -198,6 +198,7 @@ class HedgeEngine:
             settings={
                 **_public_settings(self.settings),
                 "hedge_min_qty": str(max(self.hedge_market.step_size, self.hedge_market.min_qty)),
+                "hedge_min_notional": str(self.hedge_market.min_notional),
             },
         )
         self._client_ids = ClientIds(self.journal)
@@ -259,6 +260,16 @@ class HedgeEngine:
             await self._quote_once(side, qty)
             await self._after_step()
         self.journal.end_cycle(cycle, "done")
+
+    def _tolerance(self) -> Decimal:
+        """The smallest net the hedge venue can trade away: below it the legs are balanced."""
+        market = self.hedge_market
+        assert market is not None
+        tolerance = max(market.step_size, market.min_qty)
+        top = self.hedge.top()
+        if market.min_notional > 0 and top is not None and top.mid > 0:
+            tolerance = max(tolerance, market.min_notional / top.mid)
+        return tolerance
 
     @property
     def maker_position(self) -> Decimal:
@@ -529,7 +540,7 @@ class HedgeEngine:
 
     async def _balance_check(self) -> None:
         assert self.hedger is not None and self.hedge_market is not None
-        tolerance = max(self.hedge_market.step_size, self.hedge_market.min_qty)
+        tolerance = self._tolerance()
         for attempt in range(BALANCE_RETRIES):
             try:
                 await check_balance(
@@ -599,7 +610,7 @@ class HedgeEngine:
         market = self.hedge_market
         if market is None or self._client_ids is None:
             return
-        tolerance = max(market.step_size, market.min_qty)
+        tolerance = self._tolerance()
         for attempt in range(FLATTEN_ATTEMPTS):
             try:
                 maker_position, hedge_position = await self._positions(strict=True)
@@ -705,7 +716,7 @@ class HedgeEngine:
             self.hedge.name
         )
         assert self.hedge_market is not None
-        tolerance = max(self.hedge_market.step_size, self.hedge_market.min_qty)
+        tolerance = self._tolerance()
         # Start offsets so that maker_start + maker_net == the venue position.
         self.maker_start = maker_position - self.hedger.maker_net
         self.hedge_start = hedge_position - self.hedger.hedge_net

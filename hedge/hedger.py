@@ -218,9 +218,15 @@ class Hedger:
         return self.exposure + self.in_flight
 
     def hedgeable(self, qty: Decimal) -> bool:
-        return round_qty(abs(qty), self.market.step_size) >= max(
-            self.market.min_qty, self.market.step_size
-        )
+        """At least the hedge venue's minimum size and minimum notional (at the last top)."""
+        size = round_qty(abs(qty), self.market.step_size)
+        if size < max(self.market.min_qty, self.market.step_size):
+            return False
+        if self.market.min_notional > 0:
+            top = self.venue.top()
+            if top is not None and size * top.mid < self.market.min_notional:
+                return False
+        return True
 
     @property
     def settled(self) -> bool:
@@ -411,9 +417,9 @@ class Hedger:
             return
         need = -self.unhedged
         qty = round_qty(abs(need), self.market.step_size)
-        if qty < max(self.market.min_qty, self.market.step_size):
+        if not self.hedgeable(qty):
             if need:
-                log.debug("carrying %s below the hedge minimum %s", need, self.market.min_qty)
+                log.debug("carrying %s: below the hedge venue's minimum", need)
             return
         if self.clock() < self._retry_after:
             return  # the watchdog retries after the backoff

@@ -154,7 +154,9 @@ def summarize(
     dust = _dust_by_run(journal)
     for fill in maker_fills:
         end = covered_at.get(fill.trade_id)
-        if end is None and fill.qty - allocated[fill.trade_id] < dust.get(fill.run_id, Decimal(0)):
+        min_qty, min_notional = dust.get(fill.run_id, (Decimal(0), Decimal(0)))
+        threshold = max(min_qty, min_notional / fill.price if fill.price else Decimal(0))
+        if end is None and fill.qty - allocated[fill.trade_id] < threshold:
             # The rest is below what the hedge venue can trade: carried, not unhedged (it is
             # offset by the next opposite fill). Covered when its tradable part was.
             end = last_cover.get(fill.trade_id, fill.recorded_at)
@@ -218,12 +220,16 @@ def summarize(
     }
 
 
-def _dust_by_run(journal: Journal) -> dict[int, Decimal]:
-    """Per run, the smallest size the hedge venue trades (recorded in the run's settings)."""
-    dust: dict[int, Decimal] = {}
+def _dust_by_run(journal: Journal) -> dict[int, tuple[Decimal, Decimal]]:
+    """Per run, the hedge venue's minimum size and minimum notional (from its settings)."""
+    dust: dict[int, tuple[Decimal, Decimal]] = {}
     for run_id, settings_text in journal.query("SELECT id, settings FROM runs"):
         try:
-            dust[int(run_id)] = Decimal(json.loads(settings_text).get("hedge_min_qty", "0"))
+            values = json.loads(settings_text)
+            dust[int(run_id)] = (
+                Decimal(values.get("hedge_min_qty", "0")),
+                Decimal(values.get("hedge_min_notional", "0")),
+            )
         except (ValueError, ArithmeticError, AttributeError):
             continue
     return dust

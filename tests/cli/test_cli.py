@@ -86,7 +86,9 @@ def test_valid_check_shows_settings_without_secret_values(tmp_path: Path) -> Non
         f"BACKPACK_PUBLIC_KEY={public}\nBACKPACK_SECRET_KEY={secret}\n"
         f"API_KEY_PRIVATE_KEY=0x{'cd' * 40}\nLIGHTER_ACCOUNT_INDEX=1\nLIGHTER_API_KEY_INDEX=2\n"
     )
-    result = run_cli("check", "--size", "0.01", "--env-file", str(env_file), cwd=tmp_path)
+    result = run_cli(
+        "check", "--size", "0.01", "--env-file", str(env_file), "--no-connect", cwd=tmp_path
+    )
     assert result.returncode == 0, result.stderr
     assert "Settings are valid" in result.stdout
     assert "BACKPACK_SECRET_KEY" in result.stdout and "set" in result.stdout

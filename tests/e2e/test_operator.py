@@ -147,3 +147,49 @@ def test_flatten_yes_closes_both_venues(
     assert sim.position("backpack") == 0 and sim.position("lighter") == 0
     assert sim.account("backpack")["open_orders"] == []
     assert sim.account("lighter")["open_orders"] == []
+
+
+def test_sim_starts_fast_and_check_connects_to_both_venues(tmp_path: Path) -> None:
+    env_file = tmp_path / "s.env"
+    started = time.monotonic()
+    sim = subprocess.Popen(
+        [sys.executable, str(ROOT / "runbot.py"), "sim", "--write-env", str(env_file)],
+        cwd=tmp_path,
+        env=_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        while not (env_file.exists() and "LIGHTER_WS_URL" in env_file.read_text()):
+            assert time.monotonic() - started < 10, "the sim did not start"
+            time.sleep(0.02)
+        startup = time.monotonic() - started
+        check = runbot(
+            "check",
+            "--env-file",
+            str(env_file),
+            "--ticker",
+            "BTC",
+            "--size",
+            "0.01",
+            cwd=tmp_path,
+            timeout=120,
+        )
+    finally:
+        sim.terminate()
+        sim.wait(10)
+
+    assert startup < 3.0, f"sim took {startup:.2f} s to be ready"
+    assert check.returncode == 0, check.stdout[-2000:] + check.stderr[-2000:]
+    assert "Settings are valid" in check.stdout
+    for expected in (
+        "backpack: connected",
+        "lighter: connected",
+        "BTC_USDC_PERP",
+        "tick size",
+        "equity",
+        "position",
+        "Both venues answered",
+    ):
+        assert expected in check.stdout, expected
+    assert env_file.read_text().split("BACKPACK_SECRET_KEY=")[1].split()[0] not in check.stdout
