@@ -312,7 +312,7 @@ class ReconnectingWebSocket:
             self._ws = None
             if pinger is not None:
                 pinger.cancel()
-            if established and self._on_disconnect is not None:
+            if established and self._on_disconnect is not None and not self._closing:
                 try:
                     self._on_disconnect()
                 except Exception:
