@@ -25,7 +25,14 @@ events · stream parsing · recovery.
 - Hedges can be signed ahead (`presign_hedge`): the next nonce, the expected size and the worst
   price at the current top ± slippage, re-signed in the background when the top moves by a
   quarter of the slippage band, when another transaction takes the nonce, or before the signed
-  transaction expires. `place_hedge` with that side, size and client id sends it as is.
+  transaction expires; its whole HTTP request is built then too. `place_hedge` with that side,
+  size and client id sends it as is.
+- `try_send_now` is the fast path for a synchronous fill callback: a task started from the
+  callback would run only after every other ready callback of the loop (Python 3.11 has no
+  eager tasks), ~0.2-1.6 ms here under load. When the pre-sign fits, the nonce lock is free
+  and the sendTx connection is open and idle, the callback itself takes both (`Mutex`, which
+  can be taken without awaiting) and writes the request; the returned task reads the reply
+  through the same code as `place_hedge` and releases them.
 - One `ReconnectingWebSocket` carries `order_book/{m}` (the book behind `top()`, resubscribed
   on a nonce gap) and `account_orders/{m}/{account}` (auth token, refreshed before expiry and
   on refusal). Our order updates become OrderEvents and Fills: a fill is the growth of an
@@ -51,7 +58,7 @@ import urllib.parse
 from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
-from decimal import Decimal, InvalidOperation
+from decimal import ROUND_FLOOR, Decimal, InvalidOperation
 from typing import Any, TypeVar
 
 import aiohttp
@@ -202,8 +209,63 @@ def _log_retry(state: RetryCallState) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Nonces
+# Nonces (and the lock they share with the sendTx connection)
 # --------------------------------------------------------------------------------------------
+
+
+class Mutex:
+    """A FIFO lock for one event loop that can also be taken synchronously (`try_acquire`).
+
+    asyncio.Lock can only be taken by awaiting, and between its release and the woken waiter
+    running it reports itself unlocked, so a synchronous taker could overtake that waiter and
+    both would hold it. Here a release hands the lock straight to the first waiter (it stays
+    locked throughout), so "not locked" really means free: `try_acquire` then takes it at once
+    without yielding. That lets the fill callback write a pre-signed hedge to the socket itself
+    (`LighterVenue.try_send_now`) under the same locks as every other transaction.
+    """
+
+    def __init__(self) -> None:
+        self._locked = False
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def locked(self) -> bool:
+        return self._locked
+
+    def try_acquire(self) -> bool:
+        """Take the lock now if it is free; never yields."""
+        if self._locked:
+            return False
+        self._locked = True
+        return True
+
+    async def acquire(self) -> None:
+        if not self._locked:
+            self._locked = True  # free: taken without yielding, like asyncio.Lock
+            return
+        waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(waiter)
+        try:
+            await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release()  # handed over just as we were cancelled: pass it on
+            raise
+
+    def release(self) -> None:
+        if not self._locked:
+            raise RuntimeError("Mutex released while not locked")
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():  # a cancelled waiter is skipped
+                waiter.set_result(None)  # ownership passes on; the lock stays taken
+                return
+        self._locked = False
+
+    async def __aenter__(self) -> None:
+        await self.acquire()
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self.release()
 
 
 class NonceSequencer:
@@ -215,7 +277,7 @@ class NonceSequencer:
     """
 
     def __init__(self, fetch: Callable[[], Awaitable[int]]) -> None:
-        self.lock = asyncio.Lock()
+        self.lock = Mutex()
         self._fetch = fetch
         self._next: int | None = None
         self.refreshes = 0
@@ -271,6 +333,12 @@ class SignedTx:
     base_amount: int = 0
     price: int = 0
     reference: Decimal = Decimal(0)  # the book price the worst price was derived from
+    # Pre-signed hedges only, computed when signed so that nothing is converted or encoded on
+    # the hot path: the whole HTTP request, and the asked worst prices this tx may be sent for
+    # (see `_worst_bounds`).
+    request: bytes = b""
+    worst_lo: Decimal = Decimal(0)
+    worst_hi: Decimal = Decimal(0)
 
 
 @dataclass(slots=True)
@@ -309,6 +377,18 @@ class _Seen:
     progress: int = -1
 
 
+@dataclass(slots=True)
+class _Started:
+    """A sendTx request that `try_send_now` already wrote. Until its reply is read it holds the
+    nonce lock and the sender's connection; `running` turns True once the task that reads the
+    reply has begun (from then on that task's `finally` gives both back)."""
+
+    tx: SignedTx
+    sender: TxSender
+    reader: asyncio.StreamReader
+    running: bool = False
+
+
 class _InvalidNonce(Exception):
     pass
 
@@ -329,14 +409,16 @@ class _MaybeSent(Exception):
 class TxSender:
     """One keep-alive HTTP/1.1 connection for `POST /api/v1/sendTx` (and a warm-up GET).
 
-    The request bytes are written to the socket synchronously, the moment the nonce lock is
-    held: a general-purpose client (aiohttp: ~0.1-0.3 ms of request building and scheduling
-    per call here) would double the hedge path. The form is exactly the SDK's. Outcomes:
-    `_NotSent` when the connection could not be opened (nothing left us), `_MaybeSent` when the
-    request was written but no complete answer came back; otherwise (status, body text).
+    A request is written to the socket synchronously once the connection is held: a
+    general-purpose client (aiohttp: ~0.1-0.3 ms of request building and scheduling per call
+    here) would double the hedge path. The form is exactly the SDK's. An exchange is two steps,
+    so that the first can also run inside a synchronous callback (`write_now`): write, then
+    `read_reply`, which gives the connection back. Outcomes: `_NotSent` when the connection
+    could not be opened (nothing left us), `_MaybeSent` when the request was written but no
+    complete answer came back; otherwise (status, body text).
     """
 
-    def __init__(self, api_url: str, timeout: float) -> None:
+    def __init__(self, api_url: str, timeout: float, connect_timeout: float | None = None) -> None:
         url = urllib.parse.urlsplit(api_url)
         if url.scheme not in ("http", "https") or not url.hostname:
             raise ConfigError(f"invalid Lighter API URL {api_url!r}")
@@ -344,12 +426,13 @@ class TxSender:
         self.tls = url.scheme == "https"
         self.port = url.port or (443 if self.tls else 80)
         self.prefix = url.path.rstrip("/")
-        self.timeout = timeout
+        self.timeout = timeout  # for an answer, once the request is written
+        self.connect_timeout = connect_timeout or timeout
         default_port = (self.tls and self.port == 443) or (not self.tls and self.port == 80)
         self._host_header = self.host if default_port else f"{self.host}:{self.port}"
         self._reader: asyncio.StreamReader | None = None
         self._writer: asyncio.StreamWriter | None = None
-        self._lock = asyncio.Lock()
+        self._lock = Mutex()  # held from writing a request until its reply is read
         self.connections = 0
         self.last_write_ns = 0  # perf_counter_ns() right after the last request was written
         self.last_used = 0.0
@@ -364,18 +447,71 @@ class TxSender:
         head += "Accept: application/json\r\nUser-Agent: hedgebot\r\n\r\n"
         return head.encode() + body
 
-    async def post_tx(self, body: bytes) -> tuple[int, str]:
-        return await self.exchange(self._request("POST", "/api/v1/sendTx", body))
+    def tx_request(self, body: bytes) -> bytes:
+        """The complete sendTx request for a form body (built once per signed transaction)."""
+        return self._request("POST", "/api/v1/sendTx", body)
+
+    async def post_tx(
+        self, body: bytes, on_write: Callable[[int], None] | None = None
+    ) -> tuple[int, str]:
+        return await self.exchange(self.tx_request(body), on_write)
 
     async def get(self, path_and_query: str) -> tuple[int, str]:
         return await self.exchange(self._request("GET", path_and_query))
 
-    async def exchange(self, request: bytes) -> tuple[int, str]:
-        async with self._lock:
+    @property
+    def idle(self) -> bool:
+        """Open and unused: a request written now leaves at once (see `write_now`)."""
+        return not self._lock.locked() and self._open() is not None
+
+    def write_now(self, request: bytes) -> asyncio.StreamReader | None:
+        """Take the open, idle connection and write `request` on it now, without yielding.
+        None (nothing taken, nothing written) when it is busy or not open. After a write the
+        caller owns the connection and must pass the reader to `read_reply` (or `abandon`)."""
+        conn = self._open()
+        if conn is None or not self._lock.try_acquire():
+            return None
+        reader, writer = conn
+        try:
+            self._write(writer, request)
+        except (OSError, RuntimeError) as exc:
+            log.warning("lighter sendTx write failed: %s", exc)
+            self._drop()
+            self._lock.release()
+            return None
+        return reader
+
+    async def exchange(
+        self, request: bytes, on_write: Callable[[int], None] | None = None
+    ) -> tuple[int, str]:
+        """Write `request` (when the connection is free) and read its reply. `on_write` gets
+        the perf_counter_ns() taken right after the write."""
+        await self._lock.acquire()
+        try:
             reader, writer = await self._connection()
+            write_ns = self._write(writer, request)
+        except (OSError, RuntimeError) as exc:
+            self._drop()
+            self._lock.release()
+            raise _NotSent(f"write failed: {exc}") from None
+        except BaseException:
+            self._lock.release()
+            raise
+        if on_write is not None:
+            on_write(write_ns)
+        return await self.read_reply(reader)
+
+    def _write(self, writer: asyncio.StreamWriter, request: bytes) -> int:
+        # The transport sends at once when its buffer is empty (always, between requests).
+        writer.write(request)
+        self.last_write_ns = now = time.perf_counter_ns()
+        return now
+
+    async def read_reply(self, reader: asyncio.StreamReader) -> tuple[int, str]:
+        """Read the answer to the request just written on `reader`'s connection, then give
+        the connection back (always: a failure drops it)."""
+        try:
             try:
-                writer.write(request)
-                self.last_write_ns = time.perf_counter_ns()
                 async with asyncio.timeout(self.timeout):
                     status, text, keep_alive = await _read_response(reader)
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
@@ -388,15 +524,28 @@ class TxSender:
             if not keep_alive:
                 self._drop()
             return status, text
+        finally:
+            self._lock.release()
+
+    def abandon(self) -> None:
+        """The reply to a request written by `write_now` will never be read: the connection
+        is out of step, so it is dropped and given back."""
+        self._drop()
+        self._lock.release()
+
+    def _open(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+        reader, writer = self._reader, self._writer
+        if reader is None or writer is None or reader.at_eof() or writer.is_closing():
+            return None
+        return reader, writer
 
     async def _connection(self) -> tuple[asyncio.StreamReader, asyncio.StreamWriter]:
-        reader, writer = self._reader, self._writer
-        if reader is not None and writer is not None:
-            if not reader.at_eof() and not writer.is_closing():
-                return reader, writer
-            self._drop()  # closed by the server while idle: nothing was sent on it
+        conn = self._open()
+        if conn is not None:
+            return conn
+        self._drop()  # closed by the server while idle: nothing was sent on it
         try:
-            async with asyncio.timeout(self.timeout):
+            async with asyncio.timeout(self.connect_timeout):
                 reader, writer = await asyncio.open_connection(
                     self.host,
                     self.port,
@@ -501,11 +650,12 @@ class LighterVenue:
         request_timeout: float = 10.0,
         confirm_timeout: float = 1.0,
         retry_attempts: int = 3,
+        send_timeout: float = 1.0,
     ) -> None:
         if not ticker or not ticker.isalnum():
             raise ConfigError(f"invalid ticker {ticker!r}")
-        if request_timeout <= 0 or confirm_timeout <= 0:
-            raise ConfigError("request_timeout and confirm_timeout must be positive")
+        if min(request_timeout, confirm_timeout, send_timeout) <= 0:
+            raise ConfigError("request_timeout, confirm_timeout and send_timeout must be positive")
         if retry_attempts < 1:
             raise ConfigError("retry_attempts must be at least 1")
         keys = (private_key, account_index, api_key_index)
@@ -525,6 +675,9 @@ class LighterVenue:
         self.ws_url = ws_url
         self.request_timeout = request_timeout
         self.confirm_timeout = confirm_timeout
+        # How long a sendTx answer is awaited while holding the nonce lock. A late answer is not
+        # a failure: the venue's next nonce then says whether the transaction executed.
+        self.send_timeout = min(send_timeout, request_timeout)
         self.retry_attempts = retry_attempts
         self._private_key = private_key.removeprefix("0x") if private_key else None
         self.account_index = account_index
@@ -566,6 +719,10 @@ class LighterVenue:
         self.signed_on_spot = 0
         self.last_hedge_path = ""  # "presigned" | "signed"
         self.last_send_ns = 0  # perf_counter_ns() right before the last sendTx was posted
+        # client id -> perf_counter_ns() right after its (first) sendTx request was written,
+        # either path; benchmarks pair it with the maker fill that triggered the hedge.
+        self.write_ns_by_client: OrderedDict[int, int] = OrderedDict()
+        self.fast_sends = 0  # hedges written by try_send_now
         self.fills_delivered = 0
         self.duplicates_dropped = 0
         self.malformed = 0
@@ -584,7 +741,7 @@ class LighterVenue:
         book. Needs the running loop (the SDK's clients bind to it)."""
         try:
             self._api = lighter.ApiClient(lighter.Configuration(host=self.api_url))
-            self._sender = TxSender(self.api_url, self.request_timeout)
+            self._sender = TxSender(self.api_url, self.send_timeout, self.request_timeout)
             await self._load_market()
             if self.keyed:
                 await self._start_signer()
@@ -926,15 +1083,38 @@ class LighterVenue:
         what: str,
         client_id: int | None = None,
         take_presigned: Callable[[int], SignedTx | None] | None = None,
+        started: _Started | None = None,
     ) -> tuple[SignedTx, bool]:
-        """Send one transaction through the nonce sequencer.
+        """Send one transaction through the nonce sequencer (or, with `started`, finish the
+        one `try_send_now` wrote while taking the nonce lock for it).
 
         Returns (tx, confirmed): confirmed False means the reply was lost but the venue took
         the nonce (the transaction executed; look the order up). Raises VenueError for a
         refusal or when nothing was sent, AmbiguousOrderState when it cannot be known.
         """
         seq = self._nonces
-        async with seq.lock:
+        if started is None:
+            await seq.lock.acquire()
+        else:
+            started.running = True  # the lock is ours already; released below from now on
+        try:
+            return await self._transact_locked(build, what, client_id, take_presigned, started)
+        finally:
+            seq.lock.release()
+
+    async def _transact_locked(
+        self,
+        build: Callable[[int], Awaitable[SignedTx]],
+        what: str,
+        client_id: int | None,
+        take_presigned: Callable[[int], SignedTx | None] | None,
+        started: _Started | None,
+    ) -> tuple[SignedTx, bool]:
+        seq = self._nonces
+        tx: SignedTx | None
+        if started is not None:
+            tx = started.tx  # chosen, counted and written by try_send_now
+        else:
             nonce = await seq.ensure()
             tx = take_presigned(nonce) if take_presigned is not None else None
             if tx is None:
@@ -942,50 +1122,67 @@ class LighterVenue:
                 self.last_hedge_path = "signed"
             else:
                 self.last_hedge_path = "presigned"
-            resigned = False
-            attempts = 0
-            while True:
-                attempts += 1
-                try:
-                    await self._post_tx(tx, what)
-                except _InvalidNonce:
-                    self.invalid_nonces += 1
-                    if resigned:
-                        seq.invalidate()
-                        raise VenueError(
-                            f"lighter {what}: invalid nonce twice; not sent", retryable=True
+        resigned = False
+        maybe_sent = False  # a copy of `tx` may have reached the venue already
+        attempts = 0
+        while True:
+            attempts += 1
+            written, started = started, None  # only the first attempt was written already
+            try:
+                await self._post_tx(tx, what, client_id, written)
+            except _InvalidNonce:
+                self.invalid_nonces += 1
+                fresh = await seq.refresh()
+                if maybe_sent and fresh > tx.nonce:
+                    # Only an earlier copy of this very transaction can have taken the
+                    # nonce (we hold the lock): it executed, its reply was lost.
+                    log.warning("lighter %s: an earlier copy executed", what)
+                    return tx, False
+                if resigned or (maybe_sent and fresh != tx.nonce):
+                    seq.invalidate()
+                    message = f"lighter {what}: invalid nonce {tx.nonce}, venue at {fresh}"
+                    if maybe_sent and client_id is not None:
+                        raise AmbiguousOrderState(message, client_id=client_id) from None
+                    raise VenueError(message + "; not sent", retryable=True) from None
+                # Refused, so not executed. A fresh signature is safe: with a copy possibly
+                # in flight, it carries that copy's nonce, so at most one of them executes.
+                log.warning("lighter %s: invalid nonce %d; re-signing", what, tx.nonce)
+                tx = await build(fresh)
+                self.last_hedge_path = "signed"
+                resigned = True
+                continue
+            except _NotSent as exc:
+                if attempts >= self.retry_attempts:
+                    if maybe_sent and client_id is not None:
+                        raise AmbiguousOrderState(
+                            f"lighter {what}: {exc}", client_id=client_id
                         ) from None
-                    # Refused, so not executed: a fresh nonce and signature are safe.
-                    log.warning("lighter %s: invalid nonce %d; re-fetching", what, tx.nonce)
-                    nonce = await seq.refresh()
-                    tx = await build(nonce)
-                    self.last_hedge_path = "signed"
-                    resigned = True
-                    continue
-                except _NotSent as exc:
-                    if attempts >= self.retry_attempts:
-                        raise VenueError(f"lighter {what}: {exc}", retryable=True) from None
-                    log.warning("lighter %s not sent (%s); retrying", what, exc)
+                    raise VenueError(f"lighter {what}: {exc}", retryable=True) from None
+                log.warning("lighter %s not sent (%s); retrying", what, exc)
+                await asyncio.sleep(min(1.0, 0.05 * 2**attempts))
+                continue
+            except _MaybeSent as exc:
+                maybe_sent = True
+                taken = await self._nonce_taken(tx.nonce)
+                if taken:
+                    log.warning("lighter %s: reply lost (%s) but executed", what, exc)
+                    seq.consumed(tx.nonce)
+                    return tx, False
+                if taken is False and attempts < self.retry_attempts:
+                    # Same signed tx, same nonce: the venue executes it at most once.
+                    log.warning("lighter %s: %s, not executed; resending it", what, exc)
                     await asyncio.sleep(min(1.0, 0.05 * 2**attempts))
                     continue
-                except _MaybeSent as exc:
-                    taken = await self._nonce_taken(tx.nonce)
-                    if taken:
-                        log.warning("lighter %s: reply lost (%s) but executed", what, exc)
-                        seq.consumed(tx.nonce)
-                        return tx, False
-                    if taken is False and attempts < self.retry_attempts:
-                        # Same signed tx, same nonce: the venue executes it at most once.
-                        log.warning("lighter %s: %s, not executed; resending it", what, exc)
-                        await asyncio.sleep(min(1.0, 0.05 * 2**attempts))
-                        continue
-                    seq.invalidate()
-                    message = f"lighter {what}: {exc}; outcome unknown"
-                    if client_id is not None:
-                        raise AmbiguousOrderState(message, client_id=client_id) from None
-                    raise VenueError(message, retryable=True) from None
-                seq.consumed(tx.nonce)
-                return tx, True
+                seq.invalidate()
+                message = f"lighter {what}: {exc}; outcome unknown"
+                if client_id is not None:
+                    raise AmbiguousOrderState(message, client_id=client_id) from None
+                raise VenueError(message, retryable=True) from None
+            except asyncio.CancelledError:
+                seq.invalidate()  # it may have gone out: the next transaction asks first
+                raise
+            seq.consumed(tx.nonce)
+            return tx, True
 
     async def _nonce_taken(self, nonce: int) -> bool | None:
         """After a lost reply: did the venue take `nonce`? None when it cannot be asked."""
@@ -997,13 +1194,42 @@ class LighterVenue:
                 await asyncio.sleep(min(1.0, 0.1 * 2**attempt))
         return None
 
-    async def _post_tx(self, tx: SignedTx, what: str) -> None:
-        """POST /api/v1/sendTx with the SDK's form; raise by outcome (see the _* errors)."""
-        sender = self._sender
-        if sender is None:
-            raise VenueError("lighter: not connected; call connect() first")
-        self.last_send_ns = time.perf_counter_ns()
-        status, text = await sender.post_tx(tx.body)
+    async def _post_tx(
+        self,
+        tx: SignedTx,
+        what: str,
+        client_id: int | None = None,
+        written: _Started | None = None,
+    ) -> None:
+        """POST /api/v1/sendTx with the SDK's form, or only read the reply when `written`
+        (try_send_now wrote it); raise by outcome (see the _* errors)."""
+        if written is not None:
+            status, text = await written.sender.read_reply(written.reader)
+        else:
+            sender = self._sender
+            if sender is None:
+                raise VenueError("lighter: not connected; call connect() first")
+            on_write = (
+                None if client_id is None else functools.partial(self._record_write, client_id)
+            )
+            self.last_send_ns = time.perf_counter_ns()
+            status, text = await sender.exchange(self._tx_request(tx, sender), on_write)
+        self._check_tx_reply(status, text, what)
+
+    def _tx_request(self, tx: SignedTx, sender: TxSender) -> bytes:
+        if not tx.request:
+            tx.request = sender.tx_request(tx.body)
+        return tx.request
+
+    def _record_write(self, client_id: int, write_ns: int) -> None:
+        # The first write is the hedge's latency; a re-send (5xx, invalid nonce) keeps it.
+        if client_id not in self.write_ns_by_client:
+            self.write_ns_by_client[client_id] = write_ns
+            if len(self.write_ns_by_client) > self.max_remembered:
+                self.write_ns_by_client.popitem(last=False)
+
+    def _check_tx_reply(self, status: int, text: str, what: str) -> None:
+        """What a sendTx answer means; returns only when the venue accepted the transaction."""
         if status == 429:
             raise _NotSent("rate limited (429)")
         if status >= 500:
@@ -1040,13 +1266,127 @@ class LighterVenue:
         the worst price actually sent."""
         self._require_signer()
         _check_client_id(client_id)
-        market = self.market()
-        base_amount = scale_qty(qty, self._size_decimals, market.min_qty)
-        price = scale_worst_price(worst_price, self._price_decimals, side)
-        size = unscale(base_amount, self._size_decimals)
+        base_amount, price = self._hedge_amounts(side, qty, worst_price)
+        track = self._new_track(
+            client_id,
+            side,
+            unscale(base_amount, self._size_decimals),
+            unscale(price, self._price_decimals),
+            OrderKind.IOC,
+        )
+        return await self._run_hedge(track, base_amount, price, worst_price, None)
+
+    def try_send_now(
+        self, side: Side, qty: Decimal, worst_price: Decimal, client_id: int
+    ) -> asyncio.Task[Order] | None:
+        """Fast path of `place_hedge`, for a synchronous fill callback: when the pre-signed
+        hedge fits (the same rules as place_hedge: side, size, client id, current nonce, age,
+        worst price within the re-sign threshold), the nonce lock is free and the keep-alive
+        sendTx connection is open and idle, write the sendTx request to the socket NOW, before
+        returning, and return a task that completes exactly as `place_hedge` would (the same
+        Order or exception; an invalid nonce is re-signed once, a lost reply resolved, never
+        sent twice). Otherwise return None having changed nothing: await `place_hedge`.
+
+        The task holds the nonce lock and the connection until the reply is read; await it
+        (do not cancel it: cancelling gives up on the reply, as cancelling place_hedge would).
+        """
+        p = self._presign
+        if p is None or p.client_id != client_id or p.side is not side:
+            return None
+        signed, sender, seq = p.signed, self._sender, self._nonces
+        if (
+            signed is None
+            or sender is None
+            or self._signer is None
+            or signed.nonce != seq.next
+            or seq.lock.locked()
+            or not sender.idle
+            or not signed.request
+        ):
+            return None
+        try:
+            # The size it was signed for (the usual case) needs no conversion.
+            base_amount = (
+                p.base_amount
+                if qty == p.qty
+                else scale_qty(qty, self._size_decimals, self.market().min_qty)
+            )
+            if not self._presign_fits(
+                p, signed, side, base_amount, worst_price, client_id, seq.next
+            ):
+                return None
+        except (ValueError, ArithmeticError):
+            return None  # place_hedge raises it
+        old = self._tracks.get(client_id)
+        if old is not None and _live(old):
+            return None  # place_hedge raises it
+        loop = asyncio.get_running_loop()  # (raises outside the loop, before anything is sent)
+        seq.lock.try_acquire()  # free (checked above), and nothing else runs until we return
+        self.last_send_ns = time.perf_counter_ns()
+        reader = sender.write_now(signed.request)
+        if reader is None:
+            seq.lock.release()
+            return None
+        # Written. The bookkeeping comes after the bytes left, still before anything can read
+        # a reply or a fill (nothing yields until the caller does).
+        started = _Started(signed, sender, reader)
+        try:
+            self._record_write(client_id, sender.last_write_ns)
+            self._presign = None  # a client id is used once
+            self.presigned_used += 1
+            self.fast_sends += 1
+            self.last_hedge_path = "presigned"
+            # A worst price within the pre-sign's bounds scales to a valid uint32.
+            price = scale_worst_price(worst_price, self._price_decimals, side)
+            track = self._new_track(
+                client_id,
+                side,
+                unscale(base_amount, self._size_decimals),
+                unscale(price, self._price_decimals),
+                OrderKind.IOC,
+            )
+            task = loop.create_task(
+                self._run_hedge(track, base_amount, price, worst_price, started),
+                name=f"lighter-hedge-{client_id}",
+            )
+        except BaseException:
+            self._abandon(started)  # not expected; but never keep the locks
+            raise
+        task.add_done_callback(functools.partial(self._fast_hedge_done, started))
+        return task
+
+    def _fast_hedge_done(self, started: _Started, task: asyncio.Task[Order]) -> None:
+        if started.running:
+            return  # the task's own `finally` gave the locks back
+        # Cancelled before it ever ran: the request went out but its reply will not be read.
+        log.warning("lighter hedge %s abandoned before its reply was read", task.get_name())
+        self._abandon(started)
+
+    def _abandon(self, started: _Started) -> None:
+        """Give back what a written fast-path request holds without reading its reply: it may
+        have executed, so the next transaction asks the venue for the nonce first."""
+        self._nonces.invalidate()
+        self._nonces.lock.release()
+        started.sender.abandon()
+
+    def _hedge_amounts(self, side: Side, qty: Decimal, worst_price: Decimal) -> tuple[int, int]:
+        """(base_amount, worst price) of a hedge as Lighter's integers; ValueError if invalid."""
+        base_amount = scale_qty(qty, self._size_decimals, self.market().min_qty)
+        return base_amount, scale_worst_price(worst_price, self._price_decimals, side)
+
+    async def _run_hedge(
+        self,
+        track: _Track,
+        base_amount: int,
+        price: int,
+        worst_price: Decimal,
+        started: _Started | None,
+    ) -> Order:
+        """The one implementation of a hedge from sending to its outcome (both paths)."""
+        side, client_id = track.side, track.client_id
 
         def take_presigned(nonce: int) -> SignedTx | None:
-            return self._take_presigned(side, base_amount, price, client_id, nonce)
+            return self._take_presigned(side, base_amount, worst_price, client_id, nonce)
 
         async def build(nonce: int) -> SignedTx:
             self.signed_on_spot += 1
@@ -1061,11 +1401,8 @@ class LighterVenue:
                 expiry=IOC_EXPIRY,
             )
 
-        track = self._new_track(
-            client_id, side, size, unscale(price, self._price_decimals), OrderKind.IOC
-        )
         try:
-            order = await self._place(track, build, take_presigned)
+            order = await self._place(track, build, take_presigned, started)
         finally:
             # A client id is used once: a pre-sign for it is spent either way.
             if self._presign is not None and self._presign.client_id == client_id:
@@ -1118,17 +1455,24 @@ class LighterVenue:
         track: _Track,
         build: Callable[[int], Awaitable[SignedTx]],
         take_presigned: Callable[[int], SignedTx | None] | None,
+        started: _Started | None = None,
     ) -> Order:
         what = f"order {track.client_id}"
         try:
             tx, confirmed = await self._transact(
-                build, what=what, client_id=track.client_id, take_presigned=take_presigned
+                build,
+                what=what,
+                client_id=track.client_id,
+                take_presigned=take_presigned,
+                started=started,
             )
         except AmbiguousOrderState:
             raise  # the track stays: the stream or a reconcile may still report the order
         except VenueError:
             self._tracks.pop(track.client_id, None)
             raise
+        if tx.price:
+            track.price = unscale(tx.price, self._price_decimals)  # a pre-signed price differs
         log.info(
             "lighter %s %s %s @ %s cid=%d nonce=%d via %s%s",
             track.kind.value,
@@ -1146,11 +1490,7 @@ class LighterVenue:
         self, client_id: int, side: Side, qty: Decimal, price: Decimal, kind: OrderKind
     ) -> _Track:
         old = self._tracks.get(client_id)
-        if (
-            old is not None
-            and not old.status.is_terminal
-            and old.status is not OrderStatus.PENDING_NEW
-        ):
+        if old is not None and _live(old):
             raise ValueError(f"client id {client_id} is still in use by a live order")
         track = _Track(client_id, side, qty, price, kind, sent_ms=_now_ms())
         self._tracks[client_id] = track
@@ -1360,7 +1700,7 @@ class LighterVenue:
         return abs(reference - signed.reference) >= self._presign_threshold(p, signed.reference)
 
     def _take_presigned(
-        self, side: Side, base_amount: int, price: int, client_id: int, nonce: int
+        self, side: Side, base_amount: int, worst_price: Decimal, client_id: int, nonce: int
     ) -> SignedTx | None:
         """The pre-signed tx if it fits this hedge (called under the nonce lock)."""
         p = self._presign
@@ -1368,24 +1708,38 @@ class LighterVenue:
             return None
         self._presign = None  # a client id is used once: this pre-sign is spent either way
         signed = p.signed
-        if signed is None:
-            return None
-        if (p.side, p.base_amount, p.client_id, signed.nonce) != (
-            side,
-            base_amount,
-            client_id,
-            nonce,
+        if signed is None or not self._presign_fits(
+            p, signed, side, base_amount, worst_price, client_id, nonce
         ):
-            return None
-        if time.monotonic() - signed.signed_at > self.presign_max_age_s:
-            return None
-        # The asked worst price and the pre-signed one come from nearly the same top: accept
-        # a difference within the re-sign threshold (the pre-signer keeps it that close).
-        tolerance = self._presign_threshold(p, signed.reference)
-        if abs(unscale(signed.price - price, self._price_decimals)) > tolerance:
             return None
         self.presigned_used += 1
         return signed
+
+    def _presign_fits(
+        self,
+        p: _Presign,
+        signed: SignedTx,
+        side: Side,
+        base_amount: int,
+        worst_price: Decimal,
+        client_id: int,
+        nonce: int | None,
+    ) -> bool:
+        """May `signed` be sent as this hedge? The same side, size, client id and nonce, not
+        too old, and the asked worst price, once rounded to the tick, within the re-sign
+        threshold of the signed one: both come from nearly the same top, and the pre-signer
+        keeps them that close. The last test is two comparisons with bounds set at signing."""
+        if (
+            p.side is not side
+            or p.base_amount != base_amount
+            or p.client_id != client_id
+            or signed.nonce != nonce
+            or time.monotonic() - signed.signed_at > self.presign_max_age_s
+        ):
+            return False
+        if side is Side.BUY:  # rounded up: (lo, hi]
+            return signed.worst_lo < worst_price <= signed.worst_hi
+        return signed.worst_lo <= worst_price < signed.worst_hi  # rounded down: [lo, hi)
 
     def _on_nonce_change(self) -> None:
         if self._presign is not None:
@@ -1435,6 +1789,15 @@ class LighterVenue:
                 await asyncio.sleep(0.5)
                 continue
             self.presign_signs += 1
+            # Everything the hot path would otherwise convert or encode, done now.
+            signed.worst_lo, signed.worst_hi = _worst_bounds(
+                price,
+                self._presign_threshold(p, reference),
+                self._price_decimals,
+                p.side,
+            )
+            if self._sender is not None:
+                self._tx_request(signed, self._sender)
             if self._presign is p and self._nonces.next == nonce:
                 p.signed = signed
                 log.debug(
@@ -1891,6 +2254,26 @@ def _signed(
     return SignedTx(
         tx_type, info, nonce, body, time.monotonic(), expires_ms, base_amount, price, reference
     )
+
+
+def _worst_bounds(
+    price: int, tolerance: Decimal, price_decimals: int, side: Side
+) -> tuple[Decimal, Decimal]:
+    """The asked worst prices w for which a tx signed at `price` may be sent: those whose
+    `scale_worst_price(w)` is a valid uint32 within `tolerance` (a price difference) of
+    `price`. As Decimal bounds, so that the hot path only compares: with x = w * 10^decimals,
+    a buy rounds x up, and ceil(x) in [lo, hi] <=> lo - 1 < x <= hi; a sell rounds down, and
+    floor(x) in [lo, hi] <=> lo <= x < hi + 1. Buy: lo < w <= hi; sell: lo <= w < hi."""
+    slack = int(tolerance.scaleb(price_decimals).to_integral_value(rounding=ROUND_FLOOR))
+    lo, hi = max(price - slack, 1), min(price + slack, MAX_PRICE)
+    if side is Side.BUY:
+        return unscale(lo - 1, price_decimals), unscale(hi, price_decimals)
+    return unscale(lo, price_decimals), unscale(hi + 1, price_decimals)
+
+
+def _live(track: _Track) -> bool:
+    """Known to be working at the venue (its client id cannot be reused yet)."""
+    return not track.status.is_terminal and track.status is not OrderStatus.PENDING_NEW
 
 
 def _check_client_id(client_id: int) -> None:

@@ -572,12 +572,19 @@ class HedgeEngine:
                 log.warning("balance guard could not read positions: %s", exc)
 
     async def _settle_and_check(self) -> None:
-        assert self.hedger is not None
         self.status.state = "settling"
-        if not await self.hedger.wait_settled(self.settings.hedge_timeout * 4):
-            self._check_signals()
-            raise Halt(f"final hedge not settled: exposure {self.hedger.exposure}")
+        await self._settle("final hedge")
         await self._balance_check()
+
+    async def _settle(self, what: str) -> None:
+        """Wait for in-flight hedges, then sweep a remainder below the hedge minimum so the
+        legs end exactly balanced."""
+        assert self.hedger is not None
+        for _ in range(2):
+            if not await self.hedger.wait_settled(self.settings.hedge_timeout * 4):
+                raise Halt(self._halt_reason or f"{what} not settled: {self.hedger.exposure}")
+            if not self.hedger.sweep_dust():
+                return
 
     # -- stopping --------------------------------------------------------------------------------
     async def _clean_stop(self) -> None:
@@ -585,9 +592,7 @@ class HedgeEngine:
         await self._cancel_active()
         with contextlib.suppress(VenueError):
             await self.maker.cancel_all()
-        assert self.hedger is not None
-        if not await self.hedger.wait_settled(self.settings.hedge_timeout * 4):
-            raise Halt(f"stop: hedge not settled, exposure {self.hedger.exposure}")
+        await self._settle("stop: hedge")
         await self._balance_check()
 
     async def _kill_switch(self, reason: str) -> None:

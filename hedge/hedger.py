@@ -25,7 +25,7 @@ import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import Protocol, runtime_checkable
 
 from exchanges.base import (
@@ -61,6 +61,15 @@ class PresignCapable(Protocol):
     ) -> None: ...
 
     def cancel_presigned(self) -> None: ...
+
+
+@runtime_checkable
+class SendNowCapable(Protocol):
+    """A hedge venue that can put a pre-signed hedge on the wire synchronously (Lighter)."""
+
+    def try_send_now(
+        self, side: Side, qty: Decimal, worst_price: Decimal, client_id: int
+    ) -> asyncio.Task[Order] | None: ...
 
 
 class ClientIds:
@@ -117,6 +126,7 @@ class HedgeOrder:
     filled: Decimal = Decimal(0)  # counted from fill events
     final_filled: Decimal | None = None  # from the order reply / terminal event
     ambiguous: bool = False
+    sweep: bool = False  # deliberately beyond the maker fills (see Hedger.sweep_dust)
     trade_ids: set[str] = field(default_factory=set)
 
     @property
@@ -301,10 +311,13 @@ class Hedger:
         self.maker_net += signed
         self.stats.maker_fills += 1
         self._latency_from_ns = fill.recv_ns
+        # One group for the fill, its allocations and the hedge it starts: the writer thread is
+        # woken only when the group closes, after the hedge is on the wire, so it cannot take
+        # the GIL from the send.
         with self.journal.group():
             self.journal.defer("record_fill", fill)
             self._add_lot(_Lot(fill.venue, fill.trade_id, signed, fill.recv_ns, True))
-        self._kick()
+            self._kick()
         log.info(
             "maker fill %s %s %s @ %s trade=%s order=%s client=%s",
             fill.venue,
@@ -340,7 +353,8 @@ class Hedger:
         with self.journal.group():
             self.journal.defer("record_fill", fill)
             self._add_lot(
-                _Lot(fill.venue, fill.trade_id, signed, 0, False, fill.client_id or 0, sent_ns)
+                _Lot(fill.venue, fill.trade_id, signed, 0, False, fill.client_id or 0, sent_ns),
+                over_hedge_counts=order is None or not order.sweep,
             )
         log.info(
             "hedge fill %s %s %s @ %s trade=%s client=%s exposure=%s",
@@ -370,7 +384,7 @@ class Hedger:
         self._after_change()
 
     # -- matching fills to lots (allocations) ------------------------------------------------
-    def _add_lot(self, lot: _Lot) -> None:
+    def _add_lot(self, lot: _Lot, *, over_hedge_counts: bool = True) -> None:
         """Net a new fill against the oldest open lots of the opposite sign, FIFO.
 
         A maker lot netted against a hedge lot is an allocation: that hedge covers that much
@@ -396,7 +410,7 @@ class Hedger:
             if front.qty == 0:
                 self._lots.popleft()
         if lot.qty:
-            if not lot.is_maker:
+            if not lot.is_maker and over_hedge_counts:
                 self.stats.over_hedges += 1
                 log.warning(
                     "hedge fill %s exceeds uncovered maker fills by %s", lot.trade_id, lot.qty
@@ -423,21 +437,57 @@ class Hedger:
             return
         if self.clock() < self._retry_after:
             return  # the watchdog retries after the backoff
+        self._start_hedge(Side.BUY if need > 0 else Side.SELL, qty)
+
+    def sweep_dust(self) -> bool:
+        """End of a run: a net below the hedge venue's minimum cannot be traded on its own, so
+        trade minimum + remainder now; the hedger then trades the minimum back as an ordinary
+        hedge, and the legs end exactly balanced. True when a sweep order was started."""
+        if self.halted or self.paused or any(not o.done for o in self._orders.values()):
+            return False
+        need = -self.exposure
+        dust = round_qty(abs(need), self.market.step_size)
+        if dust == 0 or self.hedgeable(dust):
+            return False
+        top = self.venue.top()
+        minimum = max(self.market.min_qty, self.market.step_size)
+        if self.market.min_notional > 0 and top is not None and top.mid > 0:
+            steps = (self.market.min_notional / top.mid / self.market.step_size).to_integral_value(
+                rounding=ROUND_CEILING
+            )
+            minimum = max(minimum, steps * self.market.step_size)
         side = Side.BUY if need > 0 else Side.SELL
+        log.info(
+            "sweeping %s below the hedge minimum: %s %s, then %s back",
+            need,
+            side.value,
+            dust + minimum,
+            minimum,
+        )
+        return self._start_hedge(side, dust + minimum, sweep=True)
+
+    def _start_hedge(self, side: Side, qty: Decimal, *, sweep: bool = False) -> bool:
         top = self.venue.top()
         if top is None:
             log.warning("no %s book yet: hedge of %s %s waits", self.venue.name, side.value, qty)
-            return
+            return False
         slippage = self.max_slippage_bps * ESCALATION_FACTORS[self._level] / Decimal(10_000)
         reference = top.ask if side is Side.BUY else top.bid
         worst = reference * (1 + slippage) if side is Side.BUY else reference * (1 - slippage)
         worst = round_worst_price(worst, self.market.tick_size, side)
         client_id = self._take_client_id(side, qty)
         sent_ns = time.perf_counter_ns()
-        hedge = HedgeOrder(client_id, side, qty, worst, sent_ns)
+        hedge = HedgeOrder(client_id, side, qty, worst, sent_ns, sweep=sweep)
         self._orders[client_id] = hedge
         self._settled.clear()
-        task = asyncio.create_task(self._send(hedge), name=f"hedge-{client_id}")
+        # The fast path: a pre-signed hedge is written to the socket right here, inside the
+        # fill callback, instead of after every other ready callback of the event loop.
+        written = (
+            self.venue.try_send_now(side, qty, worst, client_id)
+            if isinstance(self.venue, SendNowCapable)
+            else None
+        )
+        task = asyncio.create_task(self._send(hedge, written), name=f"hedge-{client_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         # Recorded after the send is under way: its client id comes from a reserved block, so
@@ -445,11 +495,20 @@ class Hedger:
         self.journal.defer(
             "register_order",
             Order(self.venue.name, self.market.symbol, client_id, side, qty, worst, OrderKind.IOC),
-            purpose="hedge",
+            purpose="sweep" if sweep else "hedge",
             sent_ns=sent_ns,
         )
         self.stats.hedges_sent += 1
         self._record_latency(sent_ns, client_id)
+        if written is not None:
+            log.info(
+                "hedge sent %s %s worst=%s client=%s (pre-signed)",
+                side.value,
+                qty,
+                worst,
+                client_id,
+            )
+        return True
 
     def _take_client_id(self, side: Side, qty: Decimal) -> int:
         presigned = self._presigned
@@ -467,18 +526,24 @@ class Hedger:
             self.stats.latencies_ns.append(sent_ns - start)
             self.stats.triggers.append((start, client_id))
 
-    async def _send(self, hedge: HedgeOrder) -> None:
-        log.info(
-            "hedge sent %s %s worst=%s client=%s",
-            hedge.side.value,
-            hedge.qty,
-            hedge.worst_price,
-            hedge.client_id,
-        )
+    async def _send(self, hedge: HedgeOrder, written: asyncio.Task[Order] | None) -> None:
+        """Await the hedge's outcome: `written` is a request the venue already put on the wire
+        from the fill callback (never cancelled: it holds the venue's nonce and connection
+        until the reply is read); otherwise the request is sent now."""
         try:
-            order = await self.venue.place_hedge(
-                hedge.side, hedge.qty, hedge.worst_price, hedge.client_id
-            )
+            if written is not None:
+                order = await written
+            else:
+                log.info(
+                    "hedge sending %s %s worst=%s client=%s",
+                    hedge.side.value,
+                    hedge.qty,
+                    hedge.worst_price,
+                    hedge.client_id,
+                )
+                order = await self.venue.place_hedge(
+                    hedge.side, hedge.qty, hedge.worst_price, hedge.client_id
+                )
         except AmbiguousOrderState as exc:
             # Unknown is not failed: keep it in flight; the venue's stream or REST reconciliation
             # reports its fills, and the watchdog escalates if it stays unknown.

@@ -22,6 +22,7 @@ from exchanges.base import (
     ConfigError,
     Fill,
     InsufficientLiquidity,
+    Order,
     OrderEvent,
     OrderKind,
     OrderStatus,
@@ -34,7 +35,9 @@ from exchanges.base import (
 from exchanges.lighter import (
     MAX_PRICE,
     LighterVenue,
+    Mutex,
     TxSender,
+    _worst_bounds,
     lighter_status,
     scale_limit_price,
     scale_qty,
@@ -192,6 +195,31 @@ def test_price_must_fit_uint32_and_be_positive() -> None:
         scale_worst_price(D("0.004"), 2, Side.SELL)  # rounds down to 0
 
 
+def test_presign_worst_price_bounds_match_rounding_then_comparing() -> None:
+    """The hot path compares the asked worst price with two precomputed bounds; that must
+    accept exactly the prices that, scaled as place_hedge scales them, are valid and within
+    the tolerance of the signed price."""
+    rng = random.Random(7)
+    for _ in range(4000):
+        decimals = rng.randint(0, 5)
+        price = rng.choice([1, 2, 5, rng.randint(1, 10**7), MAX_PRICE - rng.randint(0, 3)])
+        tolerance = unscale(rng.randint(0, 40), decimals) + D(rng.randint(0, 9)) / 10**7
+        side = rng.choice([Side.BUY, Side.SELL])
+        lo, hi = _worst_bounds(price, tolerance, decimals, side)
+        for _ in range(10):
+            asked = unscale(price + rng.randint(-60, 60), decimals) + D(rng.randint(-99, 99)) / (
+                10 ** (decimals + 2)
+            )
+            try:
+                expected = abs(scale_worst_price(asked, decimals, side) - price) <= (
+                    tolerance.scaleb(decimals)
+                )
+            except ValueError:  # not a valid price: place_hedge refuses it
+                expected = False
+            fits = lo < asked <= hi if side is Side.BUY else lo <= asked < hi
+            assert fits == expected, (price, tolerance, decimals, side, asked)
+
+
 def test_unscale_is_exact() -> None:
     assert unscale(650001, 1) == D("65000.1")
     assert unscale(123, 5) == D("0.00123")
@@ -269,7 +297,7 @@ async def test_ioc_hedge_against_a_thin_book_fills_partly_and_never_rests(
     venue: LighterVenue, server: LighterServer, events: Events
 ) -> None:
     btc(server).set_thin(D("0.002"))
-    await wait_for(lambda: venue.top() is not None and venue.top().ask_qty <= D("0.002"))
+    await wait_for(lambda: (t := venue.top()) is not None and t.ask_qty <= D("0.002"))
     order = await venue.place_hedge(Side.BUY, D("0.005"), far_buy(venue), 21)
     [truth] = sim_orders(server, 21)
     assert order.filled_qty == truth.filled_qty == D("0.002")
@@ -351,6 +379,20 @@ async def test_a_5xx_on_send_resends_the_same_transaction_once(
     assert venue.sign_calls == 1  # the same signed tx (same nonce) was sent again
 
 
+async def test_invalid_nonce_on_a_resent_copy_re_signs_with_the_same_nonce(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    nonce = server.next_nonce(ACCOUNT, KEY)
+    server.market.faults.arm("http_503")  # first copy: not executed, outcome unclear to us
+    server.market.faults.arm("invalid_nonce")  # the resent copy is refused
+    order = await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue), 36)
+    assert order.status is OrderStatus.FILLED
+    assert len(sim_orders(server, 36)) == 1
+    [tx] = server.sent_txs
+    assert tx["info"]["Nonce"] == nonce  # re-signed with the nonce the first copy carried
+    assert venue.sign_calls == 2
+
+
 async def test_a_429_on_send_is_retried(venue: LighterVenue, server: LighterServer) -> None:
     server.market.faults.arm("http_429")
     order = await venue.place_hedge(Side.SELL, D("0.001"), far_sell(venue), 30)
@@ -415,7 +457,7 @@ async def test_book_gap_resubscribes_and_resyncs(
         server.market.step()
     await wait_for(lambda: venue.resubscribes == 1 and venue.book.synced)
     server.market.step()
-    await wait_for(lambda: venue.top() is not None and venue.top().ask == btc(server).top()[2])
+    await wait_for(lambda: (t := venue.top()) is not None and t.ask == btc(server).top()[2])
 
 
 async def test_server_pings_are_answered_and_the_socket_stays_up(
@@ -508,6 +550,254 @@ async def test_presigned_hot_path_is_faster_than_signing_on_the_spot(venue: Ligh
         timings[venue.last_hedge_path].append(elapsed_ms(started))
     assert len(timings["presigned"]) == len(timings["signed"]) == 5
     assert sorted(timings["presigned"])[2] < sorted(timings["signed"])[2]
+
+
+# --------------------------------------------------------------------------------------------
+# The fast path: try_send_now writes the pre-signed hedge from the (synchronous) caller
+# --------------------------------------------------------------------------------------------
+
+
+async def presign(venue: LighterVenue, side: Side, qty: Decimal, cid: int) -> Decimal:
+    """Pre-sign a hedge at 40 bps and return its signed worst price (what a hedger would ask)."""
+    venue.presign_hedge(side, qty, 40, cid)
+    assert await venue.wait_presigned()
+    ready = venue.presigned()
+    assert ready is not None
+    return ready[3]
+
+
+def written_out(venue: LighterVenue) -> bool:
+    """The request left the process: the sendTx connection has nothing buffered."""
+    sender = venue._sender
+    assert sender is not None and sender._writer is not None
+    return sender._writer.transport.get_write_buffer_size() == 0
+
+
+async def test_try_send_now_writes_before_returning(
+    venue: LighterVenue, server: LighterServer, events: Events
+) -> None:
+    worst = await presign(venue, Side.BUY, D("0.002"), 301)
+    signs, txs = venue.sign_calls, len(server.sent_txs)
+    task = venue.try_send_now(Side.BUY, D("0.002"), worst, 301)
+    assert task is not None
+    # Before anything has yielded: written, recorded, and the pre-sign spent.
+    assert venue.write_ns_by_client[301] == venue.last_write_ns > venue.last_send_ns > 0
+    assert written_out(venue)
+    assert venue.presigned() is None and venue.presigned_used == 1 and venue.fast_sends == 1
+    assert len(server.sent_txs) == txs  # the sim (same loop) has not run yet
+    order = await task
+    assert venue.sign_calls == signs and venue.last_hedge_path == "presigned"
+    [truth] = sim_orders(server, 301)
+    assert order.status is OrderStatus.FILLED and order.kind is OrderKind.IOC
+    assert order.filled_qty == truth.filled_qty == D("0.002") and order.price == worst
+    assert server.sent_txs[-1]["info"]["ClientOrderIndex"] == 301
+    await wait_for(lambda: sum(f.qty for f in events.fills(301)) == D("0.002"))
+    # The connection and the nonce lock are free again: the next hedge goes the same way.
+    worst = await presign(venue, Side.SELL, D("0.002"), 302)
+    task = venue.try_send_now(Side.SELL, D("0.002"), worst, 302)
+    assert task is not None
+    assert (await task).status is OrderStatus.FILLED
+
+
+async def _hedge_once(
+    venue: LighterVenue, server: LighterServer, *, fast: bool, cid: int, thin: Decimal | None
+) -> Order | Exception:
+    """One pre-signed buy hedge of 0.005 on a book thinned to `thin`, by either path."""
+    worst = await presign(venue, Side.BUY, D("0.005"), cid)
+    if thin is not None:
+        btc(server).set_thin(thin)
+        await wait_for(lambda: (t := venue.top()) is None or t.ask_qty <= thin)
+    try:
+        if fast:
+            task = venue.try_send_now(Side.BUY, D("0.005"), worst, cid)
+            assert task is not None
+            assert venue.write_ns_by_client.get(cid) == venue.last_write_ns
+            return await task
+        return await venue.place_hedge(Side.BUY, D("0.005"), worst, cid)
+    except Exception as exc:  # the outcome to compare
+        return exc
+    finally:
+        btc(server).set_thin(None)
+        await wait_for(lambda: (t := venue.top()) is not None and t.ask_qty > D("0.005"))
+
+
+@pytest.mark.parametrize(
+    ("thin", "filled"), [(None, D("0.005")), (D("0.002"), D("0.002")), (D(0), None)]
+)
+async def test_try_send_now_completes_exactly_like_place_hedge(
+    venue: LighterVenue, server: LighterServer, thin: Decimal | None, filled: Decimal | None
+) -> None:
+    fast = await _hedge_once(venue, server, fast=True, cid=311, thin=thin)
+    slow = await _hedge_once(venue, server, fast=False, cid=312, thin=thin)
+    assert venue.fast_sends == 1 and venue.presigned_used == 2 and venue.signed_on_spot == 0
+    if filled is None:  # nothing within the price
+        assert isinstance(fast, InsufficientLiquidity) and isinstance(slow, InsufficientLiquidity)
+    else:
+        assert isinstance(fast, Order) and isinstance(slow, Order)
+        shape = [(o.status, o.kind, o.side, o.qty, o.filled_qty) for o in (fast, slow)]
+        assert shape[0] == shape[1] and fast.filled_qty == filled
+    for cid in (311, 312):
+        [truth] = sim_orders(server, cid)
+        assert truth.filled_qty == (filled or 0) and not truth.is_open
+    assert set(venue.write_ns_by_client) == {311, 312}
+
+
+async def test_try_send_now_declines_and_changes_nothing(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    top = venue.top()
+    assert top is not None
+    assert venue.try_send_now(Side.BUY, D("0.002"), top.ask, 321) is None  # nothing pre-signed
+    worst = await presign(venue, Side.BUY, D("0.002"), 321)
+    before = venue.presigned()
+    declined = [
+        (Side.BUY, D("0.002"), worst, 322),  # another client id
+        (Side.SELL, D("0.002"), worst, 321),  # another side
+        (Side.BUY, D("0.003"), worst, 321),  # another size
+        (Side.BUY, D("0.002"), worst * D("1.01"), 321),  # beyond the re-sign threshold
+        (Side.BUY, D("0.0000001"), worst, 321),  # invalid size: place_hedge raises it
+    ]
+    for args in declined:
+        assert venue.try_send_now(*args) is None, args
+    assert venue.presigned() == before and venue.write_ns_by_client == {}
+    assert server.sent_txs == [] and not venue._nonces.lock.locked()
+    # Another transaction holds the nonce lock (cancel_all while it is being signed).
+    cancelling = asyncio.get_running_loop().create_task(venue.cancel_all())
+    await asyncio.sleep(0)  # one loop turn: it takes the lock and starts signing
+    assert venue._nonces.lock.locked()
+    assert venue.try_send_now(Side.BUY, D("0.002"), worst, 321) is None
+    await cancelling
+    # The keep-alive connection is busy (a warm-up read in flight).
+    worst = await presign(venue, Side.BUY, D("0.002"), 321)
+    sender = venue._sender
+    assert sender is not None
+    warming = asyncio.get_running_loop().create_task(venue._warm_up())
+    await asyncio.sleep(0)  # one loop turn: it writes its GET and waits for the answer
+    assert not sender.idle
+    assert venue.try_send_now(Side.BUY, D("0.002"), worst, 321) is None
+    await warming
+    # The connection is not open.
+    await sender.close()
+    assert venue.try_send_now(Side.BUY, D("0.002"), worst, 321) is None
+    assert venue.presigned() is not None and venue.write_ns_by_client == {}
+    order = await venue.place_hedge(Side.BUY, D("0.002"), worst, 321)  # reopens it
+    assert order.status is OrderStatus.FILLED and sender.connections == 2
+    assert [t["type"] for t in server.sent_txs] == [16, 14]  # cancel all, then the hedge
+
+
+async def test_try_send_now_with_an_invalid_nonce_re_signs_once_and_executes_once(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    worst = await presign(venue, Side.BUY, D("0.001"), 331)
+    signs = venue.sign_calls
+    server.market.faults.arm("invalid_nonce")
+    task = venue.try_send_now(Side.BUY, D("0.001"), worst, 331)
+    assert task is not None and 331 in venue.write_ns_by_client
+    order = await task
+    assert order.status is OrderStatus.FILLED
+    assert len(sim_orders(server, 331)) == 1
+    assert [t["info"]["ClientOrderIndex"] for t in server.sent_txs] == [331]
+    assert venue.invalid_nonces == 1 and venue.sign_calls == signs + 1
+    assert venue.last_hedge_path == "signed"
+
+
+async def test_try_send_now_connection_dropped_after_the_write_is_resolved_not_resent(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    worst = await presign(venue, Side.BUY, D("0.001"), 341)
+    faults = server.market.faults
+    faults.ambiguous_delay_s = 0.5  # executed, then the answer is held back...
+    faults.arm("ambiguous_order")
+    task = venue.try_send_now(Side.BUY, D("0.001"), worst, 341)
+    assert task is not None
+    await wait_for(lambda: server.sent_txs != [])
+    sender = venue._sender
+    assert sender is not None and sender._writer is not None
+    sender._writer.transport.abort()  # ...and the connection drops
+    order = await task
+    assert order.status is OrderStatus.FILLED and order.filled_qty == D("0.001")
+    assert len(sim_orders(server, 341)) == 1 and len(server.sent_txs) == 1
+    assert not venue._nonces.lock.locked() and sender.idle is False  # dropped, reopened later
+    worst = await presign(venue, Side.SELL, D("0.001"), 342)
+    assert (await venue.place_hedge(Side.SELL, D("0.001"), worst, 342)).filled_qty == D("0.001")
+    assert venue.invalid_nonces == 0
+
+
+async def test_try_send_now_outcome_unknowable_raises_ambiguous_order_state(
+    make_venue: VenueFactory, server: LighterServer
+) -> None:
+    venue = await make_venue(retry_attempts=1)
+    worst = await presign(venue, Side.BUY, D("0.001"), 351)
+    faults = server.market.faults
+    faults.ambiguous_delay_s = 0.5
+    faults.arm("ambiguous_order")
+    task = venue.try_send_now(Side.BUY, D("0.001"), worst, 351)
+    assert task is not None
+    await wait_for(lambda: server.sent_txs != [])
+    faults.arm("http_500", 5)  # nextNonce cannot say whether the tx was taken
+    sender = venue._sender
+    assert sender is not None and sender._writer is not None
+    sender._writer.transport.abort()
+    with pytest.raises(AmbiguousOrderState) as info:
+        await task
+    assert info.value.client_id == 351
+    faults.disarm()
+    found = await venue.find_order(351)
+    assert found is not None and found.filled_qty == D("0.001")
+
+
+async def test_a_fast_hedge_cancelled_before_it_ran_gives_the_locks_back(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    worst = await presign(venue, Side.BUY, D("0.001"), 361)
+    task = venue.try_send_now(Side.BUY, D("0.001"), worst, 361)
+    assert task is not None
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    await wait_for(lambda: not venue._nonces.lock.locked())
+    assert venue._nonces.next is None  # it may have executed: the next tx asks the venue
+    await wait_for(lambda: len(sim_orders(server, 361)) == 1)  # it had been written
+    order = await venue.place_hedge(Side.SELL, D("0.001"), far_sell(venue), 362)
+    assert order.status is OrderStatus.FILLED and venue.invalid_nonces == 0
+
+
+async def test_try_send_now_writes_within_tens_of_microseconds(venue: LighterVenue) -> None:
+    took_us: list[float] = []
+    for i in range(40):
+        side = Side.BUY if i % 2 == 0 else Side.SELL
+        worst = await presign(venue, side, D("0.001"), 400 + i)
+        started = time.perf_counter_ns()
+        task = venue.try_send_now(side, D("0.001"), worst, 400 + i)
+        assert task is not None
+        took_us.append((venue.write_ns_by_client[400 + i] - started) / 1000)
+        await task
+    took_us.sort()
+    assert took_us[len(took_us) // 2] < 200, took_us  # ~20-40 us here; loose for loaded CI
+
+
+async def test_mutex_hands_over_in_order_and_can_be_taken_synchronously() -> None:
+    lock = Mutex()
+    assert lock.try_acquire() and lock.locked() and not lock.try_acquire()
+    order: list[str] = []
+
+    async def take(name: str) -> None:
+        async with lock:
+            order.append(name)
+
+    first = asyncio.get_running_loop().create_task(take("first"))
+    gone = asyncio.get_running_loop().create_task(take("cancelled"))
+    last = asyncio.get_running_loop().create_task(take("last"))
+    await asyncio.sleep(0)  # all three queue up
+    gone.cancel()
+    lock.release()
+    assert lock.locked() and not lock.try_acquire()  # handed over, never up for grabs
+    await asyncio.gather(first, last, gone, return_exceptions=True)
+    assert order == ["first", "last"] and not lock.locked()
+    assert lock.try_acquire()
+    lock.release()
+    with pytest.raises(RuntimeError):
+        lock.release()
 
 
 # --------------------------------------------------------------------------------------------
