@@ -486,6 +486,8 @@ def execute(settings: Settings, *, plain: bool, cluster_factory: object | None =
             await cluster.start()
             run_settings = with_endpoints(settings, cluster.env())
         dashboard = None if plain else Dashboard(out)
+        if dashboard is not None and cluster is not None:
+            dashboard.faults_seen = lambda: dict(cluster.fault_plan.fired)
         try:
             bot = await run_bot(
                 run_settings,

@@ -401,6 +401,7 @@ class BackpackVenue:
         self._market: Market | None = None
         self._book = OrderBook(self.symbol, BACKPACK)
         self._ws: ReconnectingWebSocket | None = None
+        self._reconnects_at_close = 0
         self._resync_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._callback: EventCallback | None = None
@@ -449,6 +450,7 @@ class BackpackVenue:
     async def close(self) -> None:
         if self._ws is not None:
             await self._ws.close()
+            self._reconnects_at_close = self._ws.reconnects
             self._ws = None
         tasks = set(self._tasks)
         for task in tasks:
@@ -534,6 +536,11 @@ class BackpackVenue:
         return self._market
 
     # -- book ----------------------------------------------------------------------------------
+
+    @property
+    def reconnects(self) -> int:
+        """WebSocket sessions after the first (the dashboard and the journal count them)."""
+        return self._ws.reconnects if self._ws is not None else self._reconnects_at_close
 
     def top(self) -> BookTop | None:
         """Best bid/ask from the in-memory book; None while it is not synced."""

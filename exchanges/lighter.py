@@ -694,6 +694,7 @@ class LighterVenue:
         self._nonces = NonceSequencer(self._fetch_next_nonce)
         self._nonces.listeners.append(self._on_nonce_change)
         self._ws: ReconnectingWebSocket | None = None
+        self._reconnects_at_close = 0
         self._tasks: set[asyncio.Task[Any]] = set()
         self._presign_task: asyncio.Task[None] | None = None
         self._presign_wakeup = asyncio.Event()
@@ -774,6 +775,7 @@ class LighterVenue:
     async def close(self) -> None:
         if self._ws is not None:
             await self._ws.close()
+            self._reconnects_at_close = self._ws.reconnects
             self._ws = None
         tasks = set(self._tasks)
         for task in tasks:
@@ -1001,6 +1003,11 @@ class LighterVenue:
         return market_id
 
     # -- book ----------------------------------------------------------------------------------
+
+    @property
+    def reconnects(self) -> int:
+        """WebSocket sessions after the first (the dashboard and the journal count them)."""
+        return self._ws.reconnects if self._ws is not None else self._reconnects_at_close
 
     def top(self) -> BookTop | None:
         """Best bid/ask from the WS-maintained book; None while it is not synced."""

@@ -12,6 +12,7 @@ import contextlib
 import itertools
 import logging
 import time
+from collections.abc import Callable
 from decimal import Decimal
 
 from rich.console import Console, Group
@@ -46,6 +47,8 @@ class Dashboard:
         self._task: asyncio.Task[None] | None = None
         self._live: Live | None = None
         self.renders = 0
+        # The demo shows the simulated venues' fault counters here.
+        self.faults_seen: Callable[[], dict[str, int]] | None = None
         self.draw_failures = 0
 
     def attach(self, engine: HedgeEngine) -> None:
@@ -83,6 +86,26 @@ class Dashboard:
             self.draw_failures += 1
             if self.draw_failures == 1:  # once with the traceback, not four times a second
                 log.exception("dashboard redraw failed")
+
+    def _faults_text(self) -> str:
+        fired = self.faults_seen() if self.faults_seen is not None else {}
+        seen = {name: count for name, count in fired.items() if count}
+        return ", ".join(f"{name} {count}" for name, count in sorted(seen.items())) or "none"
+
+    @staticmethod
+    def _pnl(engine: HedgeEngine) -> Decimal:
+        """Cash of the run's fills minus fees, the open net valued at the mids."""
+        assert engine.hedger is not None
+        stats = engine.hedger.stats
+        value = stats.cash - stats.fees
+        for venue, net in (
+            (engine.maker, engine.hedger.maker_net),
+            (engine.hedge, engine.hedger.hedge_net),
+        ):
+            top = venue.top()
+            if net and top is not None:
+                value += net * top.mid
+        return value
 
     def render(self) -> Group:
         self.renders += 1
@@ -153,6 +176,12 @@ class Dashboard:
                 ("unhedged", f"{_fmt(hedger.unhedged)} (for {hedger.unhedged_age():.1f} s)"),
                 ("fills maker / hedge", f"{stats.maker_fills} / {stats.hedge_fills}"),
                 (
+                    "volume maker / hedge",
+                    f"{_fmt(stats.maker_volume, 2)} / {_fmt(stats.hedge_volume, 2)} USDC",
+                ),
+                ("fees", f"{_fmt(stats.fees, 4)} USDC"),
+                ("realized PnL", f"{_fmt(self._pnl(engine), 4)} USDC"),
+                (
                     f"hedge latency p50 / p99 (last {LATENCY_WINDOW})",
                     f"{percentile(latencies, 0.5):.3f} / {percentile(latencies, 0.99):.3f} ms",
                 ),
@@ -169,6 +198,7 @@ class Dashboard:
                     "reconnects",
                     ", ".join(f"{v.name} {getattr(v, 'reconnects', 0)}" for v in (maker, hedge)),
                 ),
+                ("faults seen", self._faults_text()),
             ]
             for label, value in rows:
                 legs.add_row(label, value)

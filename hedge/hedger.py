@@ -155,6 +155,19 @@ class HedgerStats:
     # fill with the moment its hedge was written to the wire (LighterVenue.write_ns_by_client).
     triggers: deque[tuple[int, int]] = field(default_factory=lambda: deque(maxlen=100_000))
     max_unhedged_s: float = 0.0
+    maker_volume: Decimal = Decimal(0)  # quote notional of maker fills
+    hedge_volume: Decimal = Decimal(0)
+    fees: Decimal = Decimal(0)
+    cash: Decimal = Decimal(0)  # quote received minus paid, before fees
+
+    def count_fill(self, fill: Fill, *, maker: bool) -> None:
+        notional = fill.qty * fill.price
+        if maker:
+            self.maker_volume += notional
+        else:
+            self.hedge_volume += notional
+        self.fees += fill.fee
+        self.cash -= notional * fill.side.sign
 
 
 class Hedger:
@@ -318,6 +331,7 @@ class Hedger:
             self.journal.defer("record_fill", fill)
             self._add_lot(_Lot(fill.venue, fill.trade_id, signed, fill.recv_ns, True))
             self._kick()
+        self.stats.count_fill(fill, maker=True)
         log.info(
             "maker fill %s %s %s @ %s trade=%s order=%s client=%s",
             fill.venue,
@@ -356,6 +370,7 @@ class Hedger:
                 _Lot(fill.venue, fill.trade_id, signed, 0, False, fill.client_id or 0, sent_ns),
                 over_hedge_counts=order is None or not order.sweep,
             )
+        self.stats.count_fill(fill, maker=False)
         log.info(
             "hedge fill %s %s %s @ %s trade=%s client=%s exposure=%s",
             fill.venue,
