@@ -927,6 +927,7 @@ class BackpackVenue:
         if len(self._seen_order) > self.max_remembered:
             self._seen_trades.discard(self._seen_order.popleft())
         self.fills_delivered += 1
+        self._emit(fill)  # first: the hedge goes out from this call; logging can wait
         log.info(
             "backpack fill trade=%s order=%s cid=%s %s %s @ %s",
             fill.trade_id,
@@ -936,7 +937,6 @@ class BackpackVenue:
             fill.qty,
             fill.price,
         )
-        self._emit(fill)
         return True
 
     def _emit_order_event(self, event: OrderEvent) -> None:

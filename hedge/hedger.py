@@ -210,6 +210,8 @@ class Hedger:
         self._presigned: tuple[Side, Decimal, int] | None = None
         self._latency_from_ns = 0
         self._seen: set[tuple[str, str]] = journal.trade_keys()  # fills already counted
+        # Resolved once: a runtime Protocol check costs ~20 us, too much for every hedge.
+        self._send_now = venue.try_send_now if isinstance(venue, SendNowCapable) else None
         self._settled = asyncio.Event()
         self._settled.set()
 
@@ -497,11 +499,7 @@ class Hedger:
         self._settled.clear()
         # The fast path: a pre-signed hedge is written to the socket right here, inside the
         # fill callback, instead of after every other ready callback of the event loop.
-        written = (
-            self.venue.try_send_now(side, qty, worst, client_id)
-            if isinstance(self.venue, SendNowCapable)
-            else None
-        )
+        written = self._send_now(side, qty, worst, client_id) if self._send_now else None
         task = asyncio.create_task(self._send(hedge, written), name=f"hedge-{client_id}")
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -37,6 +37,7 @@ import contextlib
 import json
 import logging
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
@@ -107,6 +108,7 @@ WS_UNKNOWN_STREAM = 4003
 
 # A slow reader is disconnected instead of letting its queue grow without bound.
 _MAX_QUEUED_MESSAGES = 200_000
+_MAX_TIMINGS = 100_000  # benchmark timestamps kept (fill events written)
 
 
 def generate_keypair() -> tuple[str, str]:
@@ -343,6 +345,9 @@ class BackpackServer:
         self.reorder_hold_s = reorder_hold_s
         self.connections_opened = 0
         self.requests_served = 0
+        # Benchmarks: trade id -> perf_counter_ns() when its orderFill event was handed to a
+        # WebSocket (the first time, for the first connection). Bounded.
+        self.fill_written_ns: OrderedDict[str, int] = OrderedDict()
         self._verifiers: dict[str, ed25519.Ed25519PublicKey] = {}
         self._runner: web.AppRunner | None = None
         self._site: web.TCPSite | None = None
@@ -389,6 +394,23 @@ class BackpackServer:
         if self._runner is not None:
             await self._runner.cleanup()
             self._runner = None
+
+    def timings(self) -> dict[str, object]:
+        """Benchmark timestamps (perf_counter_ns): `fill_written_ns` by trade id."""
+        return {"fill_written_ns": dict(self.fill_written_ns)}
+
+    def _note_fill_written(self, text: str, written_ns: int) -> None:
+        """Remember when the orderFill event in `text` went out (benchmarks; first write of a
+        trade only, so a duplicated event or a second connection does not move it)."""
+        try:
+            trade_id = json.loads(text)["data"]["t"]
+        except (ValueError, KeyError, TypeError):
+            return
+        if trade_id is None or str(trade_id) in self.fill_written_ns:
+            return
+        self.fill_written_ns[str(trade_id)] = written_ns
+        while len(self.fill_written_ns) > _MAX_TIMINGS:
+            self.fill_written_ns.popitem(last=False)
 
     def drop_ws(self) -> None:
         """Abort every WebSocket connection now (clients see an abnormal close)."""
@@ -442,11 +464,12 @@ class BackpackServer:
         for (method, path), handler in private.items():
             app.router.add_route(method, path, self._signed(INSTRUCTIONS[(method, path)], handler))
         try:
-            from exchanges.sim.control import add_control_routes
+            from exchanges.sim.control import add_control_routes, add_timings_route
         except ImportError:  # the control module is optional for the server itself
             log.debug("exchanges.sim.control not available; no control routes")
         else:
             add_control_routes(app, self.market, venue=VENUE)
+            add_timings_route(app, self.timings)
         return app
 
     # -- REST plumbing -----------------------------------------------------------------------
@@ -1166,6 +1189,11 @@ class BackpackServer:
                     delay = faults.delay_s()
                     if delay > 0:
                         await asyncio.sleep(delay)
+                if kind == "order" and '"e":"orderFill"' in text:
+                    written_ns = time.perf_counter_ns()
+                    await ws.send_str(text)
+                    self._note_fill_written(text, written_ns)  # after the send: off its path
+                    continue
                 await ws.send_str(text)
         except (ConnectionError, RuntimeError) as exc:
             # The peer went away mid-send; the reader side notices and cleans up.

@@ -15,6 +15,8 @@ Routes (the venue is the one the routes were mounted for; a body may name anothe
   POST /_sim/faults/disarm  {fault?}                forget armed checks (of one fault, or all)
   POST /_sim/thin           {ticker, qty|null}      thin (or restore) the background book
   POST /_sim/step           {count?}                advance the clock synchronously
+  GET  /_sim/timings                                benchmark timestamps of this server (see
+                                                    add_timings_route), perf_counter_ns
 """
 
 from __future__ import annotations
@@ -172,6 +174,18 @@ def add_control_routes(
         ("step", step),
     ):
         app.router.add_post(f"{PREFIX}/{path}", _json_route(handler))
+
+
+def add_timings_route(app: web.Application, timings: Callable[[], dict[str, object]]) -> None:
+    """`GET /_sim/timings`: a server's benchmark timestamps (`time.perf_counter_ns()`, the
+    monotonic clock every process on the host shares), e.g. when each fill event was written to
+    a WebSocket or each sendTx arrived. Instrumentation only: recording them costs a dict insert
+    per event, and nothing reads them but the benchmarks."""
+
+    async def route(_: web.Request) -> web.Response:
+        return web.json_response(timings())
+
+    app.router.add_get(f"{PREFIX}/timings", route)
 
 
 def _json_route(handler: Handler) -> Callable[[web.Request], Awaitable[web.Response]]:

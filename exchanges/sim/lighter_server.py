@@ -36,7 +36,7 @@ from typing import Any, Literal
 from aiohttp import WSMsgType, web
 
 from exchanges.base import Side
-from exchanges.sim.control import add_control_routes
+from exchanges.sim.control import add_control_routes, add_timings_route
 from exchanges.sim.market import (
     BookDelta,
     OrderNotFound,
@@ -195,7 +195,8 @@ class LighterServer:
         self.ping_interval = ping_interval
         self.connections_opened = 0
         self.pongs_received = 0
-        self.sent_txs: list[dict[str, Any]] = []
+        # Bounded: a sim left running for days must not grow without limit.
+        self.sent_txs: deque[dict[str, Any]] = deque(maxlen=100_000)
         self._nonces: dict[tuple[int, int], int] = {
             (account, key): initial_nonce for account, keys in accounts.items() for key in keys
         }
@@ -315,7 +316,20 @@ class LighterServer:
             app.router.add_get(path, handler)
         app.router.add_post("/api/v1/sendTx", self._send_tx)
         add_control_routes(app, self.market, "lighter")
+        add_timings_route(app, self.timings)
         return app
+
+    def timings(self) -> dict[str, object]:
+        """Benchmark timestamps (perf_counter_ns): `send_tx_ns`, when the sendTx of each executed
+        create-order transaction reached its handler, by client order index (first one)."""
+        arrived: dict[str, int] = {}
+        for tx in self.sent_txs:
+            if tx["type"] != TX_TYPE_CREATE_ORDER:
+                continue
+            client_id = tx["info"].get("ClientOrderIndex")
+            if client_id is not None:
+                arrived.setdefault(str(client_id), tx["recv_ns"])
+        return {"send_tx_ns": arrived}
 
     # ---------------------------------------------------------------------------------------
     # REST plumbing

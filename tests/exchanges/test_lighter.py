@@ -660,7 +660,7 @@ async def test_try_send_now_declines_and_changes_nothing(
     for args in declined:
         assert venue.try_send_now(*args) is None, args
     assert venue.presigned() == before and venue.write_ns_by_client == {}
-    assert server.sent_txs == [] and not venue._nonces.lock.locked()
+    assert not server.sent_txs and not venue._nonces.lock.locked()
     # Another transaction holds the nonce lock (cancel_all while it is being signed).
     cancelling = asyncio.get_running_loop().create_task(venue.cancel_all())
     await asyncio.sleep(0)  # one loop turn: it takes the lock and starts signing
@@ -710,7 +710,7 @@ async def test_try_send_now_connection_dropped_after_the_write_is_resolved_not_r
     faults.arm("ambiguous_order")
     task = venue.try_send_now(Side.BUY, D("0.001"), worst, 341)
     assert task is not None
-    await wait_for(lambda: server.sent_txs != [])
+    await wait_for(lambda: bool(server.sent_txs))
     sender = venue._sender
     assert sender is not None and sender._writer is not None
     sender._writer.transport.abort()  # ...and the connection drops
@@ -733,7 +733,7 @@ async def test_try_send_now_outcome_unknowable_raises_ambiguous_order_state(
     faults.arm("ambiguous_order")
     task = venue.try_send_now(Side.BUY, D("0.001"), worst, 351)
     assert task is not None
-    await wait_for(lambda: server.sent_txs != [])
+    await wait_for(lambda: bool(server.sent_txs))
     faults.arm("http_500", 5)  # nextNonce cannot say whether the tx was taken
     sender = venue._sender
     assert sender is not None and sender._writer is not None
@@ -880,7 +880,7 @@ async def test_ambiguous_without_a_reachable_venue_raises_ambiguous_order_state(
     faults.arm("ambiguous_order")
 
     async def venue_unreachable_once_executed() -> None:
-        await wait_for(lambda: server.sent_txs != [])
+        await wait_for(lambda: bool(server.sent_txs))
         faults.arm("http_500", 5)  # nextNonce cannot say whether the tx was taken
 
     arming = asyncio.get_running_loop().create_task(venue_unreachable_once_executed())

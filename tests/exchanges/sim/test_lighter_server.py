@@ -399,7 +399,7 @@ async def test_expired_tx_unknown_key_and_bad_order_are_refused(
         status, body = await post_tx(http, server, form)
         assert status == 400 and body["code"] not in (200, 21104), body
     assert server.next_nonce(ACCOUNT, KEY) == nonce
-    assert server.sent_txs == []
+    assert not server.sent_txs
 
 
 async def test_post_only_that_crosses_is_accepted_then_canceled_post_only(

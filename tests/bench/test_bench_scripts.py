@@ -1,0 +1,87 @@
+"""Each benchmark script stays runnable: run it as users do (a subprocess, tiny N), parse its one
+JSON line and check the figures are there and sane."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[2]
+PERCENTILE_KEYS = {"n", "p50", "p90", "p99", "max"}
+
+
+def run_bench(module: str, *args: str, timeout: float = 120) -> dict[str, Any]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKPACK_", "LIGHTER_"))}
+    done = subprocess.run(
+        [sys.executable, "-m", module, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    lines = done.stdout.splitlines()
+    assert len(lines) == 1, done.stdout[-3000:]
+    figures: dict[str, Any] = json.loads(lines[0])
+    return figures
+
+
+def check_percentiles(figures: dict[str, Any], n: int) -> None:
+    assert set(figures) == PERCENTILE_KEYS
+    assert figures["n"] == n
+    assert 0 < figures["p50"] <= figures["p90"] <= figures["p99"] <= figures["max"]
+
+
+def test_latency_measures_all_three_configurations_on_every_fill() -> None:
+    figures = run_bench("bench.latency", "--fills", "6", "--naive-fills", "2")
+
+    assert figures["bench"] == "latency"
+    configs = figures["configs"]
+    assert set(configs) == {"ours_presigned", "ours_sign_on_fill", "naive"}
+    for name, n in (("ours_presigned", 6), ("ours_sign_on_fill", 6), ("naive", 2)):
+        config = configs[name]
+        assert config["fills"] == n, config
+        assert config["unpaired"] == 0, config
+        check_percentiles(config["in_process_ms"], n)
+        check_percentiles(config["end_to_end_ms"], n)
+    presigned = configs["ours_presigned"]
+    assert presigned["presigned_used"] == 6 and presigned["signed_on_spot"] == 0
+    on_fill = configs["ours_sign_on_fill"]
+    assert on_fill["presigned_used"] == 0 and on_fill["signed_on_spot"] == 6
+    # Over loopback, the wire and the sim's own handling come on top of our time.
+    assert configs["naive"]["in_process_ms"]["p50"] > presigned["in_process_ms"]["p50"]
+    assert set(figures["ratios_naive_over_ours"]) >= {"in_process_p50", "end_to_end_p50"}
+    assert isinstance(figures["budget"]["met"], bool)
+    # Every run ends flat: each maker fill was hedged.
+    final = figures["sim_final"]
+    assert float(final["backpack_position"]) + float(final["lighter_position"]) == 0
+    assert final["backpack_open_orders"] == 0
+
+
+def test_connections_ours_reuses_one_connection_bpx_default_opens_one_per_request() -> None:
+    figures = run_bench("bench.connections", "--orders", "5")
+
+    assert figures["bench"] == "connections"
+    assert figures["orders"] == 5
+    assert figures["ours"]["order_connections"] <= 2
+    assert figures["ours"]["connect_connections"] >= 1
+    assert figures["bpx_default"]["order_connections"] == 10  # place + cancel, each its own
+    assert figures["met"] is True
+
+
+def test_footprint_reports_cpu_and_rss_of_the_quoting_bot() -> None:
+    figures = run_bench("bench.footprint", "--seconds", "2")
+
+    assert figures["bench"] == "footprint"
+    assert figures["window_s"] >= 2
+    assert 0 <= figures["cpu_pct_of_one_core"] < 100
+    assert 20 < figures["rss_mb"] < 1000
+    assert figures["rss_peak_mb"] >= figures["rss_mb"]
+    assert figures["dashboard"]["ms_per_redraw"] > 0
+    assert figures["exit_code"] == 130  # stopped cleanly after the window
+    assert isinstance(figures["budget"]["met"], bool)
