@@ -9,6 +9,7 @@ unexpected error is one line plus the log file path and exit code 1 — never a 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import fields
 from decimal import ROUND_CEILING, Decimal
 from functools import wraps
 from pathlib import Path
@@ -206,39 +207,11 @@ def _write_crash_log() -> Path:
     return path
 
 
-def trading_flags(
-    *,
-    ticker: str,
-    size: str | None,
-    max_position: str | None,
-    iterations: str,
-    direction: str,
-    fill_timeout: str,
-    requote_ticks: str,
-    maker_ticks: str,
-    max_slippage_bps: str,
-    hedge_timeout: str,
-    sleep: str,
-    journal: str | None,
-    log_dir: str,
-    rebalance: bool = False,
-) -> TradingFlags:
-    return TradingFlags(
-        ticker=ticker,
-        size=size,
-        max_position=max_position,
-        iterations=iterations,
-        direction=direction,
-        fill_timeout=fill_timeout,
-        requote_ticks=requote_ticks,
-        maker_ticks=maker_ticks,
-        max_slippage_bps=max_slippage_bps,
-        hedge_timeout=hedge_timeout,
-        sleep=sleep,
-        journal=journal,
-        log_dir=log_dir,
-        rebalance=rebalance,
-    )
+def flags_from(params: dict[str, object], **overrides: object) -> TradingFlags:
+    """The trading flags among a command's parameters (its `locals()`), plus overrides."""
+    names = {f.name for f in fields(TradingFlags)}
+    chosen = {k: v for k, v in {**params, **overrides}.items() if k in names}
+    return TradingFlags(**chosen)  # type: ignore[arg-type]
 
 
 def resolve_settings(flags: TradingFlags, *, mode: Mode, env_file: Path | None) -> Settings:
@@ -375,21 +348,7 @@ def check(
     ] = True,
 ) -> None:
     """Validate settings, connect to both venues and show what a run would do. Sends no order."""
-    flags = trading_flags(
-        ticker=ticker,
-        size=size,
-        max_position=max_position,
-        iterations=iterations,
-        direction=direction,
-        fill_timeout=fill_timeout,
-        requote_ticks=requote_ticks,
-        maker_ticks=maker_ticks,
-        max_slippage_bps=max_slippage_bps,
-        hedge_timeout=hedge_timeout,
-        sleep=sleep,
-        journal=journal,
-        log_dir=log_dir,
-    )
+    flags = flags_from(locals())
     mode = Mode.DRY_RUN if dry_run else Mode.LIVE
     settings = resolve_settings(flags, mode=mode, env_file=env_file)
     out.print(settings_table(settings))
@@ -641,22 +600,7 @@ def run(
     plain: PlainOpt = False,
 ) -> None:
     """Trade: quote post-only on Backpack, hedge every fill on Lighter."""
-    flags = trading_flags(
-        ticker=ticker,
-        size=size,
-        max_position=max_position,
-        iterations=iterations,
-        direction=direction,
-        fill_timeout=fill_timeout,
-        requote_ticks=requote_ticks,
-        maker_ticks=maker_ticks,
-        max_slippage_bps=max_slippage_bps,
-        hedge_timeout=hedge_timeout,
-        sleep=sleep,
-        journal=journal,
-        log_dir=log_dir,
-        rebalance=rebalance,
-    )
+    flags = flags_from(locals())
     mode = Mode.DRY_RUN if dry_run else Mode.LIVE
     settings = resolve_settings(flags, mode=mode, env_file=env_file)
     raise typer.Exit(execute(settings, plain=plain))
@@ -692,20 +636,11 @@ def demo(
     spec = DEFAULT_TICKERS[sim_ticker]
     default_size = max(spec.backpack.min_qty, spec.lighter.min_qty) * 10
     stamp = f"{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    flags = trading_flags(
+    flags = flags_from(
+        locals(),
         ticker=sim_ticker,
         size=size or str(default_size),
-        max_position=max_position,
-        iterations=iterations,
-        direction=direction,
-        fill_timeout=fill_timeout,
-        requote_ticks=requote_ticks,
-        maker_ticks=maker_ticks,
-        max_slippage_bps=max_slippage_bps,
-        hedge_timeout=hedge_timeout,
-        sleep=sleep,
         journal=journal or str(Path(log_dir) / f"demo-{sim_ticker}-{stamp}.sqlite"),
-        log_dir=log_dir,
     )
     settings = load_settings(flags, mode=Mode.DEMO, env={})
 

@@ -58,7 +58,7 @@ from exchanges.base import (
     Balance,
     BookTop,
     ConfigError,
-    EventCallback,
+    EventEmitter,
     Fill,
     InsufficientLiquidity,
     Market,
@@ -69,7 +69,8 @@ from exchanges.base import (
     PostOnlyRejected,
     Side,
     VenueError,
-    VenueEvent,
+    describe_orders,
+    describe_top,
 )
 from exchanges.orderbook import (
     BACKPACK,
@@ -348,7 +349,7 @@ class _Delivered:
 # --------------------------------------------------------------------------------------------
 
 
-class BackpackVenue:
+class BackpackVenue(EventEmitter):
     """Backpack perpetuals through bpx-py + our keep-alive HTTP client + one WebSocket."""
 
     name = VENUE
@@ -404,8 +405,7 @@ class BackpackVenue:
         self._reconnects_at_close = 0
         self._resync_task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._callback: EventCallback | None = None
-        self._pending_events: list[VenueEvent] = []
+        EventEmitter.__init__(self)
         self._seen_trades: set[str] = set()
         self._seen_order: deque[str] = deque()
         self._delivered: OrderedDict[str, _Delivered] = OrderedDict()
@@ -873,7 +873,7 @@ class BackpackVenue:
             "tick_size": str(market.tick_size),
             "step_size": str(market.step_size),
             "min_qty": str(market.min_qty),
-            "book": _top_summary(self.top()),
+            "book": describe_top(self.top()),
         }
         if self._account is None:
             summary["account"] = "no API keys (public data only)"
@@ -886,36 +886,12 @@ class BackpackVenue:
                 "equity": str(balance.equity),
                 "available": str(balance.available),
                 "position": str(position),
-                "open_orders": [
-                    {
-                        "order_id": o.order_id,
-                        "client_id": o.client_id,
-                        "side": o.side.value,
-                        "qty": str(o.qty),
-                        "price": str(o.price),
-                        "filled": str(o.filled_qty),
-                    }
-                    for o in orders
-                ],
+                "open_orders": describe_orders(orders),
             }
         )
         return summary
 
     # -- events ----------------------------------------------------------------------------------
-
-    def set_event_callback(self, callback: EventCallback) -> None:
-        """Events are delivered synchronously to `callback`; any that came before are flushed."""
-        self._callback = callback
-        pending, self._pending_events = self._pending_events, []
-        for event in pending:
-            callback(event)
-
-    def _emit(self, event: VenueEvent) -> None:
-        callback = self._callback
-        if callback is None:
-            self._pending_events.append(event)
-            return
-        callback(event)
 
     def _emit_fill(self, fill: Fill) -> bool:
         """Deliver a fill once per trade id. False when it was a duplicate."""
@@ -1159,9 +1135,3 @@ def _created_ms(raw: Mapping[str, Any]) -> int:
 
 def _trade_order(trade_id: str) -> int:
     return int(trade_id) if trade_id.isdigit() else 0
-
-
-def _top_summary(top: BookTop | None) -> str:
-    if top is None:
-        return "not synced"
-    return f"{top.bid} x {top.bid_qty} / {top.ask} x {top.ask_qty}"

@@ -335,3 +335,46 @@ class Venue(Protocol):
 
 
 AsyncHook = Callable[[], Awaitable[None]]
+
+
+class EventEmitter:
+    """Delivers a venue's events to its one callback, synchronously. Events that arrive before
+    the callback is set (e.g. during connect) are kept and flushed when it is set."""
+
+    def __init__(self) -> None:
+        self._callback: EventCallback | None = None
+        self._pending_events: list[VenueEvent] = []
+
+    def set_event_callback(self, callback: EventCallback) -> None:
+        self._callback = callback
+        pending, self._pending_events = self._pending_events, []
+        for event in pending:
+            callback(event)
+
+    def _emit(self, event: VenueEvent) -> None:
+        callback = self._callback
+        if callback is None:
+            self._pending_events.append(event)
+            return
+        callback(event)
+
+
+def describe_top(top: BookTop | None) -> str:
+    """A book top for people: `bid x qty / ask x qty`."""
+    if top is None:
+        return "not synced"
+    return f"{top.bid} x {top.bid_qty} / {top.ask} x {top.ask_qty}"
+
+
+def describe_orders(orders: list[Order]) -> list[dict[str, object]]:
+    return [
+        {
+            "order_id": o.order_id,
+            "client_id": o.client_id,
+            "side": o.side.value,
+            "qty": str(o.qty),
+            "price": str(o.price),
+            "filled": str(o.filled_qty),
+        }
+        for o in orders
+    ]

@@ -77,7 +77,7 @@ from exchanges.base import (
     Balance,
     BookTop,
     ConfigError,
-    EventCallback,
+    EventEmitter,
     Fill,
     InsufficientLiquidity,
     Market,
@@ -88,7 +88,8 @@ from exchanges.base import (
     PostOnlyRejected,
     Side,
     VenueError,
-    VenueEvent,
+    describe_orders,
+    describe_top,
     round_price,
     round_qty,
     round_worst_price,
@@ -626,7 +627,7 @@ def _ssl_context() -> ssl.SSLContext:
 # --------------------------------------------------------------------------------------------
 
 
-class LighterVenue:
+class LighterVenue(EventEmitter):
     """Lighter perpetuals: lighter-sdk signer + REST reads, our sendTx, one WebSocket."""
 
     name = VENUE
@@ -705,8 +706,7 @@ class LighterVenue:
         self._account_gap = False  # the account stream was down since the last subscription
         self._account_resubscribing = False
         self._book_resubscribing = False
-        self._callback: EventCallback | None = None
-        self._pending_events: list[VenueEvent] = []
+        EventEmitter.__init__(self)
         self._tracks: OrderedDict[int, _Track] = OrderedDict()  # client id -> order
         self._seen: OrderedDict[int, _Seen] = OrderedDict()  # order index -> delivered
         self._seen_trades: set[str] = set()
@@ -1932,7 +1932,7 @@ class LighterVenue:
             "min_notional": str(market.min_notional),
             "price_decimals": self._price_decimals,
             "size_decimals": self._size_decimals,
-            "book": _top_summary(self.top()),
+            "book": describe_top(self.top()),
         }
         if not self.keyed:
             summary["account"] = "no API keys (public data only)"
@@ -1949,36 +1949,12 @@ class LighterVenue:
                 "available": str(balance.available),
                 "collateral": balance.extra.get("collateral", ""),
                 "position": str(position),
-                "open_orders": [
-                    {
-                        "order_id": o.order_id,
-                        "client_id": o.client_id,
-                        "side": o.side.value,
-                        "qty": str(o.qty),
-                        "price": str(o.price),
-                        "filled": str(o.filled_qty),
-                    }
-                    for o in orders
-                ],
+                "open_orders": describe_orders(orders),
             }
         )
         return summary
 
     # -- events ----------------------------------------------------------------------------------
-
-    def set_event_callback(self, callback: EventCallback) -> None:
-        """Events are delivered synchronously to `callback`; any that came before are flushed."""
-        self._callback = callback
-        pending, self._pending_events = self._pending_events, []
-        for event in pending:
-            callback(event)
-
-    def _emit(self, event: VenueEvent) -> None:
-        callback = self._callback
-        if callback is None:
-            self._pending_events.append(event)
-            return
-        callback(event)
 
     def _emit_fill(self, fill: Fill) -> None:
         if fill.trade_id in self._seen_trades:
@@ -2299,9 +2275,3 @@ def _error_text(exc: lighter.ApiException) -> str:
     if message:
         return str(message)
     return str(exc.body or exc.reason or "")[:200]
-
-
-def _top_summary(top: BookTop | None) -> str:
-    if top is None:
-        return "not synced"
-    return f"{top.bid} x {top.bid_qty} / {top.ask} x {top.ask_qty}"

@@ -111,6 +111,7 @@ class Settings:
     lighter_api_url: str = DEFAULT_URLS["LIGHTER_API_URL"]
     lighter_ws_url: str = DEFAULT_URLS["LIGHTER_WS_URL"]
     notices: tuple[str, ...] = field(default=(), compare=False)
+    flags: TradingFlags | None = field(default=None, compare=False, repr=False)
 
     @property
     def dry_run(self) -> bool:
@@ -292,6 +293,7 @@ def load_settings(
         lighter_api_url=urls["LIGHTER_API_URL"],
         lighter_ws_url=urls["LIGHTER_WS_URL"],
         notices=tuple(notices),
+        flags=flags,
     )
 
 
@@ -408,20 +410,5 @@ def _valid_url(value: str, *, ws: bool) -> bool:
 def with_endpoints(settings: Settings, env: Mapping[str, str]) -> Settings:
     """The same settings pointed at other venues (the demo's simulators): URLs, keys, indices
     from `env`, validated like any other environment."""
-    flags = TradingFlags(
-        ticker=settings.ticker,
-        size=str(settings.size),
-        max_position=str(settings.max_position),
-        iterations=str(settings.iterations),
-        direction=settings.direction.value,
-        fill_timeout=repr(settings.fill_timeout),
-        requote_ticks=str(settings.requote_ticks),
-        maker_ticks=str(settings.maker_ticks),
-        max_slippage_bps=str(settings.max_slippage_bps),
-        hedge_timeout=repr(settings.hedge_timeout),
-        sleep=repr(settings.sleep),
-        journal=str(settings.journal),
-        log_dir=str(settings.log_dir),
-        rebalance=settings.rebalance,
-    )
-    return load_settings(flags, mode=settings.mode, env=env, require_keys=True)
+    assert settings.flags is not None, "settings not built by load_settings"
+    return load_settings(settings.flags, mode=settings.mode, env=env, require_keys=True)

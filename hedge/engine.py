@@ -23,7 +23,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 
 from exchanges.base import (
@@ -43,6 +43,7 @@ from exchanges.base import (
     VenueEvent,
     round_qty,
     round_worst_price,
+    transition,
 )
 from hedge.config import Direction, Settings
 from hedge.hedger import ClientIds, Hedger
@@ -367,18 +368,12 @@ class HedgeEngine:
             return
         status = active.status
         with contextlib.suppress(IllegalTransition):
-            status = _advance(active.status, placed.status)
-        self._active = Order(
-            active.venue,
-            active.symbol,
-            active.client_id,
-            active.side,
-            active.qty,
-            active.price,
-            active.kind,
-            status,
-            placed.order_id or active.order_id,
-            max(active.filled_qty, placed.filled_qty),
+            status = transition(active.status, placed.status)
+        self._active = replace(
+            active,
+            status=status,
+            order_id=placed.order_id or active.order_id,
+            filled_qty=max(active.filled_qty, placed.filled_qty),
         )
         self.journal.update_order(
             self.maker.name, active.client_id, status=status, order_id=placed.order_id
@@ -431,22 +426,11 @@ class HedgeEngine:
         if active is None:
             return
         try:
-            new = _advance(active.status, status)
+            new = transition(active.status, status)
         except IllegalTransition:
             log.debug("ignored %s -> %s for %s", active.status, status, active.client_id)
             return
-        self._active = Order(
-            active.venue,
-            active.symbol,
-            active.client_id,
-            active.side,
-            active.qty,
-            active.price,
-            active.kind,
-            new,
-            active.order_id,
-            active.filled_qty,
-        )
+        self._active = replace(active, status=new)
 
     async def _after_step(self) -> None:
         assert self.hedger is not None
@@ -468,17 +452,8 @@ class HedgeEngine:
             active = self._active
             if active is not None and event.client_id == active.client_id:
                 filled = active.filled_qty + event.qty
-                self._active = Order(
-                    active.venue,
-                    active.symbol,
-                    active.client_id,
-                    active.side,
-                    active.qty,
-                    active.price,
-                    active.kind,
-                    active.status,
-                    active.order_id or event.order_id,
-                    filled,
+                self._active = replace(
+                    active, order_id=active.order_id or event.order_id, filled_qty=filled
                 )
                 if filled >= active.qty:
                     self._set_active_status(OrderStatus.FILLED)
@@ -738,13 +713,6 @@ class HedgeEngine:
             log.warning("rebalancing: net %s will be closed on %s", net, self.hedge.name)
         if net != self.hedger.exposure:
             self.hedger.seed_exposure(net - self.hedger.exposure, reason="net position at start")
-
-
-def _advance(current: OrderStatus, new: OrderStatus) -> OrderStatus:
-    """Order status transitions, tolerant of repeats (the venue re-sends states)."""
-    from exchanges.base import transition
-
-    return transition(current, new)
 
 
 def _public_settings(settings: Settings) -> dict[str, str]:

@@ -310,19 +310,26 @@ class Hedger:
         self._presigned = None
 
     # -- events (synchronous, from the venues' readers) ----------------------------------------
+    def _count(self, fill: Fill) -> Decimal | None:
+        """Count a fill into the exposure once per (venue, trade id); None for a repeat."""
+        key = (fill.venue, fill.trade_id)
+        if key in self._seen:
+            self.stats.duplicates_ignored += 1
+            return None
+        self._seen.add(key)
+        signed = fill.qty * fill.side.sign
+        self.exposure += signed
+        return signed
+
     def on_maker_event(self, event: VenueEvent) -> None:
         if isinstance(event, Fill):
             self.on_maker_fill(event)
 
     def on_maker_fill(self, fill: Fill) -> None:
         """The hot path: count the fill once, hedge what is uncovered at once, then record."""
-        key = (fill.venue, fill.trade_id)
-        if key in self._seen:
-            self.stats.duplicates_ignored += 1
+        signed = self._count(fill)
+        if signed is None:
             return
-        self._seen.add(key)
-        signed = fill.qty * fill.side.sign
-        self.exposure += signed
         self.maker_net += signed
         self.stats.maker_fills += 1
         self._latency_from_ns = fill.recv_ns
@@ -352,13 +359,9 @@ class Hedger:
             self._on_hedge_order_event(event)
 
     def _on_hedge_fill(self, fill: Fill) -> None:
-        key = (fill.venue, fill.trade_id)
-        if key in self._seen:
-            self.stats.duplicates_ignored += 1
+        signed = self._count(fill)
+        if signed is None:
             return
-        self._seen.add(key)
-        signed = fill.qty * fill.side.sign
-        self.exposure += signed
         self.hedge_net += signed
         self.stats.hedge_fills += 1
         order = self._orders.get(fill.client_id) if fill.client_id is not None else None
