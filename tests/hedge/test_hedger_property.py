@@ -17,11 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from exchanges.base import Fill, Side
-from exchanges.lighter import LighterVenue
-from exchanges.sim.runner import LIGHTER_ACCOUNT, LIGHTER_API_KEY_INDEX, SimCluster
-from hedge.hedger import ClientIds, Hedger
-from hedge.journal import Journal
-from tests.e2e.conftest import sim_keys
+from tests.hedge.conftest import lighter_hedger
 
 STEP = Decimal("0.00001")
 
@@ -69,56 +65,25 @@ def deliveries(draw: st.DrawFn) -> tuple[Side, list[Fill], list[int], list[int]]
 async def _scenario(
     side: Side, fills: list[Fill], order: list[int], yields: list[int], folder: Path
 ) -> None:
-    cluster = SimCluster(seed=3, fill_rate=0.0, keys=sim_keys())
-    await cluster.start()
-    env = cluster.env()
-    venue = LighterVenue(
-        "BTC",
-        api_url=env["LIGHTER_API_URL"],
-        ws_url=env["LIGHTER_WS_URL"],
-        private_key=env["LIGHTER_API_PRIVATE_KEY"],
-        account_index=LIGHTER_ACCOUNT,
-        api_key_index=LIGHTER_API_KEY_INDEX,
-    )
-    journal = Journal(folder / "j.sqlite")
-    halts: list[str] = []
-    try:
-        await venue.connect()
-        market = venue.market()
-        hedger = Hedger(
-            venue,
-            journal,
-            market=market,
-            maker_venue_name="backpack",
-            max_slippage_bps=Decimal(50),
-            hedge_timeout=5.0,
-            client_ids=ClientIds(journal),
-            on_halt=halts.append,
-        )
-        venue.set_event_callback(hedger.on_hedge_event)
-        hedger.start()
+    async with lighter_hedger(folder, seed=3) as bed:
+        hedger = bed.hedger
+        market = bed.venue.market()
         for index, turns in zip(order, yields, strict=True):
             hedger.on_maker_fill(fills[index])
             for _ in range(turns):
                 await asyncio.sleep(0)
         assert await hedger.wait_settled(10), f"not settled: exposure {hedger.exposure}"
-        await hedger.close()
 
         maker_total = sum((f.qty for f in fills), Decimal(0)) * side.sign
         minimum = max(market.min_qty, market.step_size)
         residual = maker_total + hedger.hedge_net
         assert abs(residual) < minimum  # only a sub-minimum remainder may be carried
-        assert not halts
+        assert not bed.halts
         assert hedger.stats.over_hedges == 0
         for fill in fills:
-            assert journal.allocated("backpack", fill.trade_id) <= fill.qty
+            assert bed.journal.allocated("backpack", fill.trade_id) <= fill.qty
         # The venue's truth: what it executed for us is exactly what the hedger counted.
-        venue_position = cluster.market.account("lighter", LIGHTER_ACCOUNT).position("BTC").qty
-        assert venue_position == hedger.hedge_net
-    finally:
-        journal.close()
-        await venue.close()
-        await cluster.stop()
+        assert bed.venue_position() == hedger.hedge_net
 
 
 @settings(

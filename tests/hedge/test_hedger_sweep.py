@@ -6,42 +6,13 @@ from decimal import Decimal
 from pathlib import Path
 
 from exchanges.base import Fill, Side
-from exchanges.lighter import LighterVenue
-from exchanges.sim.runner import LIGHTER_ACCOUNT, LIGHTER_API_KEY_INDEX, SimCluster
-from hedge.hedger import ClientIds, Hedger
-from hedge.journal import Journal
-from tests.e2e.conftest import sim_keys
+from tests.hedge.conftest import lighter_hedger
 
 
 async def test_dust_below_the_minimum_is_swept_to_exactly_flat(tmp_path: Path) -> None:
-    cluster = SimCluster(seed=2, fill_rate=0.0, keys=sim_keys())
-    await cluster.start()
-    env = cluster.env()
-    venue = LighterVenue(
-        "BTC",
-        api_url=env["LIGHTER_API_URL"],
-        ws_url=env["LIGHTER_WS_URL"],
-        private_key=env["LIGHTER_API_PRIVATE_KEY"],
-        account_index=LIGHTER_ACCOUNT,
-        api_key_index=LIGHTER_API_KEY_INDEX,
-    )
-    journal = Journal(tmp_path / "j.sqlite")
-    journal.start_run(mode="demo", ticker="BTC", settings={})
-    try:
-        await venue.connect()
-        market = venue.market()
-        hedger = Hedger(
-            venue,
-            journal,
-            market=market,
-            maker_venue_name="backpack",
-            max_slippage_bps=Decimal(50),
-            hedge_timeout=5.0,
-            client_ids=ClientIds(journal),
-            on_halt=lambda reason: None,
-        )
-        venue.set_event_callback(hedger.on_hedge_event)
-        hedger.start()
+    async with lighter_hedger(tmp_path, seed=2) as bed:
+        hedger = bed.hedger
+        market = bed.venue.market()
         dust = market.min_qty - market.step_size  # one step short of tradable
         hedger.on_maker_fill(
             Fill(
@@ -61,15 +32,9 @@ async def test_dust_below_the_minimum_is_swept_to_exactly_flat(tmp_path: Path) -
 
         assert hedger.sweep_dust()
         assert await hedger.wait_settled(10)
-        await hedger.close()
 
         assert hedger.exposure == 0
-        position = cluster.market.account("lighter", LIGHTER_ACCOUNT).position("BTC").qty
-        assert position == -dust  # sold dust + minimum, then bought the minimum back
+        assert bed.venue_position() == -dust  # sold dust + minimum, then bought the minimum
         assert hedger.stats.over_hedges == 0
-        assert journal.allocated("backpack", "m1") == dust
+        assert bed.journal.allocated("backpack", "m1") == dust
         assert not hedger.sweep_dust()  # nothing left to sweep
-    finally:
-        journal.close()
-        await venue.close()
-        await cluster.stop()
