@@ -24,7 +24,7 @@ import logging
 import time
 from collections import deque
 from dataclasses import dataclass, field, replace
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
 from exchanges.base import (
     AmbiguousOrderState,
@@ -53,12 +53,13 @@ from hedge.risk import Halt, book_age, check_balance
 
 log = logging.getLogger(__name__)
 
-EXIT_OK, EXIT_HALTED, EXIT_INTERRUPTED = 0, 3, 130
+EXIT_OK, EXIT_ERROR, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 3, 130
 STALE_BOOK_S = 30.0
 BOOK_WAIT_S = 20.0
 CANCEL_CONFIRM_S = 5.0
 BALANCE_RETRIES = 4
 FLATTEN_ATTEMPTS = 8
+FLATTEN_SECONDS = 60.0
 FLATTEN_SLIPPAGE_FACTOR = 4
 
 
@@ -128,6 +129,11 @@ class HedgeEngine:
         self._requote_limit = RateLimiter(limit=10, window=1.0)
         self._guard_task: asyncio.Task[None] | None = None
         self._client_ids: ClientIds | None = None
+        # False until restart recovery has reconciled the venues with the journal: before that
+        # a halt must not trade (a refused start leaves the account exactly as it found it).
+        self._reconciled = False
+        self._active_trades: set[str] = set()
+        self._active_since_ms = 0
 
     # -- control from outside ----------------------------------------------------------------
     def request_stop(self) -> None:
@@ -150,6 +156,7 @@ class HedgeEngine:
             await self._start()
             await self._cycles()
             await self._settle_and_check()
+            await self._cancel_ours(self.maker)  # normally none: never leave one resting
         except Halt as halt:
             code, reason = EXIT_HALTED, str(halt)
             await self._kill_switch(reason)
@@ -165,6 +172,13 @@ class HedgeEngine:
             # stop the same way a risk guard does, legs balanced, never a crash.
             code, reason = EXIT_HALTED, f"venue error: {exc}"
             await self._kill_switch(reason)
+        except Exception as exc:  # a bug or a broken disk: still leave nothing behind
+            log.exception("unexpected error: stopping with the kill switch")
+            code, reason = EXIT_ERROR, f"unexpected error: {type(exc).__name__}: {exc}"
+            try:
+                await self._kill_switch(reason)
+            except Exception:
+                log.exception("kill switch failed after an unexpected error")
         finally:
             if self._guard_task is not None:
                 self._guard_task.cancel()
@@ -187,8 +201,7 @@ class HedgeEngine:
 
     async def _start(self) -> None:
         self.status.state = "connecting"
-        self.maker.set_event_callback(self._on_maker_event)
-        self.hedge.set_event_callback(self._on_hedge_event)
+        # Event callbacks are set once the hedger exists: until then the venues keep events.
         await asyncio.gather(self.maker.connect(), self.hedge.connect())
         self.maker_market = self.maker.market()
         self.hedge_market = self.hedge.market()
@@ -217,11 +230,14 @@ class HedgeEngine:
         self.hedger.presign_enabled = self.presign
         self.hedger.paused = True
         self.hedger.start()
+        self.maker.set_event_callback(self._on_maker_event)
+        self.hedge.set_event_callback(self._on_hedge_event)
         await self._wait_books()
         self.status.state = "reconciling"
         await self._recover(previous)
         self.hedger.paused = False
         self.hedger.tick()
+        self._reconciled = True  # from here on the kill switch may trade the net flat
         if not await self.hedger.wait_settled(self.settings.hedge_timeout * 4):
             raise Halt(f"could not hedge the recovered exposure {self.hedger.exposure}")
         self._check_signals()
@@ -269,7 +285,11 @@ class HedgeEngine:
         tolerance = max(market.step_size, market.min_qty)
         top = self.hedge.top()
         if market.min_notional > 0 and top is not None and top.mid > 0:
-            tolerance = max(tolerance, market.min_notional / top.mid)
+            # Rounded up to the step, as the hedger rounds what it carries.
+            steps = (market.min_notional / top.mid / market.step_size).to_integral_value(
+                ROUND_CEILING
+            )
+            tolerance = max(tolerance, steps * market.step_size)
         return tolerance
 
     @property
@@ -295,6 +315,8 @@ class HedgeEngine:
         )
         self.journal.register_order(order, purpose="maker")
         self._active = order
+        self._active_trades = set()
+        self._active_since_ms = int(time.time() * 1000)
         self.status.state = "quoting"
         self.status.maker_order = order
         self.status.maker_order_since = time.monotonic()
@@ -396,12 +418,17 @@ class HedgeEngine:
             await self._wait_wake(0.1)
         current = self._active
         if current is not None and not current.status.is_terminal:
-            # No event confirmed it: ask the venue. Gone from the open orders means done.
+            # No event confirmed it: ask the venue. Gone from the open orders means done, but
+            # a fill whose event was lost must still be hedged: fetch the order's fills first
+            # (the hedger counts each trade id once, so overlap is harmless).
             still_open = any(
                 o.client_id == current.client_id for o in await self.maker.open_orders()
             )
             if still_open:
                 raise Halt(f"maker order {current.client_id} could not be cancelled")
+            for fill in await self.maker.fills_since(self._active_since_ms - 60_000):
+                if fill.client_id == current.client_id:
+                    self._on_maker_event(fill)
             self._set_active_status(OrderStatus.CANCELED)
         final = self._active
         if final is not None:
@@ -450,7 +477,12 @@ class HedgeEngine:
         if isinstance(event, Fill):
             self.hedger.on_maker_fill(event)  # the hot path comes first
             active = self._active
-            if active is not None and event.client_id == active.client_id:
+            if (
+                active is not None
+                and event.client_id == active.client_id
+                and event.trade_id not in self._active_trades
+            ):
+                self._active_trades.add(event.trade_id)
                 filled = active.filled_qty + event.qty
                 self._active = replace(
                     active, order_id=active.order_id or event.order_id, filled_qty=filled
@@ -555,43 +587,72 @@ class HedgeEngine:
         """Wait for in-flight hedges, then sweep a remainder below the hedge minimum so the
         legs end exactly balanced."""
         assert self.hedger is not None
-        for _ in range(2):
+        for _ in range(3):
             if not await self.hedger.wait_settled(self.settings.hedge_timeout * 4):
                 raise Halt(self._halt_reason or f"{what} not settled: {self.hedger.exposure}")
             if not self.hedger.sweep_dust():
                 return
+        raise Halt(f"{what}: a remainder below the hedge minimum could not be swept")
 
     # -- stopping --------------------------------------------------------------------------------
     async def _clean_stop(self) -> None:
         self.status.state = "stopping"
         await self._cancel_active()
-        with contextlib.suppress(VenueError):
-            await self.maker.cancel_all()
+        await self._cancel_ours(self.maker)
+        if not self._reconciled or self.hedger is None:
+            return  # stopped while starting: nothing of this run traded
         await self._settle("stop: hedge")
         await self._balance_check()
+
+    async def _cancel_ours(self, venue: Venue) -> None:
+        """Cancel every open order of ours on a venue (never someone else's)."""
+        try:
+            orders = await venue.open_orders()
+        except VenueError as exc:
+            log.error("cannot list open orders on %s: %s", venue.name, exc)
+            return
+        for order in orders:
+            if self.journal.is_our_order(venue.name, order.client_id):
+                try:
+                    await venue.cancel(order)
+                except VenueError as exc:
+                    log.error("cancel of %s on %s failed: %s", order.client_id, venue.name, exc)
 
     async def _kill_switch(self, reason: str) -> None:
         log.error("HALT: %s", reason)
         self.status.state = "halting"
         self.status.halt_reason = reason
         self.status.warn(f"halt: {reason}")
-        self.journal.record_halt(reason)
         with contextlib.suppress(VenueError, Halt):
             await self._cancel_active()
-        with contextlib.suppress(VenueError):
-            await self.maker.cancel_all()
+        await self._cancel_ours(self.maker)
+        try:
+            self.journal.record_halt(reason)
+        except Exception:  # a broken journal must not stop the cleanup
+            log.exception("could not journal the halt")
         if self.hedger is not None:
             self.hedger.halted = True
-            await self.hedger.wait_settled(2.0)
+            if not await self.hedger.wait_in_flight(self.settings.hedge_timeout * 2):
+                log.error("hedges still in flight at the halt: flattening from positions")
+        if not self._reconciled:
+            log.warning("halted before reconciling with the venues: nothing traded")
+            return
         await self._flatten_net()
 
     async def _flatten_net(self) -> None:
-        """Trade the net of both legs flat on the hedge venue, from the venues' own positions."""
+        """Trade the net of both legs flat on the hedge venue, from the venues' own positions.
+
+        After each order, positions are read again only once the venue shows that order's
+        fill (or a few seconds passed), so a lagging REST view never triggers a second order
+        for the same net."""
         market = self.hedge_market
         if market is None or self._client_ids is None:
             return
         tolerance = self._tolerance()
-        for attempt in range(FLATTEN_ATTEMPTS):
+        deadline = time.monotonic() + FLATTEN_SECONDS
+        orders_sent = 0
+        expected: tuple[Decimal, float] | None = None  # (net after our last fill, until when)
+        while time.monotonic() < deadline and orders_sent < FLATTEN_ATTEMPTS:
             try:
                 maker_position, hedge_position = await self._positions(strict=True)
             except VenueError as exc:
@@ -599,6 +660,11 @@ class HedgeEngine:
                 await asyncio.sleep(0.5)
                 continue
             net = maker_position + hedge_position
+            lagging = expected is not None and abs(net - expected[0]) > tolerance
+            if lagging and expected is not None and time.monotonic() < expected[1]:
+                await asyncio.sleep(0.2)  # the venue's view has not caught up yet
+                continue
+            expected = None
             qty = round_qty(abs(net), market.step_size)
             if qty < tolerance:
                 log.info("flatten: legs balanced (net %s)", net)
@@ -606,7 +672,7 @@ class HedgeEngine:
             side = Side.SELL if net > 0 else Side.BUY
             top = self.hedge.top()
             if top is None:
-                await asyncio.sleep(0.5)
+                await asyncio.sleep(0.5)  # no book (resyncing): wait, this costs no attempt
                 continue
             slippage = self.settings.max_slippage_bps * FLATTEN_SLIPPAGE_FACTOR / Decimal(10_000)
             reference = top.ask if side is Side.BUY else top.bid
@@ -617,23 +683,25 @@ class HedgeEngine:
                 self.hedge.name, market.symbol, client_id, side, qty, worst, OrderKind.IOC
             )
             self.journal.register_order(order, purpose="flatten")
+            orders_sent += 1
             log.warning(
-                "flatten: %s %s on %s (net %s), attempt %s",
+                "flatten: %s %s on %s (net %s), order %s",
                 side.value,
                 qty,
                 self.hedge.name,
                 net,
-                attempt + 1,
+                orders_sent,
             )
             try:
                 placed = await self.hedge.place_hedge(side, qty, worst, client_id)
                 self.journal.update_order(
                     self.hedge.name, client_id, status=placed.status, filled_qty=placed.filled_qty
                 )
+                expected = (net + side.sign * placed.filled_qty, time.monotonic() + 3.0)
             except VenueError as exc:
                 log.error("flatten order failed: %s", exc)
-            await asyncio.sleep(0.3)
-        log.error("flatten: legs still unbalanced after %s attempts", FLATTEN_ATTEMPTS)
+                await asyncio.sleep(0.3)
+        log.error("flatten: legs still unbalanced after %s order(s)", orders_sent)
 
     async def _positions(self, *, strict: bool = False) -> tuple[Decimal, Decimal]:
         try:

@@ -23,13 +23,14 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import ROUND_CEILING, Decimal
 from typing import Protocol, runtime_checkable
 
 from exchanges.base import (
     AmbiguousOrderState,
+    BookTop,
     Fill,
     Market,
     Order,
@@ -50,6 +51,9 @@ log = logging.getLogger(__name__)
 ESCALATION_FACTORS = (Decimal(1), Decimal(2), Decimal(4))
 RETRY_BACKOFF_S = 0.05
 WATCHDOG_INTERVAL_S = 0.05
+LAST_TOP_MAX_AGE_S = 10.0  # hedge on a top this recent while the book resyncs
+AMBIGUOUS_LOOKUP_AFTER_S = 1.0  # look an unknown hedge up after this long
+AMBIGUOUS_GIVE_UP_S = 10.0  # not found by then: it did not execute
 
 
 @runtime_checkable
@@ -126,6 +130,8 @@ class HedgeOrder:
     filled: Decimal = Decimal(0)  # counted from fill events
     final_filled: Decimal | None = None  # from the order reply / terminal event
     ambiguous: bool = False
+    ambiguous_since: float = 0.0
+    looking_up: bool = False
     sweep: bool = False  # deliberately beyond the maker fills (see Hedger.sweep_dust)
     trade_ids: set[str] = field(default_factory=set)
 
@@ -199,12 +205,14 @@ class Hedger:
         self.stats = HedgerStats()
         self.halted = False
         self.paused = False  # recovery: count fills, send nothing yet
+        self.closing = False
+        self._stalled_since: float | None = None
+        self._last_top: tuple[BookTop, float] | None = None  # (top, clock()) last seen
         self.presign_enabled = True
         self._orders: dict[int, HedgeOrder] = {}
         self._lots: deque[_Lot] = deque()
         self._tasks: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.Task[None] | None = None
-        self._unhedged_since: float | None = None
         self._level = 0
         self._retry_after = 0.0
         self._presigned: tuple[Side, Decimal, int] | None = None
@@ -221,13 +229,15 @@ class Hedger:
             self._watchdog = asyncio.create_task(self._watch(), name="hedger-watchdog")
 
     async def close(self) -> None:
-        """Stop the watchdog; hedges in flight are awaited, never cancelled mid-request."""
+        """Stop the watchdog and sending; hedges in flight are awaited, never cancelled
+        mid-request (one may start another as it completes: wait until none is left)."""
+        self.closing = True
         if self._watchdog is not None:
             self._watchdog.cancel()
             await asyncio.gather(self._watchdog, return_exceptions=True)
             self._watchdog = None
-        if self._tasks:
-            await asyncio.gather(*self._tasks, return_exceptions=True)
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
 
     # -- state -------------------------------------------------------------------------------
     @property
@@ -260,8 +270,20 @@ class Hedger:
             self.exposure
         )
 
+    async def wait_in_flight(self, timeout: float) -> bool:
+        """Wait until every hedge sent has a known outcome (halted or not); False on timeout."""
+        deadline = self.clock() + timeout
+        while any(not o.done for o in self._orders.values()):
+            if self.clock() >= deadline:
+                return False
+            await asyncio.sleep(0.02)
+        return True
+
     def unhedged_age(self) -> float:
-        return 0.0 if self._unhedged_since is None else self.clock() - self._unhedged_since
+        """Seconds a tradable exposure has waited without hedge progress (0 when none)."""
+        if self._stalled_since is None:
+            return 0.0
+        return self.clock() - self._stalled_since
 
     async def wait_settled(self, timeout: float) -> bool:
         deadline = self.clock() + timeout
@@ -359,9 +381,12 @@ class Hedger:
             self._on_hedge_order_event(event)
 
     def _on_hedge_fill(self, fill: Fill) -> None:
+        before = self.exposure
         signed = self._count(fill)
         if signed is None:
             return
+        if abs(self.exposure) < abs(before) and self._stalled_since is not None:
+            self._stalled_since = self.clock()  # progress: the watchdog's clock restarts
         self.hedge_net += signed
         self.stats.hedge_fills += 1
         order = self._orders.get(fill.client_id) if fill.client_id is not None else None
@@ -447,7 +472,7 @@ class Hedger:
 
     def _kick(self) -> None:
         """Send one hedge for whatever is uncovered, if it is tradable and nothing blocks it."""
-        if self.halted or self.paused:
+        if self.halted or self.paused or self.closing:
             return
         need = -self.unhedged
         qty = round_qty(abs(need), self.market.step_size)
@@ -487,11 +512,18 @@ class Hedger:
         return self._start_hedge(side, dust + minimum, sweep=True)
 
     def _start_hedge(self, side: Side, qty: Decimal, *, sweep: bool = False) -> bool:
+        factor = ESCALATION_FACTORS[self._level]
         top = self.venue.top()
-        if top is None:
-            log.warning("no %s book yet: hedge of %s %s waits", self.venue.name, side.value, qty)
+        if top is not None:
+            self._last_top = (top, self.clock())
+        elif self._last_top is not None and self.clock() - self._last_top[1] <= LAST_TOP_MAX_AGE_S:
+            # The book is resyncing (a reconnect is routine): hedge on the last top seen a
+            # moment ago, with twice the slippage for what may have moved since.
+            top, factor = self._last_top[0], factor * 2
+        else:
+            log.warning("no %s book: hedge of %s %s waits", self.venue.name, side.value, qty)
             return False
-        slippage = self.max_slippage_bps * ESCALATION_FACTORS[self._level] / Decimal(10_000)
+        slippage = self.max_slippage_bps * factor / Decimal(10_000)
         reference = top.ask if side is Side.BUY else top.bid
         worst = reference * (1 + slippage) if side is Side.BUY else reference * (1 - slippage)
         worst = round_worst_price(worst, self.market.tick_size, side)
@@ -561,11 +593,7 @@ class Hedger:
                     hedge.side, hedge.qty, hedge.worst_price, hedge.client_id
                 )
         except AmbiguousOrderState as exc:
-            # Unknown is not failed: keep it in flight; the venue's stream or REST reconciliation
-            # reports its fills, and the watchdog escalates if it stays unknown.
-            hedge.ambiguous = True
-            self.stats.hedge_failures += 1
-            log.error("hedge %s outcome unknown: %s", hedge.client_id, exc)
+            self._mark_ambiguous(hedge, exc)
             return
         except VenueError as exc:
             self.stats.hedge_failures += 1
@@ -580,6 +608,10 @@ class Hedger:
                 filled_qty=hedge.filled,
             )
             self._after_change()
+            return
+        except Exception as exc:  # a bug below us: the request may have left, so unknown
+            log.exception("hedge %s: unexpected error", hedge.client_id)
+            self._mark_ambiguous(hedge, exc)
             return
         if order.status.is_terminal:
             if hedge.final_filled is None or order.filled_qty > hedge.final_filled:
@@ -601,6 +633,14 @@ class Hedger:
                 )
         self._after_change()
 
+    def _mark_ambiguous(self, hedge: HedgeOrder, exc: BaseException) -> None:
+        """Unknown is not failed: the hedge stays in flight; the venue's stream or REST
+        reconciliation reports its fills, and the watchdog looks it up (_resolve_ambiguous)."""
+        hedge.ambiguous = True
+        hedge.ambiguous_since = self.clock()
+        self.stats.hedge_failures += 1
+        log.error("hedge %s outcome unknown: %s", hedge.client_id, exc)
+
     # -- the watchdog: retries, escalation, halt ------------------------------------------------
     async def _watch(self) -> None:
         while True:
@@ -609,13 +649,19 @@ class Hedger:
 
     def tick(self) -> None:
         now = self.clock()
-        if not self.hedgeable(self.exposure):
-            self._unhedged_since = None
+        top = self.venue.top()
+        if top is not None:
+            self._last_top = (top, now)
+        self._resolve_ambiguous(now)
+        if self.paused or not self.hedgeable(self.exposure):
+            self._stalled_since = None
             self._level = 0
             return
-        if self._unhedged_since is None:
-            self._unhedged_since = now
-        age = now - self._unhedged_since
+        # Time without hedge progress while something tradable is open: steady partial fills
+        # that are each hedged at once keep resetting it; a hedge that is stuck does not.
+        if self._stalled_since is None:
+            self._stalled_since = now
+        age = now - self._stalled_since
         self.stats.max_unhedged_s = max(self.stats.max_unhedged_s, age)
         level = int(age // self.hedge_timeout)
         if level >= len(ESCALATION_FACTORS):
@@ -640,9 +686,53 @@ class Hedger:
             )
         self._kick()
 
-    def resume_after_halt(self) -> None:
-        """Used by the kill switch to flatten: hedging allowed again at the widest slippage."""
-        self.halted = False
-        self._level = len(ESCALATION_FACTORS) - 1
-        self._unhedged_since = None
-        self._kick()
+    def _resolve_ambiguous(self, now: float) -> None:
+        """Look up hedges whose outcome is unknown; one not found in time did not execute."""
+        find_order = getattr(self.venue, "find_order", None)
+        for hedge in list(self._orders.values()):
+            if not hedge.ambiguous or hedge.done or hedge.looking_up:
+                continue
+            age = now - hedge.ambiguous_since
+            if age < AMBIGUOUS_LOOKUP_AFTER_S:
+                continue
+            if find_order is None:
+                if age >= AMBIGUOUS_GIVE_UP_S:
+                    self._give_up(hedge)
+                continue
+            hedge.looking_up = True
+            task = asyncio.create_task(self._look_up(hedge, find_order, age))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _look_up(
+        self, hedge: HedgeOrder, find_order: Callable[[int], Awaitable[Order | None]], age: float
+    ) -> None:
+        try:
+            found = await find_order(hedge.client_id)
+        except Exception as exc:  # a lookup failure only delays the answer
+            log.warning("lookup of hedge %s failed: %s", hedge.client_id, exc)
+            found = None
+        finally:
+            hedge.looking_up = False
+        if found is not None and found.status.is_terminal:
+            log.info(
+                "hedge %s resolved: %s, filled %s",
+                hedge.client_id,
+                found.status.value,
+                found.filled_qty,
+            )
+            hedge.ambiguous = False
+            hedge.final_filled = max(found.filled_qty, hedge.filled)
+            self._after_change()
+        elif found is None and age >= AMBIGUOUS_GIVE_UP_S:
+            self._give_up(hedge)
+
+    def _give_up(self, hedge: HedgeOrder) -> None:
+        log.warning(
+            "hedge %s not found after %.0f s: it did not execute; re-hedging",
+            hedge.client_id,
+            AMBIGUOUS_GIVE_UP_S,
+        )
+        hedge.ambiguous = False
+        hedge.final_filled = hedge.filled
+        self._after_change()
