@@ -100,6 +100,8 @@ from exchanges.ws import ReconnectingWebSocket
 log = logging.getLogger(__name__)
 
 VENUE = "lighter"
+TRADES_PAGE = 100  # the API's maximum per request
+MAX_TRADE_PAGES = 200
 
 TX_CREATE_ORDER = 14
 TX_CANCEL_ORDER = 15
@@ -1868,22 +1870,37 @@ class LighterVenue(EventEmitter):
         trades up to 10 minutes earlier, so an order straddling `since_ms` keeps its ids."""
         api = lighter.OrderApi(self._api_client())
         account, market_id = self._account(), self._market_id
-        lookback_ms = since_ms - 600_000
-        reply = await self._private_read(
-            lambda token: api.trades(
+        page_from = max(since_ms - 600_000, 0)
+        by_id: dict[object, Any] = {}
+
+        # Pages of at most TRADES_PAGE, ascending, each starting at the last timestamp seen
+        # (inclusive, deduped by trade id): a long run has more trades than one page holds,
+        # and the newest are the ones a crash leaves unjournaled.
+        def page_call(start: int) -> Callable[[str], Awaitable[Any]]:
+            return lambda token: api.trades(
                 sort_by="timestamp",
-                limit=100,
+                limit=TRADES_PAGE,
                 authorization=token,
                 market_id=market_id,
                 account_index=account,
                 sort_dir="asc",
-                var_from=max(lookback_ms, 0),
+                var_from=start,
                 _request_timeout=self.request_timeout,
-            ),
-            "trades",
-        )
+            )
+
+        for _ in range(MAX_TRADE_PAGES):
+            reply = await self._private_read(page_call(page_from), "trades")
+            page = reply.trades or []
+            new = [t for t in page if t.trade_id not in by_id]
+            for trade in new:
+                by_id[trade.trade_id] = trade
+            if len(page) < TRADES_PAGE or not new:
+                break
+            page_from = max(_ts_ms(int(t.timestamp)) for t in page)
+        else:
+            log.warning("lighter fills_since: stopped after %s pages", MAX_TRADE_PAGES)
         recv_ns = time.perf_counter_ns()
-        rows = sorted(reply.trades or [], key=lambda t: (t.timestamp, t.trade_id))
+        rows = sorted(by_id.values(), key=lambda t: (t.timestamp, t.trade_id))
         cumulative: dict[int, Decimal] = {}
         fills: list[Fill] = []
         for trade in rows:

@@ -744,12 +744,14 @@ class HedgeEngine:
             (self.maker, self.hedger.on_maker_event),
             (self.hedge, self.hedger.on_hedge_event),
         ):
-            for fill in await venue.fills_since(since_ms):
-                if not self.journal.is_our_order(venue.name, fill.client_id):
-                    continue
-                if not self.journal.has_fill(venue.name, fill.trade_id):
-                    recovered += 1
-                    handler(fill)
+            ours = [
+                fill
+                for fill in await venue.fills_since(since_ms)
+                if self.journal.is_our_order(venue.name, fill.client_id)
+            ]
+            for fill in missing_fills(ours, self.journal.filled_by_order(venue.name)):
+                recovered += 1
+                handler(fill)
         if recovered:
             log.warning("recovered %s fill(s) missed while the bot was down", recovered)
             self.status.warn(f"recovered {recovered} missed fill(s)")
@@ -800,3 +802,24 @@ def _public_settings(settings: Settings) -> dict[str, str]:
         "backpack_api_url": settings.backpack_api_url,
         "lighter_api_url": settings.lighter_api_url,
     }
+
+
+def missing_fills(venue_fills: list[Fill], journaled: dict[str, Decimal]) -> list[Fill]:
+    """The part of each order's fills that the journal does not hold yet.
+
+    Compared per order by quantity, not by trade id: a venue may split one order's fills
+    differently in its stream and its REST history (Lighter's ids are synthesized from
+    cumulative amounts), and a fill must be neither replayed twice nor lost. Fills come
+    oldest first; the one straddling the journaled amount is replayed for its excess only."""
+    missing: list[Fill] = []
+    cumulative: dict[str, Decimal] = {}
+    for fill in venue_fills:
+        before = cumulative.get(fill.order_id, Decimal(0))
+        after = before + fill.qty
+        cumulative[fill.order_id] = after
+        known = journaled.get(fill.order_id, Decimal(0))
+        if after <= known:
+            continue
+        excess = after - max(before, known)
+        missing.append(fill if excess == fill.qty else replace(fill, qty=excess))
+    return missing

@@ -485,6 +485,15 @@ class Journal:
             self._csv_file.flush()
         self._csv_pending.clear()
 
+    def filled_by_order(self, venue: str) -> dict[str, Decimal]:
+        """Journaled fill quantity per order id on a venue."""
+        totals: dict[str, Decimal] = {}
+        for order_id, qty in self._db.execute(
+            "SELECT order_id, qty FROM fills WHERE venue = ?", (venue,)
+        ):
+            totals[str(order_id)] = totals.get(str(order_id), Decimal(0)) + Decimal(qty)
+        return totals
+
     def has_fill(self, venue: str, trade_id: str) -> bool:
         row = self._db.execute(
             "SELECT 1 FROM fills WHERE venue = ? AND trade_id = ?", (venue, trade_id)

@@ -871,6 +871,24 @@ async def test_fills_since_gives_the_stream_trade_ids(
     assert {f.side for f in backfill} == {Side.BUY, Side.SELL}
 
 
+async def test_fills_since_pages_past_the_apis_hundred_trade_limit(
+    venue: LighterVenue, server: LighterServer, events: Events
+) -> None:
+    since = int(time.time() * 1000) - 1000
+    hedges = 130  # more than one page of /trades
+    for n in range(hedges):
+        side = Side.BUY if n % 2 == 0 else Side.SELL
+        price = far_buy(venue) if side is Side.BUY else far_sell(venue)
+        await venue.place_hedge(side, D("0.0002"), price, 1000 + n)
+    await wait_for(lambda: len({f.client_id for f in events.fills()}) >= hedges, timeout=10)
+
+    backfill = await venue.fills_since(since)
+
+    assert {f.client_id for f in backfill} == set(range(1000, 1000 + hedges))
+    assert len({f.trade_id for f in backfill}) == len(backfill)  # no page overlap twice
+    assert sum(f.qty for f in backfill) == sum(f.qty for f in events.fills())
+
+
 async def test_ambiguous_without_a_reachable_venue_raises_ambiguous_order_state(
     make_venue: VenueFactory, server: LighterServer
 ) -> None:
