@@ -254,29 +254,39 @@ class Journal:
                         batch.append(items.get_nowait())
                     except queue.Empty:
                         break
-                stop = False
-                waiters: list[threading.Event] = []
+                stop = any(item is _STOP for item in batch)
+                waiters = [item for item in batch if isinstance(item, threading.Event)]
+                writes = [
+                    cast(tuple[int, list[_Op]], item)
+                    for item in batch
+                    if item is not _STOP and not isinstance(item, threading.Event)
+                ]
                 try:
                     with writer.transaction():
-                        for item in batch:
-                            if item is _STOP:
-                                stop = True
-                            elif isinstance(item, threading.Event):
-                                waiters.append(item)
-                            else:
-                                run_id, ops = cast(tuple[int, list[_Op]], item)
-                                writer.run_id = run_id
-                                for method, args, kwargs in ops:
-                                    getattr(writer, method)(*args, **kwargs)
+                        for write in writes:
+                            self._apply(writer, write)
                 except Exception:
-                    self.writer_errors += 1
-                    _log.exception("journal write failed (%s item(s) lost)", len(batch))
+                    # One bad item must not take the others with it: again, one at a time.
+                    for write in writes:
+                        try:
+                            with writer.transaction():
+                                self._apply(writer, write)
+                        except Exception:
+                            self.writer_errors += 1
+                            _log.exception("journal write failed: %s", write[1][0][0])
                 for waiter in waiters:
                     waiter.set()
                 if stop:
                     return
         finally:
             writer.close()
+
+    @staticmethod
+    def _apply(writer: Journal, write: tuple[int, list[_Op]]) -> None:
+        run_id, ops = write
+        writer.run_id = run_id
+        for method, args, kwargs in ops:
+            getattr(writer, method)(*args, **kwargs)
 
     def checkpoint(self) -> None:
         """Fold the WAL into the database file. Blocking: call it from a thread, off the hot path.

@@ -80,3 +80,19 @@ def test_client_ids_come_from_durably_reserved_blocks(tmp_path: Path) -> None:
     later = ClientIds(reopened)
     assert later.next() > max(used)  # a restart never reuses an id
     reopened.close()
+
+
+def test_one_bad_deferred_write_does_not_lose_the_others(tmp_path: Path) -> None:
+    journal = Journal(tmp_path / "j.sqlite")
+    journal.start_run(mode="demo", ticker="BTC", settings={})
+    journal.start_writer()
+    # Hold the database so the writer waits: the bad write then shares a batch with good-2.
+    journal._db.execute("BEGIN IMMEDIATE")
+    journal.defer("record_fill", fill("good-1"))
+    journal.defer("allocate", "backpack", "x", 1, "not a decimal", None, "extra argument")
+    journal.defer("record_fill", fill("good-2"))
+    journal._db.execute("COMMIT")
+    journal.flush()
+    assert [f.trade_id for f in journal.fills()] == ["good-1", "good-2"]
+    assert journal.writer_errors == 1
+    journal.close()
