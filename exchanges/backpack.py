@@ -987,7 +987,12 @@ class BackpackVenue(EventEmitter):
             return
         if stream is None:
             if "error" in message:
-                log.error("backpack stream error: %s", message["error"])
+                # Most likely a refused subscription: the fill stream would stay silent. A new
+                # connection resubscribes (with backoff) and its reconnect hook backfills fills
+                # over REST, so nothing is lost meanwhile.
+                log.error("backpack stream error: %s; reconnecting", message["error"])
+                if self._ws is not None:
+                    self._ws.reconnect("stream error")
             else:
                 log.debug("backpack: frame without stream skipped: %.200r", frame)
             return

@@ -424,6 +424,14 @@ class BackpackServer:
         kind = "order" if stream.startswith("account.orderUpdate") else "other"
         self._publish((stream,), kind, text, account=account)
 
+    def send_stream_error(self, account: int, code: int = 4001, message: str = "refused") -> None:
+        """Send a WebSocket error frame (`{"id": null, "error": {...}}`) to the connections of
+        `account`, as the venue does when it refuses a subscription."""
+        text = json.dumps({"id": None, "error": {"code": code, "message": message}})
+        for conn in self._conns:
+            if conn.account == account:
+                self._enqueue(conn, "other", text)
+
     def _count_connections(self, runner: web.AppRunner) -> None:
         """Count accepted TCP connections: every one passes through the low-level server's
         `connection_made` (one RequestHandler per connection, however many requests it serves)."""

@@ -437,6 +437,19 @@ async def test_malformed_and_unknown_messages_are_logged_and_skipped(
     assert any("malformed" in r.message or "unparsable" in r.message for r in caplog.records)
 
 
+async def test_a_stream_error_reconnects_and_nothing_is_lost(rig: Rig) -> None:
+    order = await rig.place(client_id=1702, qty="0.002")
+    await wait_for(lambda: len(rig.order_events(order.order_id)) == 1)
+    reconnects = rig.venue.reconnects
+
+    rig.server.send_stream_error(ACCOUNT)  # e.g. the private subscription was refused
+    rig.book.fill_resting(int(order.order_id or 0), Decimal("0.002"))
+
+    await wait_for(lambda: rig.venue.reconnects > reconnects)
+    await wait_for(lambda: len(rig.fills) == 1)  # live or backfilled over REST, once
+    assert rig.fills[0].qty == Decimal("0.002")
+
+
 # --------------------------------------------------------------------------------------------
 # Transport faults
 # --------------------------------------------------------------------------------------------
