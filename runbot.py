@@ -603,6 +603,15 @@ def run(
     flags = flags_from(locals())
     mode = Mode.DRY_RUN if dry_run else Mode.LIVE
     settings = resolve_settings(flags, mode=mode, env_file=env_file)
+    from hedge.app import unfinished_elsewhere
+
+    unfinished = unfinished_elsewhere(settings.journal)
+    if unfinished is not None:
+        err.print(
+            f"note: {unfinished} has an unfinished run; to resume its state use "
+            f"--journal {unfinished}",
+            soft_wrap=True,
+        )
     raise typer.Exit(execute(settings, plain=plain))
 
 

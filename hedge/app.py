@@ -78,6 +78,16 @@ async def run_bot(
     csv_path = (
         settings.log_dir / f"{settings.ticker}-trades{'-dry' if settings.dry_run else ''}.csv"
     )
+    unfinished = unfinished_elsewhere(settings.journal)
+    if unfinished is not None:
+        log.warning(
+            "%s has an unfinished run of %s; this run uses a new journal %s. To resume that "
+            "run's state (its unhedged fills, its orders), start with --journal %s",
+            unfinished,
+            settings.ticker,
+            settings.journal,
+            unfinished,
+        )
     journal = Journal(settings.journal, csv_path=csv_path)
     engine = HedgeEngine(settings, maker, hedge, journal, status=status, presign=presign)
     loop = asyncio.get_running_loop()
@@ -134,3 +144,22 @@ async def _describe(venue: Venue) -> dict[str, object]:
         return {"venue": venue.name, "symbol": market.symbol}
     summary: dict[str, object] = await describe()
     return summary
+
+
+def unfinished_elsewhere(path: Path) -> Path | None:
+    """When `path` is a new journal (a new day), the latest other journal of the same ticker
+    whose last run did not finish well: its state is what a restart would need."""
+    if path.exists():
+        return None
+    ticker = path.name.split("-", 1)[0]
+    others = sorted(
+        (p for p in path.parent.glob(f"{ticker}-*.sqlite") if p != path),
+        key=lambda p: p.stat().st_mtime,
+    )
+    if not others:
+        return None
+    journal = Journal(others[-1])
+    try:
+        return others[-1] if journal.unfinished_run() is not None else None
+    finally:
+        journal.close()

@@ -96,3 +96,23 @@ def test_one_bad_deferred_write_does_not_lose_the_others(tmp_path: Path) -> None
     assert [f.trade_id for f in journal.fills()] == ["good-1", "good-2"]
     assert journal.writer_errors == 1
     journal.close()
+
+
+def test_a_new_days_journal_points_at_yesterdays_unfinished_run(tmp_path: Path) -> None:
+    from hedge.app import unfinished_elsewhere
+
+    yesterday = tmp_path / "BTC-20261120.sqlite"
+    old = Journal(yesterday)
+    old.start_run(mode="live", ticker="BTC", settings={})
+    old.set_baseline(Decimal(0))  # started trading, then was killed: no end_run
+    old.close()
+    today = tmp_path / "BTC-20261121.sqlite"
+    assert unfinished_elsewhere(today) == yesterday
+
+    finished = Journal(yesterday)
+    finished.start_run(mode="live", ticker="BTC", settings={})
+    finished.set_baseline(Decimal(0))
+    finished.end_run(0, "done")
+    finished.close()
+    assert unfinished_elsewhere(today) is None
+    assert unfinished_elsewhere(yesterday) is None  # an existing journal resumes itself
