@@ -1603,10 +1603,10 @@ class LighterVenue(EventEmitter):
         await self._transact(build, what="cancel all")
         log.info("lighter cancel_all accepted")
 
-    async def open_orders(self) -> list[Order]:
+    async def _active_orders_reply(self) -> Any:
         api = lighter.OrderApi(self._api_client())
         account, market_id = self._account(), self._market_id
-        reply = await self._private_read(
+        return await self._private_read(
             lambda token: api.account_active_orders(
                 authorization=token,
                 account_index=account,
@@ -1615,6 +1615,9 @@ class LighterVenue(EventEmitter):
             ),
             "accountActiveOrders",
         )
+
+    async def open_orders(self) -> list[Order]:
+        reply = await self._active_orders_reply()
         return [self._order_from_wire(o.to_dict()) for o in reply.orders or []]
 
     def _order_from_wire(self, raw: Mapping[str, Any]) -> Order:
@@ -2182,15 +2185,7 @@ class LighterVenue(EventEmitter):
         """Our active orders and the 100 most recent inactive ones on this market."""
         api = lighter.OrderApi(self._api_client())
         account, market_id = self._account(), self._market_id
-        active = await self._private_read(
-            lambda token: api.account_active_orders(
-                authorization=token,
-                account_index=account,
-                market_id=market_id,
-                _request_timeout=self.request_timeout,
-            ),
-            "accountActiveOrders",
-        )
+        active = await self._active_orders_reply()
         inactive = await self._private_read(
             lambda token: api.account_inactive_orders(
                 authorization=token,

@@ -417,15 +417,7 @@ class Hedger:
         order = self._orders.get(event.client_id) if event.client_id is not None else None
         if order is None or not event.status.is_terminal:
             return
-        if order.final_filled is None or event.filled_qty > order.final_filled:
-            order.final_filled = event.filled_qty
-        self.journal.defer(
-            "update_order",
-            self.venue.name,
-            order.client_id,
-            status=event.status,
-            filled_qty=event.filled_qty,
-        )
+        self._final(order, event.status, event.filled_qty)
         self._after_change()
 
     # -- matching fills to lots (allocations) ------------------------------------------------
@@ -614,16 +606,7 @@ class Hedger:
             self._mark_ambiguous(hedge, exc)
             return
         if order.status.is_terminal:
-            if hedge.final_filled is None or order.filled_qty > hedge.final_filled:
-                hedge.final_filled = order.filled_qty
-            self.journal.defer(
-                "update_order",
-                self.venue.name,
-                hedge.client_id,
-                status=order.status,
-                order_id=order.order_id,
-                filled_qty=order.filled_qty,
-            )
+            self._final(hedge, order.status, order.filled_qty, order.order_id)
             if order.filled_qty < hedge.qty:
                 log.warning(
                     "hedge %s filled %s of %s: remainder re-sent",
@@ -632,6 +615,21 @@ class Hedger:
                     hedge.qty,
                 )
         self._after_change()
+
+    def _final(
+        self, hedge: HedgeOrder, status: OrderStatus, filled: Decimal, order_id: str | None = None
+    ) -> None:
+        """A terminal report (reply or stream, whichever comes first): the most filled wins."""
+        if hedge.final_filled is None or filled > hedge.final_filled:
+            hedge.final_filled = filled
+        self.journal.defer(
+            "update_order",
+            self.venue.name,
+            hedge.client_id,
+            status=status,
+            order_id=order_id,
+            filled_qty=filled,
+        )
 
     def _mark_ambiguous(self, hedge: HedgeOrder, exc: BaseException) -> None:
         """Unknown is not failed: the hedge stays in flight; the venue's stream or REST
