@@ -1616,6 +1616,11 @@ class LighterVenue(EventEmitter):
             "accountActiveOrders",
         )
 
+    def _trade_id(self, order_index: int, filled: Decimal) -> str:
+        """Lighter gives no trade id in account_orders: ours is the order index and its
+        cumulative filled amount. Stream and REST backfill must build it the same way."""
+        return f"{order_index}:{fmt(filled, self._size_decimals)}"
+
     async def open_orders(self) -> list[Order]:
         reply = await self._active_orders_reply()
         return [self._order_from_wire(o.to_dict()) for o in reply.orders or []]
@@ -1923,7 +1928,7 @@ class LighterVenue(EventEmitter):
                     Fill(
                         venue=VENUE,
                         symbol=self.market().symbol,
-                        trade_id=f"{order_index}:{fmt(filled, self._size_decimals)}",
+                        trade_id=self._trade_id(order_index, filled),
                         order_id=str(order_index),
                         client_id=client or None,
                         side=Side.SELL if is_ask else Side.BUY,
@@ -2034,7 +2039,7 @@ class LighterVenue(EventEmitter):
                 Fill(
                     venue=VENUE,
                     symbol=self.market().symbol,
-                    trade_id=f"{order_index}:{fmt(filled, self._size_decimals)}",
+                    trade_id=self._trade_id(order_index, filled),
                     order_id=str(order_index),
                     client_id=client_id or None,
                     side=side,

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import subprocess
 import sys
-import time
 import urllib.request
 from collections.abc import AsyncIterator, Callable, Iterator
 from decimal import Decimal
@@ -19,6 +17,7 @@ import pytest
 
 from exchanges.sim.runner import BACKPACK_ACCOUNT, LIGHTER_ACCOUNT, SimCluster, SimKeys
 from hedge.config import Mode, Settings, TradingFlags, load_settings
+from tests.waiting import wait_until
 
 _KEYS: SimKeys | None = None
 
@@ -75,14 +74,6 @@ def positions(sim: SimCluster, ticker: str = "BTC") -> tuple[Decimal, Decimal]:
     return maker, hedge
 
 
-async def wait_for(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        await asyncio.sleep(0.02)
-
-
 # -- the simulated venues in their own process (`runbot.py sim`) ------------------------------
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -92,14 +83,6 @@ def _env() -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BACKPACK_", "LIGHTER_"))}
     env["PYTHONUNBUFFERED"] = "1"
     return env
-
-
-def wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.05)
 
 
 class SimProcess:

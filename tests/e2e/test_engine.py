@@ -10,7 +10,8 @@ from exchanges.sim.runner import BACKPACK_ACCOUNT, LIGHTER_ACCOUNT, SimCluster
 from hedge.app import run_bot
 from hedge.engine import HedgeEngine
 from hedge.journal import Journal
-from tests.e2e.conftest import bot_settings, positions, wait_for
+from tests.e2e.conftest import bot_settings, positions
+from tests.waiting import wait_for
 
 
 def assert_every_maker_fill_hedged_once(journal_path: Path) -> None:

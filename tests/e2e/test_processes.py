@@ -11,7 +11,8 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
-from tests.e2e.conftest import ROOT, SimProcess, _env, wait_until
+from tests.e2e.conftest import ROOT, SimProcess, _env
+from tests.waiting import wait_until
 
 
 def start_bot(folder: Path, sim: SimProcess, *args: str, log_name: str) -> subprocess.Popen[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
@@ -30,6 +30,7 @@ from exchanges.base import (
 )
 from exchanges.sim.backpack_server import BackpackServer, generate_keypair
 from exchanges.sim.market import SimMarket, VenueBook
+from tests.waiting import wait_for
 
 SYMBOL = "BTC_USDC_PERP"
 ACCOUNT = 3
@@ -68,14 +69,6 @@ class Rig:
         return await self.venue.place_post_only(
             Side.BUY, Decimal(qty), self.resting_bid_price(), client_id
         )
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 async def start_rig(*, keys: bool = True, **venue_kwargs: Any) -> Rig:

@@ -47,18 +47,11 @@ from exchanges.lighter import (
 from exchanges.sim.faults import FaultPlan
 from exchanges.sim.lighter_server import LighterServer, generate_api_key
 from exchanges.sim.market import SimMarket
+from tests.waiting import wait_for
 
 ACCOUNT = 11
 KEY = 4
 D = Decimal
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ import contextlib
 import random
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -16,17 +16,9 @@ from websockets.exceptions import ConnectionClosed
 
 from exchanges.base import ConfigError, VenueError
 from exchanges.ws import Backoff, Frame, ReconnectingWebSocket
+from tests.waiting import wait_for as wait_until
 
 FAST = {"ping_interval": None, "open_timeout": 2.0, "close_timeout": 1.0}
-
-
-async def wait_until(condition: Callable[[], bool], timeout: float = 3.0) -> None:
-    """Poll `condition` in short steps until true; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met within timeout")
-        await asyncio.sleep(0.002)
 
 
 class MaxJitter(random.Random):

@@ -8,10 +8,9 @@ network call in a redraw would be a bug).
 
 from __future__ import annotations
 
-import asyncio
 import io
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import Path
@@ -26,6 +25,7 @@ from hedge.dashboard import REFRESH_PER_SECOND, Dashboard
 from hedge.engine import EngineStatus, HedgeEngine
 from hedge.hedger import ClientIds, Hedger
 from hedge.journal import Journal
+from tests.waiting import wait_for
 
 
 @dataclass
@@ -111,13 +111,6 @@ def hedge_fill(trade_id: str, qty: str, side: Side = Side.SELL) -> Fill:
 def draw(dashboard: Dashboard) -> str:
     dashboard.console.print(dashboard.render())
     return dashboard.console.export_text()
-
-
-async def wait_for(condition: Callable[[], bool], timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, "condition not met in time"
-        await asyncio.sleep(0.005)
 
 
 def test_renders_the_status_before_an_engine_is_attached() -> None:

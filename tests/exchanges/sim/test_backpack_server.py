@@ -8,7 +8,7 @@ import base64
 import itertools
 import json
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -25,6 +25,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from exchanges.sim.backpack_server import BackpackServer, generate_keypair
 from exchanges.sim.faults import FaultPlan
 from exchanges.sim.market import SimMarket
+from tests.waiting import wait_for
 
 SYMBOL = "BTC_USDC_PERP"
 POST_ONLY_CROSS_MESSAGE = "Order would immediately match and take."  # the venue's own words
@@ -72,14 +73,6 @@ async def venue() -> AsyncIterator[Venue]:
     v = await make_venue()
     yield v
     await v.server.stop()
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float = 3.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 async def raw(

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Any
 
@@ -24,18 +24,11 @@ from exchanges.base import Side
 from exchanges.sim.faults import FaultPlan
 from exchanges.sim.lighter_server import LighterServer, generate_api_key
 from exchanges.sim.market import SimMarket
+from tests.waiting import wait_for
 
 ACCOUNT = 7
 KEY = 3
 BTC = 1  # lighter market id of BTC in the default tickers (read, but fixed by the sim)
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float = 2.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.005)
 
 
 @pytest.fixture(scope="module")
