@@ -116,6 +116,9 @@ DEFAULT_28_DAY_EXPIRY = -1  # the signer fills in now + 28 days
 IOC_EXPIRY = 0
 MAX_PRICE = 2**32 - 1  # Price is a uint32 on the wire
 MAX_CLIENT_ORDER_INDEX = 2**48 - 1
+# WebSocket error codes (apidocs "Data Structures, Constants and Errors").
+WS_ALREADY_SUBSCRIBED = 30003
+WS_TOO_MANY_MESSAGES = frozenset({30009, 30010})  # messages a minute / unacknowledged subscribes
 
 # Order statuses that mean "the IOC found nothing within its price".
 _NO_LIQUIDITY = frozenset({"canceled-not-enough-liquidity", "canceled-too-much-slippage"})
@@ -634,8 +637,10 @@ class LighterVenue(EventEmitter):
 
     name = VENUE
 
-    token_ttl_s = 600  # auth tokens: 10 minutes, refreshed when `token_margin_s` is left
-    token_margin_s = 120
+    # Auth tokens live 7 hours (the venue accepts up to 8) and are rotated when an hour is left,
+    # as NautilusTrader does: a rotation is one unsubscribe + subscribe, a few times a day.
+    token_ttl_s = 7 * 3600
+    token_margin_s = 3600
     presign_max_age_s = 300.0  # re-sign well before the signer's ~10 minute ExpiredAt
     resolve_timeout_s = 30.0  # an accepted order whose outcome is still unknown after this
     keep_warm_s = 20.0  # an idle sendTx connection is touched this often
@@ -2101,8 +2106,15 @@ class LighterVenue(EventEmitter):
     def _on_frame(self, frame: str | bytes, recv_ns: int) -> None:
         try:
             message = json.loads(frame)
-            kind = message["type"]
-        except (ValueError, KeyError, TypeError):
+            kind = message.get("type")
+        except (ValueError, AttributeError):
+            kind = None
+            message = None
+        if kind is None:
+            # The venue's error frames carry no `type` (and no `channel`): {"error": {...}}.
+            if isinstance(message, dict) and "error" in message:
+                self._on_stream_error(message)
+                return
             self.malformed += 1
             log.warning("lighter: unparsable frame skipped: %.200r", frame)
             return
@@ -2142,12 +2154,24 @@ class LighterVenue(EventEmitter):
 
     def _on_stream_error(self, message: Mapping[str, Any]) -> None:
         error = message.get("error")
+        code = error.get("code") if isinstance(error, dict) else None
         text = str(error.get("message", error)) if isinstance(error, dict) else str(error)
         channel = str(message.get("channel") or "")
-        log.error("lighter stream error%s: %s", f" on {channel}" if channel else "", text)
-        account_related = "account" in channel or "auth" in text.lower() or "token" in text.lower()
-        if self.keyed and account_related and not self._account_subscribed:
-            # Refused (e.g. an expired token): new token, subscribe again, then reconcile.
+        where = f" on {channel}" if channel else ""
+        if code == WS_ALREADY_SUBSCRIBED:
+            # Harmless: the subscription it names is live (we never subscribe twice on purpose).
+            log.info("lighter stream: %s (code %s)", text, code)
+            return
+        if code in WS_TOO_MANY_MESSAGES:
+            log.warning("lighter stream%s: the venue asks us to slow down: %s", where, text)
+            return
+        log.error("lighter stream error%s: %s", where, text)
+        lowered = text.lower()
+        account_related = "account" in channel or "account" in lowered or "auth" in lowered
+        if self.keyed and (account_related or "token" in lowered):
+            # The account subscription was refused or ended (e.g. its token expired): a fresh
+            # token on a fresh subscription, then a reconcile for what happened in between.
+            self._account_subscribed = False
             self._account_gap = True
             if not self._account_resubscribing:
                 self._account_resubscribing = True
@@ -2158,12 +2182,20 @@ class LighterVenue(EventEmitter):
         while self._ws is not None and not self._account_subscribed:
             try:
                 token = await self._auth_token(force=True)
-                await self._ws.send(json.dumps(self._account_subscribe(token)))
+                await self._send_account_subscription(self._ws, token)
                 return
             except VenueError as exc:
                 log.warning("lighter account re-subscription failed: %s", exc)
             await asyncio.sleep(delay)
             delay = min(delay * 2, 5.0)
+
+    async def _send_account_subscription(self, ws: ReconnectingWebSocket, token: str) -> None:
+        """Unsubscribe, then subscribe with `token`. The venue refuses a second subscribe to a
+        live channel (30003) and sends no snapshot, so a subscription is only ever renewed
+        this way; an unsubscribe of a channel that is not live is harmless."""
+        subscribe = self._account_subscribe(token)
+        await ws.send(json.dumps({"type": "unsubscribe", "channel": subscribe["channel"]}))
+        await ws.send(json.dumps(subscribe))
 
     async def _token_loop(self) -> None:
         """Owned task: renew the auth token before it expires; the account stream is
@@ -2179,8 +2211,10 @@ class LighterVenue(EventEmitter):
                 continue
             ws = self._ws
             if ws is not None and ws.connected:
+                # Events between the unsubscribe and the new snapshot are reconciled over REST.
+                self._account_gap = True
                 try:
-                    await ws.send(json.dumps(self._account_subscribe(fresh)))
+                    await self._send_account_subscription(ws, fresh)
                 except VenueError as exc:
                     log.warning("lighter account re-subscription failed: %s", exc)
 
