@@ -481,9 +481,24 @@ FaultsOpt = Annotated[
 ]
 
 
-def _sim_options(ticker: str, seed: str, faults: str) -> tuple[str, int, str]:
+LighterTierOpt = Annotated[
+    str,
+    typer.Option(
+        "--lighter-tier",
+        metavar="standard|premium|unlimited",
+        help="Account tier of the simulated Lighter: standard (the venue's default: taker orders "
+        "executed 300 ms after acceptance, 60 requests a minute), premium (200 ms, 24,000 "
+        "weighted requests, fees) or unlimited (no delays, no limits: not a real venue).",
+    ),
+]
+
+
+def _sim_options(
+    ticker: str, seed: str, faults: str, lighter_tier: str = "standard"
+) -> tuple[str, int, str]:
     from exchanges.sim.faults import PRESETS
     from exchanges.sim.market import DEFAULT_TICKERS
+    from exchanges.sim.runner import LIGHTER_TIERS
 
     problems = []
     ticker = ticker.strip().upper()
@@ -495,6 +510,10 @@ def _sim_options(ticker: str, seed: str, faults: str) -> tuple[str, int, str]:
         problems.append(f"--seed {seed!r}: expected a non-negative whole number")
     if faults not in PRESETS:
         problems.append(f"--faults {faults!r}: expected one of {' | '.join(PRESETS)}")
+    if lighter_tier not in LIGHTER_TIERS:
+        problems.append(
+            f"--lighter-tier {lighter_tier!r}: expected one of {' | '.join(LIGHTER_TIERS)}"
+        )
     if problems:
         raise ConfigError("\n".join(problems))
     return ticker, int(seed), faults
@@ -529,9 +548,30 @@ def sim(
             "0 = never by itself (fill them with POST /_sim/trade_through).",
         ),
     ] = 1.0,
+    lighter_tier: LighterTierOpt = "standard",
+    backpack_rate_limit: Annotated[
+        int,
+        typer.Option(
+            "--backpack-rate-limit",
+            metavar="N",
+            help="Requests a rolling minute per Backpack API key (0 = unlimited).",
+        ),
+    ] = 2000,
+    history_lag_ms: Annotated[
+        int,
+        typer.Option(
+            "--history-lag-ms",
+            metavar="MS",
+            help="How far Backpack's history endpoints trail its matching engine.",
+        ),
+    ] = 500,
 ) -> None:
     """Run the simulated Backpack and Lighter venues on loopback until Ctrl-C."""
-    ticker, seed_value, faults = _sim_options(ticker, seed, faults)
+    ticker, seed_value, faults = _sim_options(ticker, seed, faults, lighter_tier)
+    if backpack_rate_limit < 0:
+        raise ConfigError(f"--backpack-rate-limit {backpack_rate_limit}: expected 0 or more")
+    if not 0 <= history_lag_ms <= 60_000:
+        raise ConfigError(f"--history-lag-ms {history_lag_ms}: expected 0 to 60000")
     if not 0 <= fill_rate <= 100:
         raise ConfigError(f"--fill-rate {fill_rate}: expected a number from 0 to 100")
     import asyncio
@@ -546,6 +586,9 @@ def sim(
             fill_rate=fill_rate,
             backpack_port=backpack_port,
             lighter_port=lighter_port,
+            lighter_tier=lighter_tier,
+            backpack_rate_limit=backpack_rate_limit or None,
+            backpack_history_lag_s=history_lag_ms / 1000,
         )
         await cluster.start()
         cluster.write_env(write_env)
@@ -554,7 +597,8 @@ def sim(
         out.print(f"Lighter   REST {cluster.lighter.api_url}  WS {cluster.lighter.ws_url}")
         out.print(
             f"Markets   {spec.backpack.symbol} / Lighter {spec.lighter.symbol} "
-            f"(market {spec.lighter.market_id}); seed {seed_value}; faults {faults}"
+            f"(market {spec.lighter.market_id}); seed {seed_value}; faults {faults}; "
+            f"Lighter tier {lighter_tier}"
         )
         out.print(f"Env file  {write_env}  (python runbot.py run --env-file {write_env} ...)")
         out.print("Control   POST /_sim/... on either venue; Ctrl-C stops.")
@@ -633,10 +677,11 @@ def demo(
     log_dir: LogDirOpt = "logs",
     faults: FaultsOpt = "none",
     seed: SeedOpt = "0",
+    lighter_tier: LighterTierOpt = "standard",
     plain: PlainOpt = False,
 ) -> None:
     """Offline demo: simulated Backpack and Lighter on loopback, the real bot against them."""
-    sim_ticker, seed_value, faults = _sim_options(ticker, seed, faults)
+    sim_ticker, seed_value, faults = _sim_options(ticker, seed, faults, lighter_tier)
     from datetime import UTC, datetime
 
     from exchanges.sim.market import DEFAULT_TICKERS
@@ -654,10 +699,11 @@ def demo(
     settings = load_settings(flags, mode=Mode.DEMO, env={})
 
     def cluster_factory() -> SimCluster:
-        return SimCluster(seed=seed_value, faults=faults)
+        return SimCluster(seed=seed_value, faults=faults, lighter_tier=lighter_tier)
 
     out.print(
-        f"demo: simulated venues on loopback (seed {seed_value}, faults {faults}); "
+        f"demo: simulated venues on loopback (seed {seed_value}, faults {faults}, "
+        f"Lighter tier {lighter_tier}); "
         f"{settings.iterations} iteration(s) of {settings.size} {settings.ticker}"
     )
     raise typer.Exit(execute(settings, plain=plain, cluster_factory=cluster_factory))

@@ -21,7 +21,7 @@ from exchanges.sim.market import SimMarket
 
 BACKPACK_ACCOUNT = 1
 LIGHTER_ACCOUNT = 7
-LIGHTER_API_KEY_INDEX = 2
+LIGHTER_API_KEY_INDEX = 3  # 0-2 are reserved for the venue's web and mobile apps
 
 
 class _ApiKeyResponse(ctypes.Structure):
@@ -78,8 +78,18 @@ class SimKeys:
     lighter_public: str
 
 
+LIGHTER_TIERS = ("standard", "premium", "unlimited")
+
+
 class SimCluster:
-    """One SimMarket behind a Backpack and a Lighter server on free loopback ports."""
+    """One SimMarket behind a Backpack and a Lighter server on free loopback ports.
+
+    The venues are as strict as the real ones by default: Lighter's Standard tier (taker orders
+    executed 300 ms after they are accepted, 60 requests a minute) and Backpack's rate limit and
+    history lag. `lighter_tier="unlimited"`, `backpack_rate_limit=None` and
+    `backpack_history_lag_s=0` give the kind venues of the first round, for the tests of code
+    that cannot yet live within the real budgets.
+    """
 
     def __init__(
         self,
@@ -91,6 +101,9 @@ class SimCluster:
         keys: SimKeys | None = None,
         backpack_port: int = 0,
         lighter_port: int = 0,
+        lighter_tier: str = "standard",
+        backpack_rate_limit: int | None = 2000,
+        backpack_history_lag_s: float = 0.5,
     ) -> None:
         self.fault_plan = FaultPlan(faults, seed=seed)
         self.market = SimMarket(
@@ -102,12 +115,17 @@ class SimCluster:
             keys = SimKeys(bp_public, bp_secret, lt_private, lt_public)
         self.keys = keys
         self.backpack = BackpackServer(
-            self.market, api_keys={keys.backpack_public: BACKPACK_ACCOUNT}, port=backpack_port
+            self.market,
+            api_keys={keys.backpack_public: BACKPACK_ACCOUNT},
+            port=backpack_port,
+            rate_limit=backpack_rate_limit,
+            history_lag_s=backpack_history_lag_s,
         )
         self.lighter = LighterServer(
             self.market,
             accounts={LIGHTER_ACCOUNT: {LIGHTER_API_KEY_INDEX: keys.lighter_public}},
             port=lighter_port,
+            tier=lighter_tier,
         )
 
     async def start(self) -> None:
