@@ -16,6 +16,55 @@ http_429/500/503, ambiguous_order, invalid_nonce, token_expiry, depth_gap, post_
 Error codes: the real venue's numeric codes are not all documented; the ones used here are the
 simulator's own choices (see the CODE_* constants). What clients rely on is documented: HTTP 400
 with a body containing "invalid nonce" for a nonce error, and `code != 200` meaning failure.
+Codes the venue documents are used as documented: 21104 invalid nonce, 21728 client order
+index already exists, 30003 already subscribed, 30005 invalid channel, 30009 too many
+messages, 30010 too many pending subscriptions, HTTP 429 over a rate limit.
+
+Account tiers (`tier=` for every account, `account_tiers={account: tier}` to override):
+
+| tier      | taker delay | maker/cancel delay | REST a minute      | sendTx a minute | fees m/t  |
+|-----------|-------------|--------------------|--------------------|-----------------|-----------|
+| standard  | 300 ms      | 200 ms             | 60                 | 60              | 0 / 0     |
+| premium   | 200 ms      | 0 ms               | 24,000 weighted    | 4,000           | 0.4/2.8bp |
+| unlimited | inline      | inline             | none               | none            | 0 / 0     |
+
+- A `sendTx` (REST or WS `jsonapi/sendtx`) is checked at once (tx info, API key, expiry, nonce,
+  client order index: refused with an error, nothing consumed) and, accepted, answered at
+  once with `predicted_execution_time_ms` (unix ms of the planned execution). A sequencer
+  task executes it after the tier's delay, in submission order per account; the book keeps
+  moving meanwhile. Order outcomes (fills, canceled-post-only, canceled-reduce-only,
+  canceled-not-enough-liquidity) appear on the account streams and REST only then.
+  "Taker" = market orders and IOC limits; "maker" = GTT and post-only limits. "unlimited"
+  executes inside the handler, exactly as the simulator did before tiers existed.
+- Rate limits: rolling minute per account (the one a request names: `account_index`,
+  `by=index&value=`, the auth token, or the tx's AccountIndex) at its tier and per IP at the
+  server's tier. Premium weights: sendTx/sendTxBatch/nextNonce 6, accountInactiveOrders 100,
+  trades/recentTrades 600, others 300. A WS sendtx uses the same budgets. Over: HTTP 429
+  `{"code":429,"message":"Too Many Requests"}` with `Retry-After` (seconds). Every request
+  is counted in `ledger` (`GET /_sim/requests`); `/_sim/` routes and `/stream` are not limited.
+- WebSocket (standard and premium): 200 client messages a minute per IP (30009 beyond, the
+  message is ignored), at most 50 subscribes whose reply frame is not yet written (30010).
+  In every tier: error frames are exactly `{"error":{"code":..,"message":..}}`; a second
+  subscribe to a subscribed channel is refused (30003, no snapshot); unsubscribing what is not
+  subscribed is 30002; a private subscription ends with an error frame (30013, "token
+  expired") when its token expires; connections close after `connection_max_age_s`.
+- Auth tokens expiring more than 8 h (+60 s) ahead are refused (REST 400, WS 30013).
+- Nonces: per API key and sequential, except a tx carrying `"L2TxAttributes": {"4": 1}`
+  (SkipNonce, as the bundled signer writes it with `skip_nonce=1`; ccxt always signs so, with
+  a millisecond clock as nonce), which only needs a nonce above the last used (< 2^47); the
+  next sequential nonce is then nonce + 1. API key indexes 0-2 are reserved: refused in
+  the constructor and in a tx. A client order index the account ever had accepted (open,
+  finished or canceled at matching) is refused with 21728.
+- `GET /api/v1/trades` pages by `cursor`/`next_cursor` with `limit` <= 100 and `sort_dir`
+  (`desc` default, `asc`). `from` is unconfirmed on the venue; ccxt passes its *upper* bound
+  (`until`) there, the bot pages ascending from a lower bound: the simulator reads `from` as
+  where the walk starts, an upper bound descending and a lower bound ascending.
+- Fees: the tier's fee fractions are charged on every fill (SimMarket.set_account_fees);
+  Trade JSON shows what the account paid in `taker_fee`/`maker_fee` as an integer amount in
+  micro-USDC (the SDK types them as ints; the venue's unit is unconfirmed).
+- WS `jsonapi/sendtx` replies `{"type":"jsonapi/sendtx","id":..,"code":200,"tx_hash":..,
+  "predicted_execution_time_ms":..}`; a refusal carries the same `type` and `id` with its
+  `code` and `message`, and the same as an `error` object (what ccxt.pro routes by `id`).
 """
 
 from __future__ import annotations
@@ -23,9 +72,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
+import heapq
 import itertools
 import json
 import logging
+import math
 import time
 from collections import deque
 from collections.abc import Callable
@@ -36,6 +87,7 @@ from typing import Any, Literal
 from aiohttp import WSMsgType, web
 
 from exchanges.base import Side
+from exchanges.sim.accounting import RequestLedger, RollingLimit, add_requests_route, client_ip
 from exchanges.sim.control import add_control_routes, add_timings_route
 from exchanges.sim.market import (
     BookDelta,
@@ -68,6 +120,14 @@ TIF_GTT = 1
 TIF_POST_ONLY = 2
 
 MAX_CLIENT_ORDER_INDEX = 2**48 - 1
+MAX_SKIP_NONCE = 2**47  # a SkipNonce transaction's nonce must stay below this
+SKIP_NONCE_ATTRIBUTE = "4"  # L2TxAttributes {"4": 1}, as the bundled signer writes it
+FIRST_USER_API_KEY = 3  # API key indexes 0-2 are reserved for the web and mobile apps
+MAX_TOKEN_LIFETIME_S = 8 * 3600
+TOKEN_LIFETIME_TOLERANCE_S = 60.0
+MAX_TRADES_LIMIT = 100
+WS_MESSAGES_PER_MINUTE = 200
+WS_MAX_UNACKED_SUBSCRIBES = 50
 MAX_PRICE = 2**32 - 1  # Price is a uint32
 NIL_MARKET_INDEX = 255
 ALL_API_KEYS = 255
@@ -78,14 +138,20 @@ CODE_INVALID_PARAM = 20001
 CODE_INVALID_AUTH = 20013
 CODE_NOT_FOUND = 21100
 CODE_INVALID_NONCE = 21104
+CODE_TOO_MANY_REQUESTS = 429
 CODE_TX_EXPIRED = 21117
 CODE_INVALID_TX = 21500
 CODE_INVALID_MARKET = 21600
 CODE_ORDER_REJECTED = 21700
+CODE_CLIENT_ORDER_INDEX_EXISTS = 21728  # documented by the venue
 CODE_UNSUPPORTED = 21800
-WS_CODE_INVALID_CHANNEL = 30005
-WS_CODE_INVALID_AUTH = 30013
 WS_CODE_BAD_MESSAGE = 30001
+WS_CODE_NOT_SUBSCRIBED = 30002  # seen in ccxt's recorded frames
+WS_CODE_ALREADY_SUBSCRIBED = 30003  # documented
+WS_CODE_INVALID_CHANNEL = 30005  # documented
+WS_CODE_TOO_MANY_MESSAGES = 30009  # documented
+WS_CODE_TOO_MANY_SUBSCRIBES = 30010  # documented
+WS_CODE_INVALID_AUTH = 30013
 
 QUOTE_DECIMALS = 6  # USDC
 DEFAULT_IMF = 500  # initial margin fraction in 1e-4 units (5 % -> 20x), like BTC on Lighter
@@ -111,6 +177,61 @@ _LIGHTER_CANCEL_STATUSES = frozenset(
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
+@dataclass(frozen=True, slots=True)
+class Tier:
+    """What an account tier changes: sequencer delays, request budgets, fees."""
+
+    name: str
+    taker_delay_s: float  # market orders and IOC limits
+    maker_delay_s: float  # GTT and post-only limits
+    cancel_delay_s: float  # cancel and cancel-all
+    rest_per_minute: int | None  # None: no limit
+    send_tx_per_minute: int | None
+    weighted: bool  # REST requests weigh PREMIUM_WEIGHTS (else 1 each)
+    maker_fee: Decimal  # fraction of notional
+    taker_fee: Decimal
+    ws_limits: bool  # 200 messages a minute, 50 unacknowledged subscribes
+
+    @property
+    def sequenced(self) -> bool:
+        """False only for "unlimited": transactions execute inside the sendTx handler."""
+        return self.name != "unlimited"
+
+
+TIERS: dict[str, Tier] = {
+    "standard": Tier(
+        "standard", 0.3, 0.2, 0.2, 60, 60, False, Decimal(0), Decimal(0), ws_limits=True
+    ),
+    "premium": Tier(
+        "premium",
+        0.2,
+        0.0,
+        0.0,
+        24_000,
+        4_000,
+        True,
+        Decimal("0.00004"),
+        Decimal("0.00028"),
+        ws_limits=True,
+    ),
+    "unlimited": Tier(
+        "unlimited", 0.0, 0.0, 0.0, None, None, False, Decimal(0), Decimal(0), ws_limits=False
+    ),
+}
+
+# Premium request weights by endpoint (others weigh PREMIUM_DEFAULT_WEIGHT).
+PREMIUM_WEIGHTS = {
+    "/api/v1/sendTx": 6,
+    "/api/v1/sendTxBatch": 6,
+    "/api/v1/nextNonce": 6,
+    "/api/v1/accountInactiveOrders": 100,
+    "/api/v1/trades": 600,
+    "/api/v1/recentTrades": 600,
+}
+PREMIUM_DEFAULT_WEIGHT = 300
+SEND_TX_PATHS = frozenset({"/api/v1/sendTx", "/api/v1/sendTxBatch"})
+
+
 def generate_api_key() -> tuple[str, str]:
     """A fresh Lighter API key pair `(private_hex, public_hex)` from the bundled signer."""
     from lighter.signer_client import create_api_key
@@ -124,6 +245,12 @@ def generate_api_key() -> tuple[str, str]:
 def fmt(value: Decimal, decimals: int) -> str:
     """A Decimal with exactly `decimals` decimals (the SDK strips the dot to get integers)."""
     return f"{value:.{decimals}f}"
+
+
+def _skips_nonce(info: dict[str, Any]) -> bool:
+    """Whether a tx carries the SkipNonce attribute (`"L2TxAttributes": {"4": 1}`)."""
+    attributes = info.get("L2TxAttributes")
+    return isinstance(attributes, dict) and attributes.get(SKIP_NONCE_ATTRIBUTE) in (1, "1")
 
 
 def _strip_0x(key: str) -> str:
@@ -161,15 +288,52 @@ class _Conn:
     conn_id: int
     ws: web.WebSocketResponse
     transport: asyncio.BaseTransport | None
-    queue: asyncio.Queue[tuple[str, bool]] = field(default_factory=asyncio.Queue)
+    ip: str = "unknown"
+    # (text, data, acknowledges a subscribe): `data` frames are subject to the ws faults
+    queue: asyncio.Queue[tuple[str, bool, bool]] = field(default_factory=asyncio.Queue)
     order_books: set[int] = field(default_factory=set)
     trades: set[int] = field(default_factory=set)
     # (market_id or None for all markets, account) -> token expiry (unix seconds)
     account_orders: dict[tuple[int | None, int], int] = field(default_factory=dict)
     account_all: set[int] = field(default_factory=set)
+    # private channel key -> timer ending it when its token expires
+    token_timers: dict[tuple[int | None, int], asyncio.TimerHandle] = field(default_factory=dict)
+    unacked_subscribes: int = 0  # subscribes whose reply frame is not written yet
+    age_handle: asyncio.TimerHandle | None = None  # closes the connection at its max age
     held: str | None = None  # a reordered account event waiting for the next one
     held_handle: asyncio.TimerHandle | None = None
     closed: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class _NewOrder:
+    """A CreateOrder that passed the API's checks, waiting for the sequencer."""
+
+    book: VenueBook
+    account: int
+    client_id: int
+    side: Side
+    qty: Decimal
+    price: Decimal  # the limit, or a market order's worst price
+    is_market: bool
+    tif: int
+    reduce_only: bool
+    meta: _OrderMeta
+
+    @property
+    def is_taker(self) -> bool:
+        """Market orders and IOC limits wait the taker delay; GTT and post-only the maker's."""
+        return self.is_market or self.tif == TIF_IOC
+
+
+@dataclass(order=True, slots=True)
+class _Planned:
+    """One accepted transaction waiting for the sequencer: ordered by due time, then by
+    submission (an account's due times never decrease, so its FIFO order is kept)."""
+
+    due: float  # loop time
+    seq: int
+    execute: Callable[[], None] = field(compare=False)
 
 
 class LighterServer:
@@ -184,8 +348,25 @@ class LighterServer:
         port: int = 0,
         ping_interval: float = 30.0,
         initial_nonce: int = 1,
+        tier: str = "standard",
+        account_tiers: dict[int, str] | None = None,
+        connection_max_age_s: float = 24 * 3600,
     ) -> None:
+        for name in [tier, *(account_tiers or {}).values()]:
+            if name not in TIERS:
+                raise ValueError(f"unknown lighter tier {name!r}; known: {sorted(TIERS)}")
+        for account, keys in accounts.items():
+            reserved = sorted(k for k in keys if k < FIRST_USER_API_KEY)
+            if reserved:
+                raise ValueError(
+                    f"lighter account {account}: API key indexes {reserved} are reserved "
+                    f"(0-{FIRST_USER_API_KEY - 1}); use {FIRST_USER_API_KEY}-254"
+                )
         self.market = market
+        self.tier = TIERS[tier]
+        self.account_tiers = {a: TIERS[name] for a, name in (account_tiers or {}).items()}
+        self.connection_max_age_s = connection_max_age_s
+        self.ledger = RequestLedger("lighter")
         self.accounts: dict[int, dict[int, str]] = {
             account: {key: _strip_0x(pub) for key, pub in keys.items()}
             for account, keys in accounts.items()
@@ -215,6 +396,28 @@ class LighterServer:
         self._pending_meta: tuple[int, int, _OrderMeta] | None = None
         self._runner: web.AppRunner | None = None
         self._tcp: asyncio.AbstractServer | None = None
+        # Every client order index each account ever had accepted (21728 on reuse).
+        self._client_ids: dict[int, set[int]] = {}
+        # The sequencer: accepted transactions by due time; one task executes them.
+        self._planned: list[_Planned] = []
+        self._planned_seq = itertools.count()
+        self._last_due: dict[int, float] = {}  # account -> due time of its latest transaction
+        self._sequencer_wake = asyncio.Event()
+        # Rolling-minute budgets: REST (weighted on Premium) and sendTx, per account and IP.
+        self._rest_limits: dict[int | str, RollingLimit] = {}
+        self._tx_limits: dict[int | str, RollingLimit] = {}
+        self._ws_limits: dict[str, RollingLimit] = {}
+        for account in accounts:
+            account_tier = self.tier_of(account)
+            market.set_account_fees(
+                "lighter", account, account_tier.maker_fee, account_tier.taker_fee
+            )
+
+    def tier_of(self, account: int | None) -> Tier:
+        """The tier an account trades under (the server's tier for unknown accounts)."""
+        if account is None:
+            return self.tier
+        return self.account_tiers.get(account, self.tier)
 
     # ---------------------------------------------------------------------------------------
     # Lifecycle
@@ -255,7 +458,8 @@ class LighterServer:
             self._unlisten.append(book.on_book(self._make_book_listener(book)))
             self._unlisten.append(book.on_order(self._make_order_listener(book)))
             self._unlisten.append(book.on_trade(self._make_trade_listener(book)))
-        log.info("lighter sim listening on %s", self.api_url)
+        self._spawn(self._sequencer())
+        log.info("lighter sim listening on %s (tier %s)", self.api_url, self.tier.name)
 
     async def stop(self) -> None:
         for unlisten in self._unlisten:
@@ -297,7 +501,7 @@ class LighterServer:
         return task
 
     def _build_app(self) -> web.Application:
-        app = web.Application(middlewares=[self._fault_middleware])
+        app = web.Application(middlewares=[self._limit_middleware, self._fault_middleware])
         get = [
             ("/api/v1/orderBooks", self._order_books),
             ("/api/v1/orderBookDetails", self._order_book_details),
@@ -317,6 +521,7 @@ class LighterServer:
         app.router.add_post("/api/v1/sendTx", self._send_tx)
         add_control_routes(app, self.market, "lighter")
         add_timings_route(app, self.timings)
+        add_requests_route(app, self.ledger)
         return app
 
     def timings(self) -> dict[str, object]:
@@ -347,6 +552,72 @@ class LighterServer:
             return _json({"code": refused.code, "message": refused.message}, status=refused.status)
         return response
 
+    @web.middleware
+    async def _limit_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Counts every /api/ request in the ledger and applies the rolling-minute limits."""
+        path = request.path
+        if not path.startswith("/api/"):
+            response: web.StreamResponse = await handler(request)
+            return response
+        ip = client_ip(request)
+        account = await self._request_account(request)
+        is_tx = path in SEND_TX_PATHS
+        retry_after = self._count_request(account, ip, path, is_tx)
+        if retry_after is not None:
+            return _too_many(retry_after)
+        response = await handler(request)
+        return response
+
+    def _count_request(self, account: int | None, ip: str, path: str, is_tx: bool) -> float | None:
+        """Ledger and budgets for one request (REST or a WS sendtx, which shares the REST
+        budget). Returns the seconds to wait when it is over a limit, else None."""
+        key = None if account is None else str(account)
+        self.ledger.request(key, ip, path)
+        if is_tx:
+            self.ledger.send_tx(key, ip)
+        budgets: list[tuple[RollingLimit, int]] = []
+        for owner, tier in ((account, self.tier_of(account)), (ip, self.tier)):
+            if owner is None or not tier.sequenced:
+                continue
+            weight = PREMIUM_WEIGHTS.get(path, PREMIUM_DEFAULT_WEIGHT) if tier.weighted else 1
+            budgets.append((self._budget(self._rest_limits, owner, tier.rest_per_minute), weight))
+            if is_tx:
+                budgets.append((self._budget(self._tx_limits, owner, tier.send_tx_per_minute), 1))
+        for budget, weight in budgets:
+            retry_after = budget.take(weight)
+            if retry_after is not None:
+                self.ledger.rejected_429(key, ip)
+                return retry_after
+        return None
+
+    @staticmethod
+    def _budget(
+        budgets: dict[int | str, RollingLimit], owner: int | str, capacity: int | None
+    ) -> RollingLimit:
+        budget = budgets.get(owner)
+        if budget is None:
+            budget = budgets[owner] = RollingLimit(capacity)
+        return budget
+
+    async def _request_account(self, request: web.Request) -> int | None:
+        """The account a request names (query, `by=index&value=`, token or tx_info), if any."""
+        query = request.query
+        raw: Any = query.get("account_index")
+        if raw is None and query.get("by", "index") == "index":
+            raw = query.get("value")
+        if raw is None:
+            token = request.headers.get("authorization") or query.get("auth")
+            if token:
+                raw = token.split(":")[1] if token.count(":") >= 2 else None
+        if raw is None and request.method == "POST" and request.path in SEND_TX_PATHS:
+            form = await request.post()  # cached: the handler reads it again for free
+            with contextlib.suppress(ValueError, TypeError, AttributeError):
+                raw = json.loads(str(form.get("tx_info", ""))).get("AccountIndex")
+        try:
+            return None if raw is None else int(raw)
+        except (ValueError, TypeError):
+            return None
+
     def _book_by_id(self, market_id: int) -> VenueBook:
         book = self.market.book_by_market_id(market_id)
         if book is None:
@@ -372,8 +643,13 @@ class LighterServer:
             raise _Refused(CODE_INVALID_AUTH, "invalid auth: token is for another account")
         if api_key not in self.accounts.get(token_account, {}):
             raise _Refused(CODE_INVALID_AUTH, "invalid auth: api key not found")
-        if expiry <= time.time() or self.market.faults.check("token_expiry"):
+        now = time.time()
+        if expiry <= now or self.market.faults.check("token_expiry"):
             raise _Refused(CODE_INVALID_AUTH, "invalid auth: token expired")
+        if expiry > now + MAX_TOKEN_LIFETIME_S + TOKEN_LIFETIME_TOLERANCE_S:
+            raise _Refused(
+                CODE_INVALID_AUTH, "invalid auth: token expiry is more than 8 hours ahead"
+            )
         return token_account
 
     def _auth(self, request: web.Request, account: int | None) -> int:
@@ -710,9 +986,20 @@ class LighterServer:
         return _json({"code": CODE_OK, "orders": orders})
 
     async def _trades(self, request: web.Request) -> web.Response:
+        """Trades of an account (or of the market), paged: `limit` (1..100), `sort_dir`
+        (`desc` default, `asc`), `cursor` from the previous page's `next_cursor`, and `from`
+        (ms) read as where the walk starts: an upper bound descending, a lower bound
+        ascending (see the module docstring)."""
         account = _opt_int(request, "account_index")
-        limit = _opt_int(request, "limit") or 100
-        since_ms = _opt_int(request, "from") or 0
+        limit = _opt_int(request, "limit") or MAX_TRADES_LIMIT
+        if not 1 <= limit <= MAX_TRADES_LIMIT:
+            raise _Refused(CODE_INVALID_PARAM, f"limit must be within 1..{MAX_TRADES_LIMIT}")
+        sort_dir = request.query.get("sort_dir", "desc")
+        if sort_dir not in ("asc", "desc"):
+            raise _Refused(CODE_INVALID_PARAM, "sort_dir must be asc or desc")
+        descending = sort_dir == "desc"
+        start_ms = _opt_int(request, "from")
+        after = _parse_cursor(request.query.get("cursor"))
         books = self._account_books(request)
         if account is None:
             trades = [
@@ -721,14 +1008,23 @@ class LighterServer:
                 for t in self._recent_trades[book.rules.market_id]
             ]
         else:
+            trades = [self.fill_trade_json(book, f) for book in books for f in book.fills(account)]
+        if start_ms is not None:
             trades = [
-                self.fill_trade_json(book, f)
-                for book in books
-                for f in book.fills(account, since_ms)
+                t
+                for t in trades
+                if (t["timestamp"] <= start_ms if descending else t["timestamp"] >= start_ms)
             ]
-        descending = request.query.get("sort_dir", "desc") != "asc"
-        trades.sort(key=lambda t: (t["timestamp"], t["trade_id"]), reverse=descending)
-        return _json({"code": CODE_OK, "trades": trades[:limit]})
+        trades.sort(key=_trade_key, reverse=descending)
+        if after is not None:
+            trades = [t for t in trades if (_trade_key(t) < after) == descending]
+            trades = [t for t in trades if _trade_key(t) != after]
+        page = trades[:limit]
+        body: dict[str, Any] = {"code": CODE_OK, "trades": page}
+        if len(trades) > limit:
+            last = _trade_key(page[-1])
+            body["next_cursor"] = f"{last[0]}.{last[1]}"
+        return _json(body)
 
     async def _recent_trades_handler(self, request: web.Request) -> web.Response:
         book = self._book_by_id(_req_int(request, "market_id"))
@@ -750,56 +1046,139 @@ class LighterServer:
             tx_type = int(str(form["tx_type"]))
             tx_info_raw = str(form["tx_info"])
             info = json.loads(tx_info_raw)
-            if not isinstance(info, dict):
-                raise ValueError("tx_info is not an object")
+        except (KeyError, ValueError, TypeError):
+            raise _Refused(CODE_INVALID_TX, "invalid tx info") from None
+        reply, ambiguous = self._accept_tx(tx_type, info, tx_info_raw, recv_ns)
+        if ambiguous:
+            await asyncio.sleep(self.market.faults.ambiguous_delay_s)
+        return _json(reply)
+
+    def _accept_tx(
+        self, tx_type: int, info: Any, tx_info_raw: str, recv_ns: int
+    ) -> tuple[dict[str, Any], bool]:
+        """What the API checks at once (REST and WS alike): tx info, key, expiry, nonce,
+        client order index. Accepted: plans the execution after the tier's delay (unlimited:
+        executes it here) and answers with the planned time. Refuses with _Refused."""
+        if not isinstance(info, dict):
+            raise _Refused(CODE_INVALID_TX, "invalid tx info")
+        try:
             account = int(info["AccountIndex"])
             api_key = int(info["ApiKeyIndex"])
             nonce = int(info["Nonce"])
             expired_at = int(info.get("ExpiredAt", 0))
         except (KeyError, ValueError, TypeError):
             raise _Refused(CODE_INVALID_TX, "invalid tx info") from None
+        if 0 <= api_key < FIRST_USER_API_KEY:
+            raise _Refused(CODE_INVALID_PARAM, f"api key index {api_key} is reserved")
         if (account, api_key) not in self._nonces:
             raise _Refused(CODE_NOT_FOUND, "api key not found for account")
         if expired_at and expired_at <= _now_ms():
             raise _Refused(CODE_TX_EXPIRED, "transaction expired")
         expected = self._nonces[(account, api_key)]
-        if nonce != expected:
+        if _skips_nonce(info):
+            # SkipNonce: the nonce only has to be above the last one used (and below 2^47).
+            if not expected <= nonce < MAX_SKIP_NONCE:
+                raise _Refused(
+                    CODE_INVALID_NONCE, f"invalid nonce: expected at least {expected}, got {nonce}"
+                )
+        elif nonce != expected:
             raise _Refused(CODE_INVALID_NONCE, f"invalid nonce: expected {expected}, got {nonce}")
         faults = self.market.faults
         if faults.check("invalid_nonce"):
             # The real answer to a nonce race, without executing or consuming anything.
             raise _Refused(CODE_INVALID_NONCE, "invalid nonce")
 
+        client_id: int | None = None
         ambiguous = False
+        tier = self.tier_of(account)
         if tx_type == TX_TYPE_CREATE_ORDER:
-            self._create_order(account, api_key, nonce, info)
+            new_order = self._check_create_order(account, api_key, nonce, info)
+            client_id = new_order.client_id
+            if client_id in self._client_ids.get(account, ()) or self._client_id_known(
+                account, client_id
+            ):
+                raise _Refused(CODE_CLIENT_ORDER_INDEX_EXISTS, "client order index already exists")
+            delay = tier.taker_delay_s if new_order.is_taker else tier.maker_delay_s
+            execute: Callable[[], None] = lambda: self._execute_create(new_order)  # noqa: E731
             ambiguous = faults.check("ambiguous_order")
         elif tx_type == TX_TYPE_CANCEL_ORDER:
-            self._cancel_order(account, info)
+            book, index = self._check_cancel_order(info)
+            delay = tier.cancel_delay_s
+            execute = lambda: self._execute_cancel(book, account, index)  # noqa: E731
         elif tx_type == TX_TYPE_CANCEL_ALL_ORDERS:
-            self._cancel_all(account, info)
+            self._check_cancel_all(info)
+            delay = tier.cancel_delay_s
+            execute = lambda: self._execute_cancel_all(account)  # noqa: E731
         else:
             raise _Refused(CODE_UNSUPPORTED, f"tx type {tx_type} is not supported by the sim")
-        # Consumed only once executed: a refused transaction leaves the nonce free, which is
-        # what the SDK's nonce manager assumes (it steps back on any non-nonce error).
+
+        if tier.sequenced:
+            predicted_ms = self._plan(account, delay, execute)
+        else:
+            # Unlimited: executed before answering, as the simulator always did. A refusal
+            # at execution is an API error here and leaves the nonce unused.
+            execute()
+            predicted_ms = _now_ms()
+        # Accepted: the nonce is used and the client order index is taken for good.
         self._nonces[(account, api_key)] = nonce + 1
+        if client_id is not None:
+            self._client_ids.setdefault(account, set()).add(client_id)
         self.sent_txs.append(
             {"type": tx_type, "info": info, "recv_ns": recv_ns, "time": time.time()}
         )
-        if ambiguous:
-            await asyncio.sleep(faults.ambiguous_delay_s)
         tx_hash = hashlib.blake2b(tx_info_raw.encode(), digest_size=40).hexdigest()
-        return _json(
-            {
-                "code": CODE_OK,
-                "message": '{"ratelimit": "didn\'t use volume quota"}',
-                "tx_hash": tx_hash,
-                "predicted_execution_time_ms": _now_ms() + 3,
-                "volume_quota_remaining": 10_000,
-            }
-        )
+        reply = {
+            "code": CODE_OK,
+            "message": '{"ratelimit": "didn\'t use volume quota"}',
+            "tx_hash": tx_hash,
+            "predicted_execution_time_ms": predicted_ms,
+            "volume_quota_remaining": 10_000,
+        }
+        return reply, ambiguous
 
-    def _create_order(self, account: int, api_key: int, nonce: int, info: dict[str, Any]) -> None:
+    def _client_id_known(self, account: int, client_id: int) -> bool:
+        """Whether an order with this client id exists (placed on the books directly, too)."""
+        if any(b.find_order(account, client_id=client_id) for b in self._books()):
+            return True
+        return any(o["client_order_index"] == client_id for o in self._synthetic.get(account, []))
+
+    # ---------------------------------------------------------------------------------------
+    # The sequencer: accepted transactions execute after the tier's delay, FIFO per account
+    # ---------------------------------------------------------------------------------------
+
+    def _plan(self, account: int, delay_s: float, execute: Callable[[], None]) -> int:
+        """Queue one execution; returns its planned time in unix ms."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        # Never before an earlier transaction of the same account (submission order).
+        due = max(now + delay_s, self._last_due.get(account, 0.0))
+        self._last_due[account] = due
+        heapq.heappush(self._planned, _Planned(due, next(self._planned_seq), execute))
+        self._sequencer_wake.set()
+        return math.ceil(time.time() * 1000 + (due - now) * 1000)
+
+    async def _sequencer(self) -> None:
+        loop = asyncio.get_running_loop()
+        planned = self._planned
+        while True:
+            self._sequencer_wake.clear()
+            while planned and planned[0].due <= loop.time():
+                item = heapq.heappop(planned)
+                try:
+                    item.execute()
+                except Exception:  # one broken execution must not stop the venue
+                    log.exception("lighter sim: execution failed")
+            timeout = planned[0].due - loop.time() if planned else None
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._sequencer_wake.wait(), timeout)
+
+    # ---------------------------------------------------------------------------------------
+    # Transactions: checked at once, executed by the sequencer
+    # ---------------------------------------------------------------------------------------
+
+    def _check_create_order(
+        self, account: int, api_key: int, nonce: int, info: dict[str, Any]
+    ) -> _NewOrder:
         try:
             market_id = int(info["MarketIndex"])
             client_id = int(info["ClientOrderIndex"])
@@ -832,80 +1211,89 @@ class LighterServer:
         price = Decimal(price_int).scaleb(-rules.price_decimals)
         if qty < rules.min_qty:
             raise _Refused(CODE_ORDER_REJECTED, "order base amount below the minimum")
+        if qty > rules.max_qty:
+            raise _Refused(CODE_ORDER_REJECTED, "order base amount above the maximum")
         if rules.min_quote and qty * price < rules.min_quote:
             raise _Refused(CODE_ORDER_REJECTED, "order quote amount below the minimum")
-        side = Side.SELL if is_ask else Side.BUY
         tif_name = {TIF_IOC: "immediate-or-cancel", TIF_GTT: "good-till-time"}.get(tif, "post-only")
-        meta = _OrderMeta(nonce, tif_name, order_expiry, api_key)
+        return _NewOrder(
+            book=book,
+            account=account,
+            client_id=client_id,
+            side=Side.SELL if is_ask else Side.BUY,
+            qty=qty,
+            price=price,
+            is_market=order_type == ORDER_TYPE_MARKET,
+            tif=tif,
+            reduce_only=reduce_only,
+            meta=_OrderMeta(nonce, tif_name, order_expiry, api_key),
+        )
+
+    def _execute_create(self, new: _NewOrder) -> None:
+        """Matching: the order-level outcomes (post-only cancel, reduce-only, not enough
+        liquidity) happen here and show on the account stream and REST."""
+        book, account, client_id, meta = new.book, new.account, new.client_id, new.meta
+        order_type: Literal["limit", "market"] = "market" if new.is_market else "limit"
         # Listeners fire synchronously inside place_*: the meta must be findable before that.
         self._pending_meta = (account, client_id, meta)
         try:
-            if order_type == ORDER_TYPE_MARKET:
+            if new.is_market:
                 order = book.place_market(
-                    account, side, qty, price, client_id=client_id, reduce_only=reduce_only
+                    account,
+                    new.side,
+                    new.qty,
+                    new.price,
+                    client_id=client_id,
+                    reduce_only=new.reduce_only,
                 )
-            elif tif == TIF_POST_ONLY and self.market.faults.check("post_only_reject"):
+            elif new.tif == TIF_POST_ONLY and self.market.faults.check("post_only_reject"):
                 raise WouldCross("post_only_reject fault")
             else:
                 order = book.place_limit(
                     account,
-                    side,
-                    qty,
-                    price,
+                    new.side,
+                    new.qty,
+                    new.price,
                     client_id=client_id,
-                    post_only=tif == TIF_POST_ONLY,
-                    tif="IOC" if tif == TIF_IOC else "GTC",
-                    reduce_only=reduce_only,
+                    post_only=new.tif == TIF_POST_ONLY,
+                    tif="IOC" if new.tif == TIF_IOC else "GTC",
+                    reduce_only=new.reduce_only,
                 )
         except WouldCross:
             # Lighter accepts the transaction and cancels the order at matching time.
-            self._cancel_at_matching(
-                book, account, side, qty, price, client_id, meta, "canceled-post-only"
-            )
+            self._cancel_at_matching(new, "canceled-post-only")
             return
         except SimRejected as rejected:
             if rejected.reason == "reduce_only":
-                self._cancel_at_matching(
-                    book,
-                    account,
-                    side,
-                    qty,
-                    price,
-                    client_id,
-                    meta,
-                    "canceled-reduce-only",
-                    order_type="market" if order_type == ORDER_TYPE_MARKET else "limit",
-                )
+                self._cancel_at_matching(new, "canceled-reduce-only", order_type)
                 return
-            raise _Refused(CODE_ORDER_REJECTED, rejected.reason) from None
+            if not self.tier_of(account).sequenced:
+                raise _Refused(CODE_ORDER_REJECTED, rejected.reason) from None
+            self._cancel_at_matching(new, "canceled", order_type)
+            return
         finally:
             self._pending_meta = None
         self._order_meta[order.order_id] = meta
 
     def _cancel_at_matching(
         self,
-        book: VenueBook,
-        account: int,
-        side: Side,
-        qty: Decimal,
-        price: Decimal,
-        client_id: int,
-        meta: _OrderMeta,
+        new: _NewOrder,
         status: str,
         order_type: Literal["limit", "market"] = "limit",
     ) -> None:
         """An accepted order that the matching engine cancels at once (post-only crossing,
         reduce-only with nothing to reduce): it exists only on the wire."""
+        book, account, meta = new.book, new.account, new.meta
         now = self.market.now_ms()
         order = SimOrder(
             order_id=next(self._synthetic_ids),
             account=account,
             venue="lighter",
             ticker=book.ticker,
-            side=side,
-            qty=qty,
-            price=price,
-            client_id=client_id,
+            side=new.side,
+            qty=new.qty,
+            price=new.price,
+            client_id=new.client_id,
             post_only=meta.time_in_force == "post-only",
             tif="GTC" if meta.time_in_force != "immediate-or-cancel" else "IOC",
             order_type=order_type,
@@ -919,13 +1307,15 @@ class LighterServer:
         self._synthetic.setdefault(account, []).append(body)
         self._publish_account_order(book, account, body)
 
-    def _cancel_order(self, account: int, info: dict[str, Any]) -> None:
+    def _check_cancel_order(self, info: dict[str, Any]) -> tuple[VenueBook, int]:
         try:
             market_id = int(info["MarketIndex"])
             index = int(info["Index"])
         except (KeyError, ValueError, TypeError):
             raise _Refused(CODE_INVALID_TX, "invalid cancel order tx info") from None
-        book = self._book_by_id(market_id)
+        return self._book_by_id(market_id), index
+
+    def _execute_cancel(self, book: VenueBook, account: int, index: int) -> None:
         # Lighter accepts an order index or a client order index; a cancel of an order that
         # is no longer open is an accepted no-op (the outcome shows on the account stream).
         for key in ("order_id", "client_id"):
@@ -933,13 +1323,15 @@ class LighterServer:
                 book.cancel(account, **{key: index})
                 return
 
-    def _cancel_all(self, account: int, info: dict[str, Any]) -> None:
+    def _check_cancel_all(self, info: dict[str, Any]) -> None:
         try:
             tif = int(info.get("TimeInForce", 0))
         except (ValueError, TypeError):
             raise _Refused(CODE_INVALID_TX, "invalid cancel all tx info") from None
         if tif != 0:
             raise _Refused(CODE_UNSUPPORTED, "only immediate cancel-all is simulated")
+
+    def _execute_cancel_all(self, account: int) -> None:
         for book in self._books():
             book.cancel_all(account)
 
@@ -1228,9 +1620,11 @@ class LighterServer:
         for conn in subscribers:
             self._enqueue(conn, text)
 
-    def _enqueue(self, conn: _Conn, text: str, data: bool = True) -> None:
+    def _enqueue(
+        self, conn: _Conn, text: str, data: bool = True, acknowledges: bool = False
+    ) -> None:
         if not conn.closed:
-            conn.queue.put_nowait((text, data))
+            conn.queue.put_nowait((text, data, acknowledges))
 
     def _enqueue_account_event(self, conn: _Conn, text: str) -> None:
         faults = self.market.faults
@@ -1265,10 +1659,13 @@ class LighterServer:
     async def _stream(self, request: web.Request) -> web.StreamResponse:
         ws = web.WebSocketResponse(autoping=True, max_msg_size=1 << 20)
         await ws.prepare(request)
-        conn = _Conn(next(self._conn_ids), ws, request.transport)
+        conn = _Conn(next(self._conn_ids), ws, request.transport, client_ip(request))
         self._conns.add(conn)
         writer = self._spawn(self._writer(conn))
         pinger = self._spawn(self._pinger(conn))
+        conn.age_handle = asyncio.get_running_loop().call_later(
+            self.connection_max_age_s, self._end_old_conn, conn
+        )
         self._enqueue(conn, _dumps({"type": "connected", "session_id": str(conn.conn_id)}), False)
         try:
             async for msg in ws:
@@ -1282,6 +1679,12 @@ class LighterServer:
             writer.cancel()
         return ws
 
+    def _end_old_conn(self, conn: _Conn) -> None:
+        """The venue drops every connection at its maximum age (24 h)."""
+        log.info("lighter sim: connection %d reached its maximum age", conn.conn_id)
+        self._close_conn(conn, abort=False)
+        self._spawn(conn.ws.close())
+
     def _close_conn(self, conn: _Conn, *, abort: bool) -> None:
         if conn.closed:
             return
@@ -1289,7 +1692,12 @@ class LighterServer:
         self._conns.discard(conn)
         if conn.held_handle is not None:
             conn.held_handle.cancel()
-        conn.queue.put_nowait(("", False))  # wakes the writer so it exits
+        if conn.age_handle is not None:
+            conn.age_handle.cancel()
+        for timer in conn.token_timers.values():
+            timer.cancel()
+        conn.token_timers.clear()
+        conn.queue.put_nowait(("", False, False))  # wakes the writer so it exits
         if abort and conn.transport is not None:
             conn.transport.abort()  # type: ignore[attr-defined]
 
@@ -1299,7 +1707,7 @@ class LighterServer:
         queue = conn.queue
         try:
             while True:
-                text, data = await queue.get()
+                text, data, acknowledges = await queue.get()
                 if conn.closed:
                     return
                 if data:
@@ -1311,6 +1719,8 @@ class LighterServer:
                     if delay:
                         await asyncio.sleep(delay)
                 await ws.send_str(text)
+                if acknowledges:
+                    conn.unacked_subscribes -= 1
         except (ConnectionError, RuntimeError) as exc:
             log.debug("lighter sim: ws writer %d ended: %s", conn.conn_id, exc)
             self._close_conn(conn, abort=True)
@@ -1321,17 +1731,26 @@ class LighterServer:
             await asyncio.sleep(self.ping_interval)
             self._enqueue(conn, ping, False)
 
-    def _ws_error(self, conn: _Conn, code: int, message: str, channel: str = "") -> None:
-        body: dict[str, Any] = {"type": "error", "error": {"code": code, "message": message}}
-        if channel:
-            body["channel"] = channel
-        self._enqueue(conn, _dumps(body), False)
+    def _ws_error(self, conn: _Conn, code: int, message: str, acknowledges: bool = False) -> None:
+        """The venue's error frame: no `type`, no `channel`, only the error."""
+        body = {"error": {"code": code, "message": message}}
+        self._enqueue(conn, _dumps(body), False, acknowledges)
 
     def _on_client_message(self, conn: _Conn, raw: str) -> None:
         try:
             msg = json.loads(raw)
             kind = msg["type"]
         except (ValueError, KeyError, TypeError):
+            msg, kind = None, None
+        self.ledger.ws_message(_message_account(msg), conn.ip)
+        if self.tier.ws_limits:
+            budget = self._ws_limits.get(conn.ip)
+            if budget is None:
+                budget = self._ws_limits[conn.ip] = RollingLimit(WS_MESSAGES_PER_MINUTE)
+            if budget.take() is not None:
+                self._ws_error(conn, WS_CODE_TOO_MANY_MESSAGES, "Too Many Messages")
+                return
+        if kind is None:
             self._ws_error(conn, WS_CODE_BAD_MESSAGE, "invalid message")
             return
         if kind == "pong":
@@ -1340,17 +1759,62 @@ class LighterServer:
         if kind == "ping":
             self._enqueue(conn, _dumps({"type": "pong"}), False)
             return
+        if kind == "jsonapi/sendtx":
+            self._ws_send_tx(conn, msg.get("data"))
+            return
         channel = msg.get("channel")
         if kind not in ("subscribe", "unsubscribe") or not isinstance(channel, str):
             self._ws_error(conn, WS_CODE_BAD_MESSAGE, f"invalid message type {kind!r}")
             return
-        try:
-            if kind == "subscribe":
-                self._subscribe(conn, channel, msg.get("auth"))
-            else:
+        if kind == "unsubscribe":
+            try:
                 self._unsubscribe(conn, channel)
+            except _Refused as refused:
+                self._ws_error(conn, refused.code, refused.message)
+            return
+        if self.tier.ws_limits and conn.unacked_subscribes >= WS_MAX_UNACKED_SUBSCRIBES:
+            self._ws_error(conn, WS_CODE_TOO_MANY_SUBSCRIBES, "Too Many Pending Subscriptions")
+            return
+        conn.unacked_subscribes += 1  # until its reply (snapshot or error) is written
+        try:
+            self._subscribe(conn, channel, msg.get("auth"))
         except _Refused as refused:
-            self._ws_error(conn, refused.code, refused.message, channel)
+            self._ws_error(conn, refused.code, refused.message, acknowledges=True)
+
+    def _ws_send_tx(self, conn: _Conn, data: Any) -> None:
+        """`jsonapi/sendtx`: the same checks, budget, delays and nonces as REST sendTx."""
+        recv_ns = time.perf_counter_ns()
+        request_id = str(data.get("id", "")) if isinstance(data, dict) else ""
+        try:
+            if not isinstance(data, dict):
+                raise _Refused(CODE_INVALID_TX, "invalid tx info")
+            info = data.get("tx_info")
+            try:
+                tx_type = int(data["tx_type"])
+            except (KeyError, ValueError, TypeError):
+                raise _Refused(CODE_INVALID_TX, "invalid tx type") from None
+            account = info.get("AccountIndex") if isinstance(info, dict) else None
+            retry_after = self._count_request(
+                account if isinstance(account, int) else None,
+                conn.ip,
+                "/api/v1/sendTx",
+                is_tx=True,
+            )
+            if retry_after is not None:
+                raise _Refused(CODE_TOO_MANY_REQUESTS, _HTTP_REASONS[429], status=429)
+            reply, _ = self._accept_tx(tx_type, info, _dumps(info), recv_ns)
+        except _Refused as refused:
+            # ccxt.pro routes an error by the message's `id` and its `error` object; a
+            # client reading `code` sees a failure too.
+            failure = {"code": refused.code, "message": refused.message}
+            body = {"type": "jsonapi/sendtx", "id": request_id, **failure, "error": failure}
+            self._enqueue(conn, _dumps(body), False)
+            return
+        self._enqueue(conn, _dumps({"type": "jsonapi/sendtx", "id": request_id, **reply}), False)
+
+    def _check_not_subscribed(self, subscribed: bool, channel: str) -> None:
+        if subscribed:
+            raise _Refused(WS_CODE_ALREADY_SUBSCRIBED, f"Already Subscribed to : {channel}")
 
     def _subscribe(self, conn: _Conn, channel: str, auth: Any) -> None:
         parts = channel.split("/")
@@ -1358,13 +1822,15 @@ class LighterServer:
         try:
             ids = [int(p) for p in parts[1:]]
         except ValueError:
-            raise _Refused(WS_CODE_INVALID_CHANNEL, f"Invalid Channel: {channel}") from None
+            raise _Refused(WS_CODE_INVALID_CHANNEL, "Invalid Channel") from None
         if name == "order_book" and len(ids) == 1:
             book = self._ws_book(ids[0], channel)
+            self._check_not_subscribed(ids[0] in conn.order_books, channel)
             conn.order_books.add(ids[0])
-            self._enqueue(conn, self._book_snapshot(book), False)
+            self._enqueue(conn, self._book_snapshot(book), False, True)
         elif name == "trade" and len(ids) == 1:
             book = self._ws_book(ids[0], channel)
+            self._check_not_subscribed(ids[0] in conn.trades, channel)
             conn.trades.add(ids[0])
             trades = [self.public_trade_json(book, t) for t in self._recent_trades[ids[0]]]
             self._enqueue(
@@ -1373,12 +1839,14 @@ class LighterServer:
                     {"type": "subscribed/trade", "channel": f"trade:{ids[0]}", "trades": trades}
                 ),
                 False,
+                True,
             )
         elif name == "account_orders" and len(ids) == 2:
             market_id, account = ids
             book = self._ws_book(market_id, channel)
+            self._check_not_subscribed((market_id, account) in conn.account_orders, channel)
             expiry = self._ws_token(auth, account)
-            conn.account_orders[(market_id, account)] = expiry
+            self._add_private(conn, (market_id, account), expiry, channel)
             orders = [self.order_json(book, o) for o in book.open_orders(account)]
             self._enqueue(
                 conn,
@@ -1392,11 +1860,13 @@ class LighterServer:
                     }
                 ),
                 False,
+                True,
             )
         elif name == "account_all_orders" and len(ids) == 1:
             account = ids[0]
+            self._check_not_subscribed((None, account) in conn.account_orders, channel)
             expiry = self._ws_token(auth, account)
-            conn.account_orders[(None, account)] = expiry
+            self._add_private(conn, (None, account), expiry, channel)
             by_market = {
                 str(b.rules.market_id): [self.order_json(b, o) for o in b.open_orders(account)]
                 for b in self._books()
@@ -1413,11 +1883,13 @@ class LighterServer:
                     }
                 ),
                 False,
+                True,
             )
         elif name == "account_all" and len(ids) == 1:
             account = ids[0]
             if account not in self.accounts:
-                raise _Refused(WS_CODE_INVALID_CHANNEL, f"Invalid Channel: {channel}")
+                raise _Refused(WS_CODE_INVALID_CHANNEL, "Invalid Channel")
+            self._check_not_subscribed(account in conn.account_all, channel)
             conn.account_all.add(account)
             positions = {
                 str(b.rules.market_id): self._position_entry(b, account) for b in self._books()
@@ -1435,14 +1907,30 @@ class LighterServer:
                     }
                 ),
                 False,
+                True,
             )
         else:
-            raise _Refused(WS_CODE_INVALID_CHANNEL, f"Invalid Channel: {channel}")
+            raise _Refused(WS_CODE_INVALID_CHANNEL, "Invalid Channel")
+
+    def _add_private(
+        self, conn: _Conn, key: tuple[int | None, int], expiry: int, channel: str
+    ) -> None:
+        """A private subscription lives until its token expires (then an error frame)."""
+        conn.account_orders[key] = expiry
+        delay = max(expiry - time.time(), 0.0)
+        conn.token_timers[key] = asyncio.get_running_loop().call_later(
+            delay, self._end_private, conn, key, channel
+        )
+
+    def _end_private(self, conn: _Conn, key: tuple[int | None, int], channel: str) -> None:
+        conn.token_timers.pop(key, None)
+        if conn.account_orders.pop(key, None) is not None:
+            self._ws_error(conn, WS_CODE_INVALID_AUTH, f"{channel}: token expired")
 
     def _ws_book(self, market_id: int, channel: str) -> VenueBook:
         book = self.market.book_by_market_id(market_id)
         if book is None:
-            raise _Refused(WS_CODE_INVALID_CHANNEL, f"Invalid Channel: {channel}")
+            raise _Refused(WS_CODE_INVALID_CHANNEL, "Invalid Channel")
         return book
 
     def _ws_token(self, auth: Any, account: int) -> int:
@@ -1480,24 +1968,70 @@ class LighterServer:
         try:
             ids = [int(p) for p in parts[1:]]
         except ValueError:
-            raise _Refused(WS_CODE_INVALID_CHANNEL, f"Invalid Channel: {channel}") from None
+            raise _Refused(WS_CODE_INVALID_CHANNEL, "Invalid Channel") from None
         name = parts[0]
-        if name == "order_book" and ids:
-            conn.order_books.discard(ids[0])
-        elif name == "trade" and ids:
-            conn.trades.discard(ids[0])
-        elif name == "account_orders" and len(ids) == 2:
-            conn.account_orders.pop((ids[0], ids[1]), None)
-        elif name == "account_all_orders" and ids:
-            conn.account_orders.pop((None, ids[0]), None)
-        elif name == "account_all" and ids:
-            conn.account_all.discard(ids[0])
+        subscribed: set[Any]
+        key: Any
+        if name == "order_book" and len(ids) == 1:
+            subscribed, key = conn.order_books, ids[0]
+        elif name == "trade" and len(ids) == 1:
+            subscribed, key = conn.trades, ids[0]
+        elif name == "account_all" and len(ids) == 1:
+            subscribed, key = conn.account_all, ids[0]
+        elif name in ("account_orders", "account_all_orders") and len(ids) in (1, 2):
+            key = (ids[0], ids[1]) if len(ids) == 2 else (None, ids[0])
+            if key not in conn.account_orders:
+                raise _Refused(WS_CODE_NOT_SUBSCRIBED, f"Not Subscribed to : {channel}")
+            del conn.account_orders[key]
+            timer = conn.token_timers.pop(key, None)
+            if timer is not None:
+                timer.cancel()
+            subscribed = set()
         else:
-            raise _Refused(WS_CODE_INVALID_CHANNEL, f"Invalid Channel: {channel}")
+            raise _Refused(WS_CODE_INVALID_CHANNEL, "Invalid Channel")
+        if name not in ("account_orders", "account_all_orders"):
+            if key not in subscribed:
+                raise _Refused(WS_CODE_NOT_SUBSCRIBED, f"Not Subscribed to : {channel}")
+            subscribed.discard(key)
         self._enqueue(conn, _dumps({"type": "unsubscribed", "channel": channel}), False)
 
 
 _HTTP_REASONS = {429: "Too Many Requests", 500: "Internal Server Error", 503: "Service Unavailable"}
+
+
+def _message_account(msg: Any) -> str | None:
+    """The account a client WS message names (a tx's AccountIndex, an account channel)."""
+    if not isinstance(msg, dict):
+        return None
+    data = msg.get("data")
+    if isinstance(data, dict) and isinstance(data.get("tx_info"), dict):
+        account = data["tx_info"].get("AccountIndex")
+        return None if account is None else str(account)
+    channel = msg.get("channel")
+    if isinstance(channel, str) and channel.startswith("account"):
+        return channel.rsplit("/", 1)[-1]
+    return None
+
+
+def _trade_key(trade: dict[str, Any]) -> tuple[int, int]:
+    return trade["timestamp"], trade["trade_id"]
+
+
+def _parse_cursor(raw: str | None) -> tuple[int, int] | None:
+    """The simulator's cursor: "<timestamp>.<trade id>" of the last trade of a page."""
+    if not raw:
+        return None
+    try:
+        ts, trade_id = raw.split(".")
+        return int(ts), int(trade_id)
+    except ValueError:
+        raise _Refused(CODE_INVALID_PARAM, "invalid cursor") from None
+
+
+def _too_many(retry_after_s: float) -> web.Response:
+    response = _json({"code": CODE_TOO_MANY_REQUESTS, "message": _HTTP_REASONS[429]}, status=429)
+    response.headers["Retry-After"] = str(max(1, math.ceil(retry_after_s)))
+    return response
 
 
 def _json(body: dict[str, Any], status: int = 200) -> web.Response:

@@ -830,7 +830,8 @@ class VenueBook:
                 key = side.key(tick)
                 side.own_qty[key] -= steps
                 side.changed.add(key)
-        fee = notional * (self.rules.maker_fee if is_maker else self.rules.taker_fee)
+        maker_fee, taker_fee = market.fees_of(self.venue, order.account, self.rules)
+        fee = notional * (maker_fee if is_maker else taker_fee)
         fill = SimFill(
             trade_id=market.next_trade_id(),
             order_id=order.order_id,
@@ -1056,6 +1057,8 @@ class SimMarket:
         self._next_order_id = 10_000_000
         self._next_trade_id = 50_000_000
         self._accounts: dict[tuple[VenueName, int], SimAccount] = {}
+        # (venue, account) -> (maker, taker) fee fractions overriding the venue's rules
+        self._account_fees: dict[tuple[VenueName, int], tuple[Decimal, Decimal]] = {}
         self._mid: dict[str, float] = {}
         self._path_rng: dict[str, random.Random] = {}
         self._drift: dict[str, int] = {}
@@ -1077,6 +1080,17 @@ class SimMarket:
 
     faults: FaultPlan
     tickers: dict[str, TickerSpec]
+
+    # -- per-account fees (a venue server sets them from the account's tier) -------------------
+    def set_account_fees(
+        self, venue: VenueName, account: int, maker: Decimal, taker: Decimal
+    ) -> None:
+        """Fee fractions this account pays on `venue` instead of the rules' fees."""
+        self._account_fees[(venue, account)] = (maker, taker)
+
+    def fees_of(self, venue: VenueName, account: int, rules: VenueRules) -> tuple[Decimal, Decimal]:
+        """(maker, taker) fee fractions of one account: its own if set, else the rules'."""
+        return self._account_fees.get((venue, account), (rules.maker_fee, rules.taker_fee))
 
     # -- ids and time (used by the books) -------------------------------------------------------
     def now_ms(self) -> int:

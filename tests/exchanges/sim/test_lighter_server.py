@@ -39,7 +39,11 @@ def keypair() -> tuple[str, str]:
 @pytest.fixture
 async def server(keypair: tuple[str, str]) -> AsyncIterator[LighterServer]:
     market = SimMarket(seed=7, fill_rate=0.0, faults=FaultPlan("none", seed=7))
-    srv = LighterServer(market, accounts={ACCOUNT: {KEY: keypair[1]}}, ping_interval=0.2)
+    # Unlimited: these tests check shapes and faults with instant execution and no limits
+    # (test_lighter_strict.py covers the tiers).
+    srv = LighterServer(
+        market, accounts={ACCOUNT: {KEY: keypair[1]}}, ping_interval=0.2, tier="unlimited"
+    )
     await srv.start()
     yield srv
     await srv.stop()
@@ -141,6 +145,8 @@ class WsProbe:
         await self.ws.send(json.dumps(body))
 
     def of(self, kind: str) -> list[dict[str, Any]]:
+        if kind == "error":  # the venue's error frames have no type: {"error": {...}}
+            return [m for m in self.messages if "error" in m and "type" not in m]
         return [m for m in self.messages if m.get("type") == kind]
 
     async def next(self, kind: str, after: int = 0, timeout: float = 2.0) -> dict[str, Any]:
@@ -491,7 +497,9 @@ async def test_depth_gap_breaks_the_nonce_chain_once(server: LighterServer, ws: 
         breaks += update["order_book"]["begin_nonce"] != previous
         previous = update["order_book"]["nonce"]
     assert breaks == 1
-    # Resubscribing gives a fresh snapshot that the following updates join again.
+    # Resubscribing (unsubscribe, then subscribe) gives a fresh snapshot that the following
+    # updates join again.
+    await ws.send({"type": "unsubscribe", "channel": f"order_book/{BTC}"})
     await ws.send({"type": "subscribe", "channel": f"order_book/{BTC}"})
     snap2 = await ws.next("subscribed/order_book", after=1)
     seen = len(ws.of("update/order_book"))
