@@ -1,0 +1,426 @@
+"""Stock ccxt 4.5.90 against both simulators, configured with nothing but URLs and keys.
+
+ccxt runs in its own cached virtualenv (`ccxt_venv.py`: its pins conflict with bpx-py's and
+lighter-sdk's) as a subprocess (`ccxt_client.py`, one scenario per run, one JSON line out);
+the simulators run here, in the test's event loop, so every outcome is checked against the
+simulator's own state (`cluster.market`). The market clock is stopped for the REST tests (a
+still book compares exactly) and left running for the WebSocket ones (streams need ticks).
+
+Two things ccxt's Lighter needs besides URLs and keys, both documented by ccxt: the path of
+the Lighter signer library (`options['libraryPath']`; we pass lighter-sdk's bundled one, the
+same binary the bot uses), and an API key index of 4-254 (`handle_api_key_index`, lighter.py
+~465, replaces anything else with 254), while SimCluster registers its key at index 3. The
+cluster's Lighter server is therefore rebuilt with the same key registered at index 4 too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import platform
+from collections.abc import AsyncIterator
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from exchanges.base import Side
+from exchanges.sim.lighter_server import LighterServer
+from exchanges.sim.runner import (
+    BACKPACK_ACCOUNT,
+    LIGHTER_ACCOUNT,
+    LIGHTER_API_KEY_INDEX,
+    SimCluster,
+)
+from tests.exchanges.sim.ccxt_venv import CcxtVenvError, prepare
+
+CLIENT = Path(__file__).with_name("ccxt_client.py")
+TICKER = "BTC"
+CCXT_LIGHTER_KEY_INDEX = 4  # ccxt 4.5.90 only signs with API key indexes 4-254
+SCENARIO_TIMEOUT_S = 30.0
+
+
+# -- fixtures -----------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def ccxt_python() -> Path:
+    try:
+        venv = prepare()
+    except CcxtVenvError as exc:
+        pytest.fail(str(exc))
+    if venv.python is None:
+        pytest.skip(venv.skip_reason or "ccxt venv unavailable")
+    return venv.python
+
+
+def _lighter_library() -> str:
+    spec = importlib.util.find_spec("lighter")
+    assert spec is not None and spec.submodule_search_locations, "lighter-sdk is not installed"
+    folder = Path(next(iter(spec.submodule_search_locations))) / "signers"
+    arch = "arm64" if platform.machine().lower() in ("arm64", "aarch64") else "amd64"
+    if platform.system() == "Darwin":
+        return os.fspath(folder / f"lighter-signer-darwin-{arch}.dylib")
+    return os.fspath(folder / f"lighter-signer-linux-{arch}.so")
+
+
+async def _start_cluster(*, clock: bool, fill_rate: float = 0.0) -> SimCluster:
+    cluster = SimCluster(
+        seed=11, fill_rate=fill_rate, lighter_tier="premium", backpack_history_lag_s=0
+    )
+    public = cluster.keys.lighter_public
+    cluster.lighter = LighterServer(
+        cluster.market,
+        accounts={LIGHTER_ACCOUNT: {LIGHTER_API_KEY_INDEX: public, CCXT_LIGHTER_KEY_INDEX: public}},
+        tier="premium",
+    )
+    await cluster.start()
+    if not clock:
+        await cluster.market.stop()  # a still book: REST answers compare exactly
+    return cluster
+
+
+@pytest.fixture
+async def still() -> AsyncIterator[SimCluster]:
+    cluster = await _start_cluster(clock=False)
+    yield cluster
+    await cluster.stop()
+
+
+@pytest.fixture
+async def ticking() -> AsyncIterator[SimCluster]:
+    cluster = await _start_cluster(clock=True)
+    yield cluster
+    await cluster.stop()
+
+
+# -- running a scenario -------------------------------------------------------------------------
+
+
+def _config(cluster: SimCluster, venue: str, args: dict[str, Any] | None = None) -> dict[str, Any]:
+    book = cluster.market.book(venue, TICKER)  # type: ignore[arg-type]
+    config: dict[str, Any] = {"venue": venue, "ticker": TICKER, "args": args or {}}
+    if venue == "backpack":
+        config |= {
+            "api": cluster.backpack.api_url.rstrip("/"),
+            "ws": cluster.backpack.ws_url,
+            "key": cluster.keys.backpack_public,
+            "secret": cluster.keys.backpack_secret,
+            "market_id": book.rules.symbol,
+        }
+    else:
+        config |= {
+            "api": cluster.lighter.api_url.rstrip("/"),
+            "ws": cluster.lighter.ws_url,
+            "private_key": cluster.keys.lighter_private,
+            "account_index": LIGHTER_ACCOUNT,
+            "api_key_index": CCXT_LIGHTER_KEY_INDEX,
+            "library_path": _lighter_library(),
+            "market_id": str(book.rules.market_id),
+        }
+    return config
+
+
+async def run(
+    python: Path, cluster: SimCluster, venue: str, name: str, args: dict[str, Any] | None = None
+) -> Any:
+    """Run one scenario; its result, or an AssertionError naming ccxt's error and requests."""
+    process = await asyncio.create_subprocess_exec(
+        os.fspath(python),
+        os.fspath(CLIENT),
+        name,
+        json.dumps(_config(cluster, venue, args)),
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+    try:
+        stdout, stderr = await asyncio.wait_for(process.communicate(), SCENARIO_TIMEOUT_S)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        raise AssertionError(f"ccxt scenario {venue}/{name} timed out") from None
+    lines = [line for line in stdout.decode().splitlines() if line.startswith("{")]
+    assert lines, f"no result from {venue}/{name}: rc {process.returncode}\n{stderr.decode()}"
+    outcome = json.loads(lines[-1])
+    if not outcome["ok"]:
+        requests = "\n  ".join(outcome["requests"])
+        raise AssertionError(
+            f"ccxt {venue}/{name} raised {outcome['error']}: {outcome['message']}\n"
+            f"requests:\n  {requests}\n{outcome['traceback']}"
+        )
+    return outcome["result"]
+
+
+def _open(cluster: SimCluster, venue: str, account: int) -> list[Any]:
+    return cluster.market.book(venue, TICKER).open_orders(account)  # type: ignore[arg-type]
+
+
+def _away_price(cluster: SimCluster, venue: str) -> Decimal:
+    """A bid 2 % under the best bid, on the venue's tick: rests without filling."""
+    book = cluster.market.book(venue, TICKER)  # type: ignore[arg-type]
+    bid = book.top()[0]
+    tick = book.rules.tick
+    return (bid * Decimal("0.98") / tick).to_integral_value() * tick
+
+
+def _crossing_price(cluster: SimCluster, venue: str) -> Decimal:
+    """A buy limit 1 % over the best ask: takes liquidity at once."""
+    book = cluster.market.book(venue, TICKER)  # type: ignore[arg-type]
+    ask = book.top()[2]
+    tick = book.rules.tick
+    return (ask * Decimal("1.01") / tick).to_integral_value() * tick
+
+
+def _min_qty(cluster: SimCluster, venue: str) -> Decimal:
+    rules = cluster.market.book(venue, TICKER).rules  # type: ignore[arg-type]
+    return max(rules.min_qty, rules.step) * 10
+
+
+# -- Backpack -----------------------------------------------------------------------------------
+
+BP_SYMBOL = "BTC/USDC:USDC"
+
+
+async def test_backpack_load_markets(ccxt_python: Path, still: SimCluster) -> None:
+    result = await run(ccxt_python, still, "backpack", "load_markets")
+    rules = still.market.book("backpack", TICKER).rules
+    assert result["symbol"] == BP_SYMBOL
+    assert result["market"]["id"] == rules.symbol
+    assert result["market"]["type"] == "swap" and result["market"]["active"] is True
+    assert Decimal(str(result["precision"]["price"])) == rules.tick
+    assert Decimal(str(result["precision"]["amount"])) == rules.step
+
+
+async def test_backpack_order_book(ccxt_python: Path, still: SimCluster) -> None:
+    result = await run(ccxt_python, still, "backpack", "order_book")
+    bids, asks = still.market.book("backpack", TICKER).levels(len(result["bids"]))
+    assert [Decimal(str(p)) for p, _ in result["bids"][:5]] == [p for p, _ in bids[:5]]
+    assert [Decimal(str(p)) for p, _ in result["asks"][:5]] == [p for p, _ in asks[:5]]
+    assert [Decimal(str(q)) for _, q in result["bids"][:5]] == [q for _, q in bids[:5]]
+
+
+async def test_backpack_balance_and_positions(ccxt_python: Path, still: SimCluster) -> None:
+    book = still.market.book("backpack", TICKER)
+    qty = _min_qty(still, "backpack")
+    book.place_market(BACKPACK_ACCOUNT, Side.BUY, qty, book.top()[2] * 2, client_id=None)
+    position = still.market.account("backpack", BACKPACK_ACCOUNT).position(TICKER)
+    assert position.qty == qty
+    result = await run(ccxt_python, still, "backpack", "balance_positions")
+    collateral = still.market.account("backpack", BACKPACK_ACCOUNT).collateral
+    usdc = Decimal(str(result["total"]["USDC"]))
+    assert abs(usdc - collateral) < collateral * Decimal("0.01")  # equity: collateral + uPnL
+    [seen] = [p for p in result["positions"] if p["symbol"] == BP_SYMBOL]
+    assert Decimal(str(seen["contracts"])) == qty
+    assert Decimal(str(seen["entryPrice"])) == position.entry_price
+
+
+@pytest.mark.xfail(
+    reason="sim gap: GET /api/v1/position rows lack `netCost` (signed netQuantity x entry "
+    "price), from which ccxt derives the position side (backpack.py parse_position)",
+    strict=True,
+)
+async def test_backpack_position_side(ccxt_python: Path, still: SimCluster) -> None:
+    book = still.market.book("backpack", TICKER)
+    qty = _min_qty(still, "backpack")
+    book.place_market(BACKPACK_ACCOUNT, Side.SELL, qty, book.top()[0] / 2, client_id=None)
+    result = await run(ccxt_python, still, "backpack", "balance_positions")
+    [seen] = [p for p in result["positions"] if p["symbol"] == BP_SYMBOL]
+    assert seen["side"] == "short"
+
+
+async def test_backpack_create_list_cancel(ccxt_python: Path, still: SimCluster) -> None:
+    price, qty = _away_price(still, "backpack"), _min_qty(still, "backpack")
+    args = {
+        "type": "limit",
+        "side": "buy",
+        "amount": str(qty),
+        "price": str(price),
+        "params": {"postOnly": True, "clientOrderId": 4242},
+    }
+    created = await run(ccxt_python, still, "backpack", "create_order", args)
+    [order] = _open(still, "backpack", BACKPACK_ACCOUNT)
+    assert str(order.order_id) == created["id"] and order.client_id == 4242
+    assert order.side is Side.BUY and order.qty == qty and order.price == price
+    assert order.post_only and created["status"] == "open"
+
+    listed = await run(ccxt_python, still, "backpack", "open_orders")
+    assert [o["id"] for o in listed] == [str(order.order_id)]
+    assert Decimal(str(listed[0]["price"])) == price
+
+    cancelled = await run(ccxt_python, still, "backpack", "cancel_order", {"id": created["id"]})
+    assert cancelled["status"] == "canceled"
+    assert _open(still, "backpack", BACKPACK_ACCOUNT) == []
+
+
+async def test_backpack_my_trades(ccxt_python: Path, still: SimCluster) -> None:
+    args = {
+        "type": "limit",
+        "side": "buy",
+        "amount": str(_min_qty(still, "backpack")),
+        "price": str(_crossing_price(still, "backpack")),
+        "params": {"timeInForce": "IOC"},
+    }
+    await run(ccxt_python, still, "backpack", "create_order", args)
+    fills = still.market.book("backpack", TICKER).fills(BACKPACK_ACCOUNT)
+    assert fills, "the crossing order did not fill in the sim"
+    trades = await run(ccxt_python, still, "backpack", "my_trades")
+    assert sorted(t["id"] for t in trades) == sorted(str(f.trade_id) for f in fills)
+    by_id = {t["id"]: t for t in trades}
+    for fill in fills:
+        trade = by_id[str(fill.trade_id)]
+        assert trade["side"] == "buy" and trade["order"] == str(fill.order_id)
+        assert Decimal(str(trade["price"])) == fill.price
+        assert Decimal(str(trade["amount"])) == fill.qty
+        assert trade["takerOrMaker"] == "taker"
+
+
+async def test_backpack_watch_order_book(ccxt_python: Path, ticking: SimCluster) -> None:
+    result = await run(ccxt_python, ticking, "backpack", "watch_order_book")
+    assert result["matched"], f"ccxt's streamed top never equalled the sim's: {result}"
+
+
+async def test_backpack_watch_orders(ccxt_python: Path, ticking: SimCluster) -> None:
+    args = {
+        "type": "limit",
+        "side": "buy",
+        "amount": str(_min_qty(ticking, "backpack")),
+        "price": str(_away_price(ticking, "backpack")),
+        "params": {"postOnly": True, "clientOrderId": 777},
+        "client_id": 777,
+    }
+    result = await run(ccxt_python, ticking, "backpack", "watch_orders", args)
+    [order] = _open(ticking, "backpack", BACKPACK_ACCOUNT)
+    streamed = [o for o in result["stream"] if o["clientOrderId"] == "777"]
+    assert streamed and streamed[0]["id"] == str(order.order_id)
+    assert streamed[0]["side"] == "buy" and streamed[0]["status"] == "open"
+    assert Decimal(str(streamed[0]["price"])) == order.price
+
+
+# -- Lighter ------------------------------------------------------------------------------------
+
+
+async def test_lighter_load_markets(ccxt_python: Path, still: SimCluster) -> None:
+    result = await run(ccxt_python, still, "lighter", "load_markets")
+    rules = still.market.book("lighter", TICKER).rules
+    assert result["market"]["id"] == str(rules.market_id)
+    assert result["symbol"] == "BTC/USDC:USDC"
+    assert result["market"]["type"] == "swap" and result["market"]["active"] is True
+    assert Decimal(str(result["precision"]["price"])) == rules.tick
+    assert Decimal(str(result["precision"]["amount"])) == rules.step
+
+
+async def test_lighter_order_book(ccxt_python: Path, still: SimCluster) -> None:
+    result = await run(ccxt_python, still, "lighter", "order_book")
+    bids, asks = still.market.book("lighter", TICKER).levels(len(result["bids"]))
+    assert result["bids"] and result["asks"]
+    assert Decimal(str(result["bids"][0][0])) == bids[0][0]
+    assert Decimal(str(result["asks"][0][0])) == asks[0][0]
+    assert Decimal(str(result["bids"][0][1])) == bids[0][1]
+
+
+async def test_lighter_balance_and_positions(ccxt_python: Path, still: SimCluster) -> None:
+    book = still.market.book("lighter", TICKER)
+    qty = _min_qty(still, "lighter")
+    book.place_market(LIGHTER_ACCOUNT, Side.SELL, qty, book.top()[0] / 2, client_id=None)
+    position = still.market.account("lighter", LIGHTER_ACCOUNT).position(TICKER)
+    assert position.qty == -qty
+    result = await run(ccxt_python, still, "lighter", "balance_positions")
+    collateral = still.market.account("lighter", LIGHTER_ACCOUNT).collateral
+    usdc = Decimal(str(result["total"]["USDC"]))
+    assert abs(usdc - collateral) < collateral * Decimal("0.01")
+    [seen] = [p for p in result["positions"] if p["symbol"] == "BTC/USDC:USDC"]
+    assert Decimal(str(seen["contracts"])) == qty
+    assert seen["side"] == "short"
+    assert Decimal(str(seen["entryPrice"])) == position.entry_price
+
+
+async def test_lighter_create_list_cancel(ccxt_python: Path, still: SimCluster) -> None:
+    price, qty = _away_price(still, "lighter"), _min_qty(still, "lighter")
+    args = {
+        "type": "limit",
+        "side": "buy",
+        "amount": str(qty),
+        "price": str(price),
+        "params": {"clientOrderId": 4242},
+    }
+    await run(ccxt_python, still, "lighter", "create_order", args)
+    [order] = _open(still, "lighter", LIGHTER_ACCOUNT)
+    assert order.client_id == 4242
+    assert order.side is Side.BUY and order.qty == qty and order.price == price
+
+    listed = await run(ccxt_python, still, "lighter", "open_orders")
+    assert [o["id"] for o in listed] == [str(order.order_id)]
+    assert listed[0]["clientOrderId"] == "4242"
+
+    await run(ccxt_python, still, "lighter", "cancel_order", {"id": str(order.order_id)})
+    assert _open(still, "lighter", LIGHTER_ACCOUNT) == []
+
+
+async def test_lighter_my_trades(ccxt_python: Path, still: SimCluster) -> None:
+    args = {
+        "type": "limit",
+        "side": "buy",
+        "amount": str(_min_qty(still, "lighter")),
+        "price": str(_crossing_price(still, "lighter")),
+        "params": {"timeInForce": "IOC", "clientOrderId": 99},
+    }
+    await run(ccxt_python, still, "lighter", "create_order", args)
+    book = still.market.book("lighter", TICKER)
+    # Premium tier: the sequencer executes a taker order 200 ms after accepting it.
+    deadline = asyncio.get_running_loop().time() + 5
+    while not book.fills(LIGHTER_ACCOUNT):
+        assert asyncio.get_running_loop().time() < deadline, "the IOC never filled in the sim"
+        await asyncio.sleep(0.01)
+    fills = book.fills(LIGHTER_ACCOUNT)
+    trades = await run(ccxt_python, still, "lighter", "my_trades")
+    assert sorted(t["id"] for t in trades) == sorted(str(f.trade_id) for f in fills)
+    by_id = {t["id"]: t for t in trades}
+    for fill in fills:
+        trade = by_id[str(fill.trade_id)]
+        assert trade["side"] == "buy" and trade["order"] == str(fill.order_id)
+        assert Decimal(str(trade["price"])) == fill.price
+        assert Decimal(str(trade["amount"])) == fill.qty
+
+
+async def test_lighter_watch_order_book(ccxt_python: Path, ticking: SimCluster) -> None:
+    result = await run(ccxt_python, ticking, "lighter", "watch_order_book")
+    assert result["matched"], f"ccxt's streamed top never equalled the sim's: {result}"
+
+
+async def test_lighter_watch_orders(ccxt_python: Path, ticking: SimCluster) -> None:
+    args = {
+        "type": "limit",
+        "side": "buy",
+        "amount": str(_min_qty(ticking, "lighter")),
+        "price": str(_away_price(ticking, "lighter")),
+        "params": {"clientOrderId": 777},
+        "client_id": 777,
+    }
+    result = await run(ccxt_python, ticking, "lighter", "watch_orders", args)
+    [order] = _open(ticking, "lighter", LIGHTER_ACCOUNT)
+    streamed = [o for o in result["stream"] if o["clientOrderId"] == "777"]
+    assert streamed and streamed[-1]["id"] == str(order.order_id)
+    assert streamed[-1]["side"] == "buy" and streamed[-1]["status"] == "open"
+    assert Decimal(str(streamed[-1]["price"])) == order.price
+
+
+async def test_lighter_watch_my_trades(ccxt_python: Path, ticking: SimCluster) -> None:
+    args = {
+        "type": "limit",
+        "side": "buy",
+        "amount": str(_min_qty(ticking, "lighter")),
+        "price": str(_crossing_price(ticking, "lighter")),
+        "params": {"timeInForce": "IOC", "clientOrderId": 55},
+    }
+    result = await run(ccxt_python, ticking, "lighter", "watch_my_trades", args)
+    fills = ticking.market.book("lighter", TICKER).fills(LIGHTER_ACCOUNT)
+    assert fills
+    streamed = {t["id"]: t for t in result["stream"]}
+    for fill in fills:
+        trade = streamed[str(fill.trade_id)]
+        assert trade["side"] == "buy" and trade["order"] == str(fill.order_id)
+        assert Decimal(str(trade["price"])) == fill.price
+        assert Decimal(str(trade["amount"])) == fill.qty
