@@ -10,7 +10,8 @@ signer shared library: ccxt's Python Lighter needs `options['libraryPath']`).
 Prints exactly one JSON line on stdout: {"ok": true, "result": …, "requests": […]} or
 {"ok": false, "error": "<ccxt exception class>", "message": …, "requests": […]}; `requests`
 lists the HTTP calls ccxt made ("METHOD path?query -> status"), to name a simulator gap.
-Only the URLs and keys are configured: everything else is ccxt 4.5.90 as shipped.
+Only the URLs and keys are configured (plus, for Lighter, the signer library path ccxt
+requires and `enableRateLimit: False`, see below): everything else is ccxt 4.5.90 as shipped.
 """
 
 from __future__ import annotations
@@ -51,12 +52,15 @@ def make_exchange(config: dict[str, Any]) -> Any:
         private_key = str(config["private_key"]).removeprefix("0x")
         exchange = ccxtpro.lighter(
             {
+                # ccxt throttles Lighter to one request a second (the Standard tier's budget):
+                # the simulator enforces its tier's budget itself, a 429 would fail the test.
+                "enableRateLimit": False,
                 "options": {
                     "libraryPath": config["library_path"],
                     "accountIndex": int(account),
                     "apiKeyIndex": int(key),
                     "auths": {account: {key: {"lighterPrivateKey": private_key}}},
-                }
+                },
             }
         )
         exchange.urls["api"] = {

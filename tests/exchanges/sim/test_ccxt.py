@@ -36,6 +36,7 @@ from exchanges.sim.runner import (
     SimCluster,
 )
 from tests.exchanges.sim.ccxt_venv import CcxtVenvError, prepare
+from tests.waiting import wait_for
 
 CLIENT = Path(__file__).with_name("ccxt_client.py")
 TICKER = "BTC"
@@ -301,7 +302,15 @@ async def test_backpack_watch_orders(ccxt_python: Path, ticking: SimCluster) -> 
 
 # -- Lighter ------------------------------------------------------------------------------------
 
+ASSET_DETAILS_GAP = pytest.mark.xfail(
+    reason="sim gap: GET /api/v1/assetDetails is 404; ccxt's load_markets calls it first "
+    "(lighter.py fetch_currencies) and reads {code, asset_details: [{asset_id, symbol, "
+    "decimals, min_transfer_amount, min_withdrawal_amount}]} ('decimals' is required)",
+    strict=True,
+)
 
+
+@ASSET_DETAILS_GAP
 async def test_lighter_load_markets(ccxt_python: Path, still: SimCluster) -> None:
     result = await run(ccxt_python, still, "lighter", "load_markets")
     rules = still.market.book("lighter", TICKER).rules
@@ -312,6 +321,7 @@ async def test_lighter_load_markets(ccxt_python: Path, still: SimCluster) -> Non
     assert Decimal(str(result["precision"]["amount"])) == rules.step
 
 
+@ASSET_DETAILS_GAP
 async def test_lighter_order_book(ccxt_python: Path, still: SimCluster) -> None:
     result = await run(ccxt_python, still, "lighter", "order_book")
     bids, asks = still.market.book("lighter", TICKER).levels(len(result["bids"]))
@@ -321,6 +331,7 @@ async def test_lighter_order_book(ccxt_python: Path, still: SimCluster) -> None:
     assert Decimal(str(result["bids"][0][1])) == bids[0][1]
 
 
+@ASSET_DETAILS_GAP
 async def test_lighter_balance_and_positions(ccxt_python: Path, still: SimCluster) -> None:
     book = still.market.book("lighter", TICKER)
     qty = _min_qty(still, "lighter")
@@ -337,6 +348,7 @@ async def test_lighter_balance_and_positions(ccxt_python: Path, still: SimCluste
     assert Decimal(str(seen["entryPrice"])) == position.entry_price
 
 
+@ASSET_DETAILS_GAP
 async def test_lighter_create_list_cancel(ccxt_python: Path, still: SimCluster) -> None:
     price, qty = _away_price(still, "lighter"), _min_qty(still, "lighter")
     args = {
@@ -347,6 +359,7 @@ async def test_lighter_create_list_cancel(ccxt_python: Path, still: SimCluster) 
         "params": {"clientOrderId": 4242},
     }
     await run(ccxt_python, still, "lighter", "create_order", args)
+    await wait_for(lambda: bool(_open(still, "lighter", LIGHTER_ACCOUNT)), 5, "the order")
     [order] = _open(still, "lighter", LIGHTER_ACCOUNT)
     assert order.client_id == 4242
     assert order.side is Side.BUY and order.qty == qty and order.price == price
@@ -359,6 +372,7 @@ async def test_lighter_create_list_cancel(ccxt_python: Path, still: SimCluster) 
     assert _open(still, "lighter", LIGHTER_ACCOUNT) == []
 
 
+@ASSET_DETAILS_GAP
 async def test_lighter_my_trades(ccxt_python: Path, still: SimCluster) -> None:
     args = {
         "type": "limit",
@@ -370,10 +384,7 @@ async def test_lighter_my_trades(ccxt_python: Path, still: SimCluster) -> None:
     await run(ccxt_python, still, "lighter", "create_order", args)
     book = still.market.book("lighter", TICKER)
     # Premium tier: the sequencer executes a taker order 200 ms after accepting it.
-    deadline = asyncio.get_running_loop().time() + 5
-    while not book.fills(LIGHTER_ACCOUNT):
-        assert asyncio.get_running_loop().time() < deadline, "the IOC never filled in the sim"
-        await asyncio.sleep(0.01)
+    await wait_for(lambda: bool(book.fills(LIGHTER_ACCOUNT)), 5, "the IOC's fill")
     fills = book.fills(LIGHTER_ACCOUNT)
     trades = await run(ccxt_python, still, "lighter", "my_trades")
     assert sorted(t["id"] for t in trades) == sorted(str(f.trade_id) for f in fills)
@@ -385,11 +396,13 @@ async def test_lighter_my_trades(ccxt_python: Path, still: SimCluster) -> None:
         assert Decimal(str(trade["amount"])) == fill.qty
 
 
+@ASSET_DETAILS_GAP
 async def test_lighter_watch_order_book(ccxt_python: Path, ticking: SimCluster) -> None:
     result = await run(ccxt_python, ticking, "lighter", "watch_order_book")
     assert result["matched"], f"ccxt's streamed top never equalled the sim's: {result}"
 
 
+@ASSET_DETAILS_GAP
 async def test_lighter_watch_orders(ccxt_python: Path, ticking: SimCluster) -> None:
     args = {
         "type": "limit",
@@ -407,6 +420,15 @@ async def test_lighter_watch_orders(ccxt_python: Path, ticking: SimCluster) -> N
     assert Decimal(str(streamed[-1]["price"])) == order.price
 
 
+@pytest.mark.xfail(
+    reason="sim gaps: GET /api/v1/assetDetails is 404 (see ASSET_DETAILS_GAP), and the WS "
+    "channel account_all_trades/{account} is refused (30005 Invalid Channel); ccxt "
+    "(pro/lighter.py watch_my_trades, handle_my_trades) subscribes to it without auth and "
+    "reads {type: update/account_all_trades, channel: 'account_all_trades:7', trades: "
+    "{'<market_id>': [{trade_id, market_id, size, price, usd_amount, ask_id, bid_id, "
+    "ask_account_id, bid_account_id, is_maker_ask, timestamp, maker_fee, taker_fee}]}}",
+    strict=True,
+)
 async def test_lighter_watch_my_trades(ccxt_python: Path, ticking: SimCluster) -> None:
     args = {
         "type": "limit",
@@ -416,8 +438,9 @@ async def test_lighter_watch_my_trades(ccxt_python: Path, ticking: SimCluster) -
         "params": {"timeInForce": "IOC", "clientOrderId": 55},
     }
     result = await run(ccxt_python, ticking, "lighter", "watch_my_trades", args)
-    fills = ticking.market.book("lighter", TICKER).fills(LIGHTER_ACCOUNT)
-    assert fills
+    book = ticking.market.book("lighter", TICKER)
+    await wait_for(lambda: bool(book.fills(LIGHTER_ACCOUNT)), 5, "the IOC's fill")
+    fills = book.fills(LIGHTER_ACCOUNT)
     streamed = {t["id"]: t for t in result["stream"]}
     for fill in fills:
         trade = streamed[str(fill.trade_id)]
