@@ -60,9 +60,15 @@ def keypair() -> tuple[str, str]:
 
 
 @pytest.fixture
-async def server(keypair: tuple[str, str]) -> AsyncIterator[LighterServer]:
+async def server(
+    keypair: tuple[str, str], request: pytest.FixtureRequest
+) -> AsyncIterator[LighterServer]:
+    """The strict simulated Lighter on the Standard tier, unless a test names another tier
+    with `@pytest.mark.lighter_tier(...)`."""
+    marker = request.node.get_closest_marker("lighter_tier")
+    tier = marker.args[0] if marker is not None else "standard"
     market = SimMarket(seed=11, fill_rate=0.0, faults=FaultPlan("none", seed=11))
-    srv = LighterServer(market, accounts={ACCOUNT: {KEY: keypair[1]}}, ping_interval=0.2)
+    srv = LighterServer(market, accounts={ACCOUNT: {KEY: keypair[1]}}, ping_interval=0.2, tier=tier)
     await srv.start()
     yield srv
     await srv.stop()
@@ -826,7 +832,8 @@ async def test_cancel_all_cancels_every_order(venue: LighterVenue, server: Light
         await venue.place_post_only(Side.SELL, D("0.001"), top.ask + cid, cid)
     assert len(btc(server).open_orders(ACCOUNT)) == 2
     await venue.cancel_all()
-    assert btc(server).open_orders(ACCOUNT) == []
+    # Accepted now, executed by the sequencer after the tier's cancel delay.
+    await wait_for(lambda: btc(server).open_orders(ACCOUNT) == [])
 
 
 async def test_position_matches_the_sim_long_short_and_flat(
@@ -864,15 +871,20 @@ async def test_fills_since_gives_the_stream_trade_ids(
     assert {f.side for f in backfill} == {Side.BUY, Side.SELL}
 
 
+@pytest.mark.lighter_tier("premium")  # 130 orders: more than a Standard account's minute
 async def test_fills_since_pages_past_the_apis_hundred_trade_limit(
     venue: LighterVenue, server: LighterServer, events: Events
 ) -> None:
     since = int(time.time() * 1000) - 1000
     hedges = 130  # more than one page of /trades
-    for n in range(hedges):
+
+    async def hedge(n: int) -> None:
         side = Side.BUY if n % 2 == 0 else Side.SELL
         price = far_buy(venue) if side is Side.BUY else far_sell(venue)
         await venue.place_hedge(side, D("0.0002"), price, 1000 + n)
+
+    # Concurrent: each outcome comes 200 ms after its send on Premium.
+    await asyncio.gather(*(hedge(n) for n in range(hedges)))
     await wait_for(lambda: len({f.client_id for f in events.fills()}) >= hedges, timeout=10)
 
     backfill = await venue.fills_since(since)
