@@ -1,0 +1,565 @@
+"""The work behind the CLI commands: settings shown, runs executed, the account read or closed.
+
+`runbot.py` parses flags and maps outcomes to exit codes; each command calls one function here.
+Everything that needs an event loop runs its own `asyncio.run` here, never in the CLI. Output
+goes to `out` (stdout) and `err` (stderr), the consoles the CLI shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import fields
+from decimal import ROUND_CEILING, Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.table import Table
+
+from exchanges.base import ConfigError
+from hedge.config import (
+    DEFAULT_URLS,
+    Direction,
+    Mode,
+    Settings,
+    TradingFlags,
+    load_settings,
+    with_endpoints,
+)
+from hedge.logsetup import REDACTOR
+
+if TYPE_CHECKING:
+    from exchanges.sim.runner import SimCluster
+
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False)
+
+
+def write_crash_log() -> Path:
+    """The traceback goes to a file (redacted), never to the terminal."""
+    import traceback
+    from datetime import UTC, datetime
+
+    folder = Path("logs")
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"crash-{datetime.now(UTC):%Y%m%d-%H%M%S}.log"
+    path.write_text(REDACTOR.redact(traceback.format_exc()), encoding="utf-8")
+    return path
+
+
+# -- settings --------------------------------------------------------------------------------
+
+
+def flags_from(params: dict[str, object], **overrides: object) -> TradingFlags:
+    """The trading flags among a command's parameters (its `locals()`), plus overrides."""
+    names = {f.name for f in fields(TradingFlags)}
+    chosen = {k: v for k, v in {**params, **overrides}.items() if k in names}
+    return TradingFlags(**chosen)  # type: ignore[arg-type]
+
+
+def resolve_settings(flags: TradingFlags, *, mode: Mode, env_file: Path | None) -> Settings:
+    """Settings from flags and env/.env; secrets registered with the log redactor."""
+    settings = load_settings(
+        flags,
+        mode=mode,
+        env_file=env_file if env_file is not None else Path(".env"),
+        env_file_explicit=env_file is not None,
+    )
+    for secret in (
+        settings.backpack_public_key,
+        settings.backpack_secret_key,
+        settings.lighter_private_key,
+    ):
+        if secret is not None:
+            REDACTOR.add(secret.reveal())
+    for notice in settings.notices:
+        err.print(notice)
+    return settings
+
+
+def account_settings(ticker: str, env_file: Path | None) -> Settings:
+    """Settings for commands that only read or close the account (no trading flags needed)."""
+    flags = TradingFlags(ticker=ticker, size="1")
+    return resolve_settings(flags, mode=Mode.LIVE, env_file=env_file)
+
+
+def plan_text(settings: Settings) -> str:
+    """What a run with these settings would do, in a trader's words."""
+    direction = settings.direction
+    first = "buy" if direction is not Direction.SELL else "sell"
+    flips = " (then sell, alternating)" if direction is Direction.ALTERNATE else ""
+    orders_per_leg = (settings.max_position / settings.size).to_integral_value(ROUND_CEILING)
+    hedge = "sell" if first == "buy" else "buy"
+    return (
+        f"{settings.iterations} iteration(s): {first}{flips} {settings.max_position} "
+        f"{settings.ticker} on Backpack {settings.backpack_symbol} in {orders_per_leg} post-only "
+        f"order(s) of {settings.size}, priced {settings.maker_ticks} tick(s) inside the best "
+        f"opposite price, then close back to flat the same way. Each maker fill is hedged at "
+        f"once by an IOC {hedge} on Lighter {settings.ticker} with a worst price "
+        f"{settings.max_slippage_bps} bps past the Lighter top. Unfilled orders are re-quoted "
+        f"after {settings.fill_timeout:g} s or a {settings.requote_ticks}-tick move; an "
+        f"unhedged amount older than {settings.hedge_timeout:g} s escalates (wider slippage, "
+        f"then halt with legs balanced, exit 3)."
+    )
+
+
+def settings_table(settings: Settings) -> Table:
+    table = Table(title="Resolved settings", show_header=True, header_style="bold")
+    table.add_column("setting")
+    table.add_column("value")
+    for name, value in (*_trading_rows(settings), *_account_rows(settings)):
+        table.add_row(name, value)
+    return table
+
+
+def _trading_rows(settings: Settings) -> list[tuple[str, str]]:
+    return [
+        ("mode", settings.mode.value),
+        (
+            "ticker",
+            f"{settings.ticker}: Backpack {settings.backpack_symbol}, Lighter {settings.ticker}",
+        ),
+        ("size", f"{settings.size} {settings.ticker}"),
+        ("max position", f"{settings.max_position} {settings.ticker}"),
+        ("iterations", str(settings.iterations)),
+        ("direction", settings.direction.value),
+        ("fill timeout", f"{settings.fill_timeout:g} s"),
+        ("requote ticks", str(settings.requote_ticks)),
+        ("maker ticks", str(settings.maker_ticks)),
+        ("max slippage", f"{settings.max_slippage_bps} bps"),
+        ("hedge timeout", f"{settings.hedge_timeout:g} s"),
+        ("sleep", f"{settings.sleep:g} s"),
+        ("journal", str(settings.journal)),
+        ("log dir", str(settings.log_dir)),
+        ("rebalance", "yes" if settings.rebalance else "no"),
+    ]
+
+
+def _account_rows(settings: Settings) -> list[tuple[str, str]]:
+    """Keys only as set/missing, never their values; URLs marked when they are the default."""
+    secrets = {
+        "BACKPACK_PUBLIC_KEY": settings.backpack_public_key,
+        "BACKPACK_SECRET_KEY": settings.backpack_secret_key,
+        "LIGHTER_API_PRIVATE_KEY": settings.lighter_private_key,
+    }
+    return [
+        *((name, "set" if value is not None else "missing") for name, value in secrets.items()),
+        ("LIGHTER_ACCOUNT_INDEX", _opt(settings.lighter_account_index)),
+        ("LIGHTER_API_KEY_INDEX", _opt(settings.lighter_api_key_index)),
+        ("BACKPACK_API_URL", _url(settings.backpack_api_url, "BACKPACK_API_URL")),
+        ("BACKPACK_WS_URL", _url(settings.backpack_ws_url, "BACKPACK_WS_URL")),
+        ("LIGHTER_API_URL", _url(settings.lighter_api_url, "LIGHTER_API_URL")),
+        ("LIGHTER_WS_URL", _url(settings.lighter_ws_url, "LIGHTER_WS_URL")),
+    ]
+
+
+def _opt(value: int | None) -> str:
+    return "missing" if value is None else str(value)
+
+
+def _url(value: str, name: str) -> str:
+    return value if value != DEFAULT_URLS[name] else f"{value} (default)"
+
+
+# -- check -----------------------------------------------------------------------------------
+
+
+def check(settings: Settings, *, connect: bool) -> None:
+    """Show the settings and the plan; with `connect`, what each venue says about the account.
+    A venue's refusal propagates as VenueError (the CLI maps it to an exit code)."""
+    out.print(settings_table(settings))
+    out.print(f"[bold]Plan:[/] {plan_text(settings)}")
+    out.print("Settings are valid.")
+    if not connect:
+        return
+    import asyncio
+
+    from hedge.app import describe_venues
+
+    for summary in asyncio.run(describe_venues(settings)):
+        out.print(_venue_table(summary))
+    out.print("Both venues answered; nothing was sent.")
+
+
+def _venue_table(summary: dict[str, object]) -> Table:
+    table = Table(title=f"{summary.get('venue', '?')}: connected", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    for key, value in summary.items():
+        if key == "venue":
+            continue
+        if isinstance(value, list):
+            value = "; ".join(str(item) for item in value) or "none"
+        table.add_row(key.replace("_", " "), str(value))
+    return table
+
+
+# -- run / demo ------------------------------------------------------------------------------
+
+
+def print_summary(summary: dict[str, object], journal: Path, result_reason: str) -> None:
+    latency = summary["hedge_latency_ms"]
+    assert isinstance(latency, dict)
+    table = Table(title="Summary", show_header=False)
+    table.add_column("what")
+    table.add_column("value")
+    for label, value in (
+        ("result", result_reason),
+        ("cycles", summary["cycles"]),
+        ("maker fills / volume", f"{summary['maker_fills']} / {summary['maker_volume']} USDC"),
+        ("hedge fills / volume", f"{summary['hedge_fills']} / {summary['hedge_volume']} USDC"),
+        ("net position maker", summary["net_position_maker"]),
+        ("net position hedge", summary["net_position_hedge"]),
+        ("net delta", summary["net_delta"]),
+        ("double hedges", summary["double_hedges"]),
+        ("max unhedged", f"{summary['unhedged_max_s']} s"),
+        ("hedge latency p50/p99/max", f"{latency['p50']} / {latency['p99']} / {latency['max']} ms"),
+        ("edge", f"{summary['edge_bps']} bps"),
+        ("fees", f"{summary['fees_quote']} USDC"),
+        ("realized PnL", f"{summary['pnl_quote']} USDC"),
+        ("halts", summary["halts"]),
+        ("journal", str(journal)),
+    ):
+        table.add_row(label, str(value))
+    out.print(table)
+    out.print(
+        f"net delta {summary['net_delta']} | double hedges {summary['double_hedges']} | "
+        f"exit: {result_reason}",
+        soft_wrap=True,
+    )
+
+
+def run(settings: Settings, *, plain: bool) -> int:
+    """A live or paper run, after pointing at an unfinished run of another journal."""
+    from hedge.app import unfinished_elsewhere
+
+    unfinished = unfinished_elsewhere(settings.journal)
+    if unfinished is not None:
+        err.print(
+            f"note: {unfinished} has an unfinished run; to resume its state use "
+            f"--journal {unfinished}",
+            soft_wrap=True,
+        )
+    return execute(settings, plain=plain)
+
+
+def execute(
+    settings: Settings,
+    *,
+    plain: bool,
+    cluster_factory: Callable[[], SimCluster] | None = None,
+) -> int:
+    """Run the bot (and, for the demo, the simulated venues first); returns the exit code."""
+    import asyncio
+
+    from hedge.logsetup import setup_logging
+
+    plain = plain or not out.is_terminal
+    log_path = setup_logging(
+        settings.log_dir, name=f"{settings.ticker}-{settings.mode.value}", console=plain
+    )
+    out.print(f"log file: {log_path}")
+    return asyncio.run(_execute(settings, plain=plain, cluster_factory=cluster_factory))
+
+
+async def _execute(
+    settings: Settings, *, plain: bool, cluster_factory: Callable[[], SimCluster] | None
+) -> int:
+    from hedge.app import run_bot
+    from hedge.dashboard import Dashboard
+
+    cluster = None
+    run_settings = settings
+    if cluster_factory is not None:
+        cluster = cluster_factory()
+        await cluster.start()
+        run_settings = with_endpoints(settings, cluster.env())
+    dashboard = None if plain else Dashboard(out)
+    if dashboard is not None and cluster is not None:
+        sim = cluster
+        dashboard.faults_seen = lambda: dict(sim.fault_plan.fired)
+    try:
+        bot = await run_bot(
+            run_settings,
+            status=None if dashboard is None else dashboard.status,
+            on_started=None if dashboard is None else dashboard.attach,
+        )
+    finally:
+        if dashboard is not None:
+            await dashboard.stop()
+        if cluster is not None:
+            venue_truth = cluster.bot_positions(run_settings.ticker)
+            await cluster.stop()
+    print_summary(bot.summary, bot.journal_path, bot.result.reason)
+    if cluster is not None:
+        out.print(f"simulated venues' own records: {venue_truth}", soft_wrap=True)
+    return bot.result.exit_code
+
+
+def sim_options(
+    ticker: str, seed: str, faults: str, lighter_tier: str = "standard"
+) -> tuple[str, int, str]:
+    """The simulated venues' ticker, seed and fault plan, validated (ConfigError)."""
+    from exchanges.sim.faults import PRESETS
+    from exchanges.sim.market import DEFAULT_TICKERS
+    from exchanges.sim.runner import LIGHTER_TIERS
+
+    problems = []
+    ticker = ticker.strip().upper()
+    if ticker not in DEFAULT_TICKERS:
+        problems.append(
+            f"--ticker {ticker!r}: the simulated venues list {', '.join(sorted(DEFAULT_TICKERS))}"
+        )
+    if not seed.strip().isdigit():
+        problems.append(f"--seed {seed!r}: expected a non-negative whole number")
+    if faults not in PRESETS:
+        problems.append(f"--faults {faults!r}: expected one of {' | '.join(PRESETS)}")
+    if lighter_tier not in LIGHTER_TIERS:
+        problems.append(
+            f"--lighter-tier {lighter_tier!r}: expected one of {' | '.join(LIGHTER_TIERS)}"
+        )
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return ticker, int(seed), faults
+
+
+def demo(
+    params: dict[str, object], *, seed: str, faults: str, lighter_tier: str, plain: bool
+) -> int:
+    """The demo: simulated venues in-process, the real bot against them; the exit code.
+    `params` are the command's trading flags (its `locals()`)."""
+    from datetime import UTC, datetime
+
+    from exchanges.sim.market import DEFAULT_TICKERS
+    from exchanges.sim.runner import SimCluster
+
+    ticker, seed_value, faults = sim_options(str(params["ticker"]), seed, faults, lighter_tier)
+    spec = DEFAULT_TICKERS[ticker]
+    default_size = max(spec.backpack.min_qty, spec.lighter.min_qty) * 10
+    stamp = f"{datetime.now(UTC):%Y%m%d-%H%M%S}"
+    log_dir = str(params["log_dir"])
+    flags = flags_from(
+        params,
+        ticker=ticker,
+        size=params["size"] or str(default_size),
+        journal=params["journal"] or str(Path(log_dir) / f"demo-{ticker}-{stamp}.sqlite"),
+    )
+    settings = load_settings(flags, mode=Mode.DEMO, env={})
+
+    def cluster_factory() -> SimCluster:
+        return SimCluster(seed=seed_value, faults=faults, lighter_tier=lighter_tier)
+
+    out.print(
+        f"demo: simulated venues on loopback (seed {seed_value}, faults {faults}, "
+        f"Lighter tier {lighter_tier}); "
+        f"{settings.iterations} iteration(s) of {settings.size} {settings.ticker}"
+    )
+    return execute(settings, plain=plain, cluster_factory=cluster_factory)
+
+
+# -- sim -------------------------------------------------------------------------------------
+
+
+def serve_sim(
+    *,
+    ticker: str,
+    seed: str,
+    faults: str,
+    write_env: Path,
+    backpack_port: int,
+    lighter_port: int,
+    fill_rate: float,
+    lighter_tier: str,
+    backpack_rate_limit: int,
+    history_lag_ms: int,
+) -> None:
+    """Run the simulated venues on loopback until SIGINT/SIGTERM."""
+    ticker, seed_value, faults = sim_options(ticker, seed, faults, lighter_tier)
+    if backpack_rate_limit < 0:
+        raise ConfigError(f"--backpack-rate-limit {backpack_rate_limit}: expected 0 or more")
+    if not 0 <= history_lag_ms <= 60_000:
+        raise ConfigError(f"--history-lag-ms {history_lag_ms}: expected 0 to 60000")
+    if not 0 <= fill_rate <= 100:
+        raise ConfigError(f"--fill-rate {fill_rate}: expected a number from 0 to 100")
+    import asyncio
+
+    from exchanges.sim.runner import SimCluster
+
+    def cluster_factory() -> SimCluster:
+        return SimCluster(
+            seed=seed_value,
+            faults=faults,
+            fill_rate=fill_rate,
+            backpack_port=backpack_port,
+            lighter_port=lighter_port,
+            lighter_tier=lighter_tier,
+            backpack_rate_limit=backpack_rate_limit or None,
+            backpack_history_lag_s=history_lag_ms / 1000,
+        )
+
+    about = f"seed {seed_value}; faults {faults}; Lighter tier {lighter_tier}"
+    asyncio.run(_serve(cluster_factory, ticker, write_env, about))
+
+
+async def _serve(
+    cluster_factory: Callable[[], SimCluster], ticker: str, write_env: Path, about: str
+) -> None:
+    import asyncio
+    import signal
+
+    cluster = cluster_factory()
+    await cluster.start()
+    cluster.write_env(write_env)
+    spec = cluster.market.tickers[ticker]
+    out.print(f"Backpack  REST {cluster.backpack.api_url}  WS {cluster.backpack.ws_url}")
+    out.print(f"Lighter   REST {cluster.lighter.api_url}  WS {cluster.lighter.ws_url}")
+    out.print(
+        f"Markets   {spec.backpack.symbol} / Lighter {spec.lighter.symbol} "
+        f"(market {spec.lighter.market_id}); {about}"
+    )
+    out.print(f"Env file  {write_env}  (python runbot.py run --env-file {write_env} ...)")
+    out.print("Control   POST /_sim/... on either venue; Ctrl-C stops.")
+    out.file.flush()
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        await stop.wait()
+    finally:
+        await cluster.stop()
+        out.print("simulated venues stopped")
+
+
+# -- status / flatten / report ---------------------------------------------------------------
+
+
+def latest_journal(folder: Path, ticker: str | None = None) -> Path | None:
+    pattern = f"*{ticker}*.sqlite" if ticker else "*.sqlite"
+    candidates = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
+    return candidates[-1] if candidates else None
+
+
+def status(settings: Settings, journal: str | None) -> None:
+    """Positions, open orders and collateral on both venues, the net, the journal's view."""
+    import asyncio
+
+    journal_path = Path(journal) if journal else latest_journal(Path("logs"), settings.ticker)
+    asyncio.run(_status(settings, journal_path))
+
+
+async def _status(settings: Settings, journal_path: Path | None) -> None:
+    import asyncio
+
+    from hedge.app import build_venues
+
+    maker, hedge = build_venues(settings)
+    try:
+        await asyncio.gather(maker.connect(), hedge.connect())
+        table = Table(title=f"{settings.ticker} account status")
+        for column in ("venue", "position", "open orders", "equity", "available"):
+            table.add_column(column)
+        positions = {}
+        for venue in (maker, hedge):
+            position = await venue.position()
+            positions[venue.name] = position
+            orders = await venue.open_orders()
+            balance = await venue.balance()
+            described = ", ".join(
+                f"{o.side.value} {o.qty}@{o.price} (client {o.client_id})" for o in orders
+            )
+            table.add_row(
+                venue.name,
+                str(position),
+                described or "none",
+                str(balance.equity),
+                str(balance.available),
+            )
+        out.print(table)
+        net = sum(positions.values(), Decimal(0))
+        out.print(f"net delta: {net} {settings.ticker}")
+        _compare_with_journal(positions, journal_path)
+    finally:
+        await asyncio.gather(maker.close(), hedge.close(), return_exceptions=True)
+
+
+def _compare_with_journal(positions: dict[str, Decimal], journal_path: Path | None) -> None:
+    from hedge.journal import Journal
+
+    if journal_path is None or not journal_path.exists():
+        out.print("no journal found to compare with")
+        return
+    book = Journal(journal_path)
+    try:
+        for name, position in positions.items():
+            expected = book.net_position(name)
+            verdict = "agrees" if expected == position else "DIFFERS"
+            out.print(
+                f"journal {journal_path.name}: {name} {expected} ({verdict} with "
+                f"the venue's {position})"
+            )
+    finally:
+        book.close()
+
+
+def parse_slippage(max_slippage_bps: str) -> Decimal:
+    try:
+        return Decimal(max_slippage_bps)
+    except ArithmeticError:
+        raise ConfigError(f"--max-slippage-bps {max_slippage_bps!r}: expected a number") from None
+
+
+def flatten(settings: Settings, *, slippage_bps: Decimal) -> bool:
+    """Cancel open orders on both venues and close both positions; True when both are flat
+    with no order left (what is still open is printed)."""
+    import asyncio
+
+    actions, remaining = asyncio.run(_flatten(settings, slippage_bps))
+    for line in actions:
+        out.print(line)
+    if any(remaining.values()):
+        err.print(f"still open: {remaining}")
+        return False
+    out.print("both venues flat, no open orders")
+    return True
+
+
+async def _flatten(
+    settings: Settings, slippage_bps: Decimal
+) -> tuple[list[str], dict[str, Decimal]]:
+    import asyncio
+
+    from hedge.app import build_venues
+    from hedge.flatten import flatten_account
+
+    maker, hedge = build_venues(settings)
+    try:
+        await asyncio.gather(maker.connect(), hedge.connect())
+        return await flatten_account((maker, hedge), slippage_bps=slippage_bps)
+    finally:
+        await asyncio.gather(maker.close(), hedge.close(), return_exceptions=True)
+
+
+def report(journal: str | None, *, as_json: bool) -> None:
+    """Summarize a journal (the latest under logs/ when none is named) as a table or JSON."""
+    import json
+
+    from hedge.journal import Journal
+    from hedge.report import summarize
+
+    path = Path(journal) if journal else latest_journal(Path("logs"))
+    if path is None or not path.exists():
+        raise ConfigError(
+            f"--journal {journal or 'logs/*.sqlite'}: no journal found (run the bot first, or "
+            "name one with --journal)"
+        )
+    book = Journal(path)
+    try:
+        summary = summarize(book)
+    finally:
+        book.close()
+    if as_json:
+        out.file.write(json.dumps(summary, sort_keys=True) + "\n")
+        return
+    reasons = summary.get("halt_reasons") or []
+    print_summary(summary, path, "; ".join(str(r) for r in reasons) or "no halts")
