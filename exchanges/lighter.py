@@ -117,6 +117,7 @@ IOC_EXPIRY = 0
 MAX_PRICE = 2**32 - 1  # Price is a uint32 on the wire
 MAX_CLIENT_ORDER_INDEX = 2**48 - 1
 # WebSocket error codes (apidocs "Data Structures, Constants and Errors").
+WS_NOT_SUBSCRIBED = 30002  # our unsubscribe-before-subscribe of a channel already ended
 WS_ALREADY_SUBSCRIBED = 30003
 WS_TOO_MANY_MESSAGES = frozenset({30009, 30010})  # messages a minute / unacknowledged subscribes
 
@@ -2158,8 +2159,9 @@ class LighterVenue(EventEmitter):
         text = str(error.get("message", error)) if isinstance(error, dict) else str(error)
         channel = str(message.get("channel") or "")
         where = f" on {channel}" if channel else ""
-        if code == WS_ALREADY_SUBSCRIBED:
-            # Harmless: the subscription it names is live (we never subscribe twice on purpose).
+        if code in (WS_ALREADY_SUBSCRIBED, WS_NOT_SUBSCRIBED):
+            # Harmless: a renewal's unsubscribe found the channel already ended, or a subscribe
+            # found it live (we never subscribe twice on purpose).
             log.info("lighter stream: %s (code %s)", text, code)
             return
         if code in WS_TOO_MANY_MESSAGES:

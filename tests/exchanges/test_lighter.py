@@ -1020,3 +1020,73 @@ def test_tx_sender_refuses_a_bad_url() -> None:
     with pytest.raises(ConfigError):
         TxSender("ftp://example.com", timeout=1.0)
     assert TxSender("https://mainnet.zklighter.elliot.ai", timeout=1.0).port == 443
+
+
+# -- tokens and error frames on the strict venue ---------------------------------------------------
+
+
+async def _fill_is_delivered_once(venue: LighterVenue, server: LighterServer, cid: int) -> None:
+    sink = Events()
+    venue.set_event_callback(sink)
+    top = venue.top()
+    assert top is not None
+    resting = await venue.place_post_only(Side.BUY, D("0.002"), top.bid - 5, cid)
+    await wait_for(lambda: resting.order_id is not None or btc(server).open_orders(ACCOUNT))
+    [order] = btc(server).open_orders(ACCOUNT)
+    btc(server).fill_resting(order.order_id, D("0.002"))
+    await wait_for(lambda: sum(f.qty for f in sink.fills(cid)) == D("0.002"))
+    assert [f.qty for f in sink.fills(cid)] == [D("0.002")]
+
+
+async def test_token_rotation_renews_the_subscription_without_a_repeated_subscribe(
+    monkeypatch: pytest.MonkeyPatch,
+    make_venue: VenueFactory,
+    server: LighterServer,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    monkeypatch.setattr(LighterVenue, "token_ttl_s", 3)
+    monkeypatch.setattr(LighterVenue, "token_margin_s", 2)  # rotated ~1 s before expiry
+    caplog.set_level("INFO", logger="exchanges.lighter")
+    venue = await make_venue()
+    assert venue._token is not None
+    first_expiry = venue._token[1]
+    # Past the first token's expiry, when the venue would have ended a subscription on it.
+    await wait_for(lambda: time.time() > first_expiry + 0.5, timeout=10)
+    await wait_for(venue._account_live)
+    assert venue.token_calls >= 2
+    await _fill_is_delivered_once(venue, server, 81)
+    assert "Already Subscribed" not in caplog.text  # never a second subscribe to a live channel
+
+
+async def test_a_subscription_ended_at_token_expiry_is_renewed_and_loses_no_fill(
+    monkeypatch: pytest.MonkeyPatch, make_venue: VenueFactory, server: LighterServer
+) -> None:
+    monkeypatch.setattr(LighterVenue, "token_ttl_s", 2)
+    monkeypatch.setattr(LighterVenue, "token_margin_s", -30)  # no rotation: the venue ends it
+    venue = await make_venue()
+    assert venue._token is not None
+    first_expiry = venue._token[1]
+    await wait_for(lambda: time.time() > first_expiry + 0.5, timeout=10)
+    await wait_for(venue._account_live, timeout=5)
+    assert venue.token_calls >= 2  # a fresh token for the fresh subscription
+    await _fill_is_delivered_once(venue, server, 82)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        '{"error":{"code":30003,"message":"Already Subscribed to : account_orders/1/7"}}',
+        '{"error":{"code":30005,"message":"Invalid Channel"}}',
+        '{"error":{"code":30009,"message":"Too Many Messages"}}',
+    ],
+)
+async def test_the_venues_verbatim_error_frames_reach_the_error_handler(
+    venue: LighterVenue, frame: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level("INFO", logger="exchanges.lighter")
+    before = venue.malformed
+    venue._on_frame(frame, time.perf_counter_ns())
+    assert venue.malformed == before  # not dropped as malformed
+    message = json.loads(frame)["error"]["message"]
+    assert any(message in r.getMessage() for r in caplog.records)
+    assert venue._account_live()  # none of these ends the account stream
