@@ -154,6 +154,7 @@ WS_CODE_TOO_MANY_SUBSCRIBES = 30010  # documented
 WS_CODE_INVALID_AUTH = 30013
 
 QUOTE_DECIMALS = 6  # USDC
+USDC_ASSET_ID = 3
 DEFAULT_IMF = 500  # initial margin fraction in 1e-4 units (5 % -> 20x), like BTC on Lighter
 
 _LIGHTER_CANCEL_STATUSES = frozenset(
@@ -296,6 +297,7 @@ class _Conn:
     # (market_id or None for all markets, account) -> token expiry (unix seconds)
     account_orders: dict[tuple[int | None, int], int] = field(default_factory=dict)
     account_all: set[int] = field(default_factory=set)
+    account_all_trades: set[int] = field(default_factory=set)
     # private channel key -> timer ending it when its token expires
     token_timers: dict[tuple[int | None, int], asyncio.TimerHandle] = field(default_factory=dict)
     unacked_subscribes: int = 0  # subscribes whose reply frame is not written yet
@@ -514,6 +516,7 @@ class LighterServer:
             ("/api/v1/accountOrders", self._orders_by_client_index),
             ("/api/v1/trades", self._trades),
             ("/api/v1/recentTrades", self._recent_trades_handler),
+            ("/api/v1/assetDetails", self._asset_details),
             ("/stream", self._stream),
         ]
         for path, handler in get:
@@ -664,6 +667,33 @@ class LighterServer:
         market_id = _opt_int(request, "market_id")
         books = self._books() if market_id is None else [self._book_by_id(market_id)]
         return _json({"code": CODE_OK, "order_books": [self._order_book_info(b) for b in books]})
+
+    async def _asset_details(self, request: web.Request) -> web.Response:
+        """The collateral asset (USDC) as `models.AssetDetails` has it; ccxt's load_markets
+        reads it first (currencies)."""
+        asset_id = _opt_int(request, "asset_id")
+        usdc = {
+            "asset_id": USDC_ASSET_ID,
+            "symbol": "USDC",
+            "l1_decimals": QUOTE_DECIMALS,
+            "decimals": QUOTE_DECIMALS,
+            "min_transfer_amount": "1.000000",
+            "min_withdrawal_amount": "1.000000",
+            "margin_mode": "enabled",
+            "index_price": "1.000000",
+            "l1_address": "0x" + "00" * 20,
+            "global_supply_cap": "0",
+            "liquidation_fee": "0",
+            "liquidation_threshold": "1",
+            "loan_to_value": "1",
+            "price_decimals": QUOTE_DECIMALS,
+            "total_supplied": "0",
+            "user_supply_cap": "0",
+            "liquidation_factor": "1",
+            "multiplier": "1",
+        }
+        assets = [usdc] if asset_id in (None, USDC_ASSET_ID) else []
+        return _json({"code": CODE_OK, "asset_details": assets})
 
     async def _order_book_details(self, request: web.Request) -> web.Response:
         market_id = _opt_int(request, "market_id")
@@ -1603,6 +1633,7 @@ class LighterServer:
                 self._enqueue_account_event(conn, text)
 
     def _publish_account_all(self, book: VenueBook, account: int, fill: SimFill) -> None:
+        self._publish_account_trade(book, account, fill)
         subscribers = [c for c in self._conns if account in c.account_all]
         if not subscribers:
             return
@@ -1615,6 +1646,21 @@ class LighterServer:
                 "positions": {market_id: self._position_entry(book, account)},
                 "trades": {market_id: [self.fill_trade_json(book, fill)]},
                 "funding_histories": {},
+            }
+        )
+        for conn in subscribers:
+            self._enqueue(conn, text)
+
+    def _publish_account_trade(self, book: VenueBook, account: int, fill: SimFill) -> None:
+        """`account_all_trades/{account}`: the account's own trades (ccxt's watch_my_trades)."""
+        subscribers = [c for c in self._conns if account in c.account_all_trades]
+        if not subscribers:
+            return
+        text = _dumps(
+            {
+                "type": "update/account_all_trades",
+                "channel": f"account_all_trades:{account}",
+                "trades": {str(book.rules.market_id): [self.fill_trade_json(book, fill)]},
             }
         )
         for conn in subscribers:
@@ -1909,6 +1955,24 @@ class LighterServer:
                 False,
                 True,
             )
+        elif name == "account_all_trades" and len(ids) == 1:
+            account = ids[0]
+            if account not in self.accounts:
+                raise _Refused(WS_CODE_INVALID_CHANNEL, "Invalid Channel")
+            self._check_not_subscribed(account in conn.account_all_trades, channel)
+            conn.account_all_trades.add(account)
+            self._enqueue(
+                conn,
+                _dumps(
+                    {
+                        "type": "subscribed/account_all_trades",
+                        "channel": f"account_all_trades:{account}",
+                        "trades": {},
+                    }
+                ),
+                False,
+                True,
+            )
         else:
             raise _Refused(WS_CODE_INVALID_CHANNEL, "Invalid Channel")
 
@@ -1978,6 +2042,8 @@ class LighterServer:
             subscribed, key = conn.trades, ids[0]
         elif name == "account_all" and len(ids) == 1:
             subscribed, key = conn.account_all, ids[0]
+        elif name == "account_all_trades" and len(ids) == 1:
+            subscribed, key = conn.account_all_trades, ids[0]
         elif name in ("account_orders", "account_all_orders") and len(ids) in (1, 2):
             key = (ids[0], ids[1]) if len(ids) == 2 else (None, ids[0])
             if key not in conn.account_orders:

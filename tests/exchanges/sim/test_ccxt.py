@@ -302,15 +302,7 @@ async def test_backpack_watch_orders(ccxt_python: Path, ticking: SimCluster) -> 
 
 # -- Lighter ------------------------------------------------------------------------------------
 
-ASSET_DETAILS_GAP = pytest.mark.xfail(
-    reason="sim gap: GET /api/v1/assetDetails is 404; ccxt's load_markets calls it first "
-    "(lighter.py fetch_currencies) and reads {code, asset_details: [{asset_id, symbol, "
-    "decimals, min_transfer_amount, min_withdrawal_amount}]} ('decimals' is required)",
-    strict=True,
-)
 
-
-@ASSET_DETAILS_GAP
 async def test_lighter_load_markets(ccxt_python: Path, still: SimCluster) -> None:
     result = await run(ccxt_python, still, "lighter", "load_markets")
     rules = still.market.book("lighter", TICKER).rules
@@ -321,7 +313,6 @@ async def test_lighter_load_markets(ccxt_python: Path, still: SimCluster) -> Non
     assert Decimal(str(result["precision"]["amount"])) == rules.step
 
 
-@ASSET_DETAILS_GAP
 async def test_lighter_order_book(ccxt_python: Path, still: SimCluster) -> None:
     result = await run(ccxt_python, still, "lighter", "order_book")
     bids, asks = still.market.book("lighter", TICKER).levels(len(result["bids"]))
@@ -331,7 +322,6 @@ async def test_lighter_order_book(ccxt_python: Path, still: SimCluster) -> None:
     assert Decimal(str(result["bids"][0][1])) == bids[0][1]
 
 
-@ASSET_DETAILS_GAP
 async def test_lighter_balance_and_positions(ccxt_python: Path, still: SimCluster) -> None:
     book = still.market.book("lighter", TICKER)
     qty = _min_qty(still, "lighter")
@@ -348,7 +338,6 @@ async def test_lighter_balance_and_positions(ccxt_python: Path, still: SimCluste
     assert Decimal(str(seen["entryPrice"])) == position.entry_price
 
 
-@ASSET_DETAILS_GAP
 async def test_lighter_create_list_cancel(ccxt_python: Path, still: SimCluster) -> None:
     price, qty = _away_price(still, "lighter"), _min_qty(still, "lighter")
     args = {
@@ -372,7 +361,6 @@ async def test_lighter_create_list_cancel(ccxt_python: Path, still: SimCluster) 
     assert _open(still, "lighter", LIGHTER_ACCOUNT) == []
 
 
-@ASSET_DETAILS_GAP
 async def test_lighter_my_trades(ccxt_python: Path, still: SimCluster) -> None:
     args = {
         "type": "limit",
@@ -396,13 +384,11 @@ async def test_lighter_my_trades(ccxt_python: Path, still: SimCluster) -> None:
         assert Decimal(str(trade["amount"])) == fill.qty
 
 
-@ASSET_DETAILS_GAP
 async def test_lighter_watch_order_book(ccxt_python: Path, ticking: SimCluster) -> None:
     result = await run(ccxt_python, ticking, "lighter", "watch_order_book")
     assert result["matched"], f"ccxt's streamed top never equalled the sim's: {result}"
 
 
-@ASSET_DETAILS_GAP
 async def test_lighter_watch_orders(ccxt_python: Path, ticking: SimCluster) -> None:
     args = {
         "type": "limit",
@@ -420,15 +406,6 @@ async def test_lighter_watch_orders(ccxt_python: Path, ticking: SimCluster) -> N
     assert Decimal(str(streamed[-1]["price"])) == order.price
 
 
-@pytest.mark.xfail(
-    reason="sim gaps: GET /api/v1/assetDetails is 404 (see ASSET_DETAILS_GAP), and the WS "
-    "channel account_all_trades/{account} is refused (30005 Invalid Channel); ccxt "
-    "(pro/lighter.py watch_my_trades, handle_my_trades) subscribes to it without auth and "
-    "reads {type: update/account_all_trades, channel: 'account_all_trades:7', trades: "
-    "{'<market_id>': [{trade_id, market_id, size, price, usd_amount, ask_id, bid_id, "
-    "ask_account_id, bid_account_id, is_maker_ask, timestamp, maker_fee, taker_fee}]}}",
-    strict=True,
-)
 async def test_lighter_watch_my_trades(ccxt_python: Path, ticking: SimCluster) -> None:
     args = {
         "type": "limit",

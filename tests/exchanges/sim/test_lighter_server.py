@@ -811,3 +811,27 @@ async def test_control_routes_are_mounted_and_not_subject_to_http_faults(
         assert resp.status == 200
         truth = await resp.json()
     assert "lighter" in truth["venues"]
+
+
+async def test_asset_details_lists_usdc_as_the_sdk_models_it(
+    server: LighterServer, http: aiohttp.ClientSession
+) -> None:
+    status, body = await get_json(http, f"{server.api_url}/api/v1/assetDetails")
+    assert status == 200
+    details = models.AssetDetails.model_validate(body)
+    [usdc] = details.asset_details
+    assert (usdc.symbol, usdc.decimals) == ("USDC", 6)
+
+
+async def test_account_all_trades_streams_the_accounts_own_fills(
+    server: LighterServer, ws: WsProbe
+) -> None:
+    await ws.send({"type": "subscribe", "channel": f"account_all_trades/{ACCOUNT}"})
+    await ws.next("subscribed/account_all_trades")
+    book = server.market.book("lighter", "BTC")
+    book.place_market(ACCOUNT, Side.BUY, Decimal("0.001"), book.top()[2] * 2, client_id=9)
+    update = await ws.next("update/account_all_trades")
+    assert update["channel"] == f"account_all_trades:{ACCOUNT}"
+    [trade] = [models.Trade.model_validate(t) for t in update["trades"][str(BTC)]]
+    [fill] = book.fills(ACCOUNT)
+    assert (trade.trade_id, trade.bid_account_id, trade.size) == (fill.trade_id, ACCOUNT, "0.00100")
