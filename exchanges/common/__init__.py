@@ -1,0 +1,1 @@
+"""What both venue adapters share: the order tracker, sockets, books, HTTP, retries, budget."""
