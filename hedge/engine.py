@@ -23,17 +23,15 @@ import contextlib
 import logging
 import time
 from collections import deque
-from dataclasses import dataclass, field, replace
-from decimal import ROUND_CEILING, Decimal
+from dataclasses import dataclass, field
+from decimal import Decimal
 
 from exchanges.base import (
     AmbiguousOrderState,
     BookTop,
     Fill,
-    IllegalTransition,
     Market,
     Order,
-    OrderEvent,
     OrderKind,
     OrderStatus,
     PostOnlyRejected,
@@ -42,25 +40,23 @@ from exchanges.base import (
     VenueError,
     VenueEvent,
     round_qty,
-    round_worst_price,
-    transition,
 )
+from hedge.closeout import NetFlattener, cancel_ours
 from hedge.config import Direction, Settings
 from hedge.hedger import ClientIds, Hedger
 from hedge.journal import Journal
+from hedge.maker_order import ActiveMakerOrder
 from hedge.quoting import RateLimiter, maker_price, should_requote
-from hedge.risk import Halt, book_age, check_balance
+from hedge.recovery import StartupRecovery, missing_fills
+from hedge.risk import Halt, book_age, check_balance_patiently, tradable_minimum
+
+__all__ = ["EngineStatus", "HedgeEngine", "RunResult", "StopRequested", "missing_fills"]
 
 log = logging.getLogger(__name__)
 
 EXIT_OK, EXIT_ERROR, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 3, 130
 STALE_BOOK_S = 30.0
 BOOK_WAIT_S = 20.0
-CANCEL_CONFIRM_S = 5.0
-BALANCE_RETRIES = 4
-FLATTEN_ATTEMPTS = 8
-FLATTEN_SECONDS = 60.0
-FLATTEN_SLIPPAGE_FACTOR = 4
 
 
 @dataclass
@@ -122,8 +118,10 @@ class HedgeEngine:
         self.maker_baseline = Decimal(0)
         self.maker_start = Decimal(0)
         self.hedge_start = Decimal(0)
-        self._active: Order | None = None
         self._wake = asyncio.Event()
+        self.maker_order = ActiveMakerOrder(
+            maker, journal, wait=self._wait_wake, deliver=self._on_maker_event
+        )
         self._stop_requested = False
         self._halt_reason: str | None = None
         self._requote_limit = RateLimiter(limit=10, window=1.0)
@@ -132,8 +130,11 @@ class HedgeEngine:
         # False until restart recovery has reconciled the venues with the journal: before that
         # a halt must not trade (a refused start leaves the account exactly as it found it).
         self._reconciled = False
-        self._active_trades: set[str] = set()
-        self._active_since_ms = 0
+
+    @property
+    def _active(self) -> Order | None:
+        """The resting maker order, if any (read by tests and benchmarks)."""
+        return self.maker_order.order
 
     # -- control from outside ----------------------------------------------------------------
     def request_stop(self) -> None:
@@ -156,7 +157,7 @@ class HedgeEngine:
             await self._start()
             await self._cycles()
             await self._settle_and_check()
-            await self._cancel_ours(self.maker)  # normally none: never leave one resting
+            await cancel_ours(self.maker, self.journal)  # normally none: never leave one resting
         except Halt as halt:
             code, reason = EXIT_HALTED, str(halt)
             await self._kill_switch(reason)
@@ -206,15 +207,7 @@ class HedgeEngine:
         self.maker_market = self.maker.market()
         self.hedge_market = self.hedge.market()
         previous = self.journal.unfinished_run()
-        self.journal.start_run(
-            mode=self.settings.mode.value,
-            ticker=self.settings.ticker,
-            settings={
-                **_public_settings(self.settings),
-                "hedge_min_qty": str(max(self.hedge_market.step_size, self.hedge_market.min_qty)),
-                "hedge_min_notional": str(self.hedge_market.min_notional),
-            },
-        )
+        self._start_journal(self.hedge_market)
         self._client_ids = ClientIds(self.journal)
         self.journal.start_writer()
         self.hedger = Hedger(
@@ -243,25 +236,28 @@ class HedgeEngine:
         self._check_signals()
         self._guard_task = asyncio.create_task(self._guard(), name="balance-guard")
 
+    def _start_journal(self, hedge_market: Market) -> None:
+        self.journal.start_run(
+            mode=self.settings.mode.value,
+            ticker=self.settings.ticker,
+            settings={
+                **_public_settings(self.settings),
+                "hedge_min_qty": str(max(hedge_market.step_size, hedge_market.min_qty)),
+                "hedge_min_notional": str(hedge_market.min_notional),
+            },
+        )
+
     async def _cycles(self) -> None:
         assert self.maker_market is not None
         for iteration in range(1, self.settings.iterations + 1):
             self.status.iteration = iteration
-            side = self._opening_side(iteration)
+            side = opening_side(self.settings.direction, iteration)
             target = self.maker_baseline + side.sign * self.settings.max_position
             await self._leg(iteration, "open", side, target)
             await self._leg(iteration, "close", side.opposite, self.maker_baseline)
             if iteration < self.settings.iterations and self.settings.sleep > 0:
                 self.status.state = "sleeping"
                 await self._pause(self.settings.sleep)
-
-    def _opening_side(self, iteration: int) -> Side:
-        direction = self.settings.direction
-        if direction is Direction.BUY:
-            return Side.BUY
-        if direction is Direction.SELL:
-            return Side.SELL
-        return Side.BUY if iteration % 2 == 1 else Side.SELL
 
     async def _leg(self, iteration: int, phase: str, side: Side, target: Decimal) -> None:
         assert self.maker_market is not None
@@ -280,17 +276,8 @@ class HedgeEngine:
 
     def _tolerance(self) -> Decimal:
         """The smallest net the hedge venue can trade away: below it the legs are balanced."""
-        market = self.hedge_market
-        assert market is not None
-        tolerance = max(market.step_size, market.min_qty)
-        top = self.hedge.top()
-        if market.min_notional > 0 and top is not None and top.mid > 0:
-            # Rounded up to the step, as the hedger rounds what it carries.
-            steps = (market.min_notional / top.mid / market.step_size).to_integral_value(
-                ROUND_CEILING
-            )
-            tolerance = max(tolerance, steps * market.step_size)
-        return tolerance
+        assert self.hedge_market is not None
+        return tradable_minimum(self.hedge_market, self.hedge.top())
 
     @property
     def maker_position(self) -> Decimal:
@@ -304,6 +291,26 @@ class HedgeEngine:
 
     # -- one quote -----------------------------------------------------------------------------
     async def _quote_once(self, side: Side, qty: Decimal) -> None:
+        """Place one post-only order, wait for its fill (or a reason to re-quote), cancel what
+        is left of it."""
+        assert self.hedger is not None
+        price = await self._place_maker(side, qty)
+        if price is not None:
+            why = await self._wait_fill_or_requote(side, price)
+            if why:
+                self.status.requotes += why != "stopping"
+                assert self._active is not None
+                log.info("cancelling maker order %s: %s", self._active.client_id, why)
+                await self.maker_order.cancel()
+                if why != "stopping":
+                    await self._pause(self._requote_limit.delay())
+            self.hedger.unprepare()
+            self.maker_order.clear()
+            self.status.maker_order = None
+
+    async def _place_maker(self, side: Side, qty: Decimal) -> Decimal | None:
+        """The order's price once it rests (or filled at once); None when there is nothing to
+        wait for (rejected, failed or its state unknown and cancelled)."""
         assert self.maker_market is not None and self.hedger is not None
         assert self._client_ids is not None
         market = self.maker_market
@@ -313,10 +320,7 @@ class HedgeEngine:
         order = Order(
             self.maker.name, market.symbol, client_id, side, qty, price, OrderKind.POST_ONLY
         )
-        self.journal.register_order(order, purpose="maker")
-        self._active = order
-        self._active_trades = set()
-        self._active_since_ms = int(time.time() * 1000)
+        self.maker_order.begin(order)
         self.status.state = "quoting"
         self.status.maker_order = order
         self.status.maker_order_since = time.monotonic()
@@ -328,19 +332,19 @@ class HedgeEngine:
             log.info("post-only %s %s @ %s rejected: re-quoting", side.value, qty, price)
             self._finish_active(OrderStatus.REJECTED)
             await self._pause(self._requote_limit.delay())
-            return
+            return None
         except AmbiguousOrderState as exc:
             log.error("maker order %s state unknown (%s): cancelling by client id", client_id, exc)
             self.status.warn(f"maker order {client_id} state unknown")
-            await self._cancel_active()
-            return
+            await self.maker_order.cancel()
+            return None
         except VenueError as exc:
             log.warning("maker order %s failed: %s", client_id, exc)
             self.status.warn(f"maker order failed: {exc}")
             self._finish_active(OrderStatus.REJECTED)
             await self._pause(max(self._requote_limit.delay(), 0.5))
-            return
-        self._merge_reply(placed)
+            return None
+        self.maker_order.merge_reply(placed)
         log.info(
             "maker order %s %s %s @ %s client=%s order=%s",
             self.maker.name,
@@ -350,114 +354,35 @@ class HedgeEngine:
             client_id,
             placed.order_id,
         )
+        return price
+
+    async def _wait_fill_or_requote(self, side: Side, price: Decimal) -> str:
+        """Wait while the order rests; why it must be cancelled ("" when it is done)."""
+        assert self.maker_market is not None
         deadline = time.monotonic() + self.settings.fill_timeout
-        why = ""
-        while True:
-            active = self._active
-            if active is None or active.status.is_terminal or active.filled_qty >= active.qty:
-                break
+        while self.maker_order.resting:
             if self._stop_requested or self._halt_reason is not None:
-                why = "stopping"
-                break
+                return "stopping"
             if time.monotonic() >= deadline:
-                why = f"unfilled after {self.settings.fill_timeout:g} s"
-                break
+                return f"unfilled after {self.settings.fill_timeout:g} s"
             now_top = self.maker.top()
             if now_top is not None and should_requote(
                 side,
                 price,
                 now_top,
-                market.tick_size,
+                self.maker_market.tick_size,
                 self.settings.maker_ticks,
                 self.settings.requote_ticks,
             ):
-                why = f"book moved more than {self.settings.requote_ticks} ticks"
-                break
+                return f"book moved more than {self.settings.requote_ticks} ticks"
             await self._wait_wake(0.1)
-        if why:
-            self.status.requotes += why != "stopping"
-            log.info("cancelling maker order %s: %s", client_id, why)
-            await self._cancel_active()
-            if why != "stopping":
-                await self._pause(self._requote_limit.delay())
-        self.hedger.unprepare()
-        self._active = None
-        self.status.maker_order = None
-
-    def _merge_reply(self, placed: Order) -> None:
-        active = self._active
-        if active is None or placed.client_id != active.client_id:
-            return
-        status = active.status
-        with contextlib.suppress(IllegalTransition):
-            status = transition(active.status, placed.status)
-        self._active = replace(
-            active,
-            status=status,
-            order_id=placed.order_id or active.order_id,
-            filled_qty=max(active.filled_qty, placed.filled_qty),
-        )
-        self.journal.update_order(
-            self.maker.name, active.client_id, status=status, order_id=placed.order_id
-        )
-
-    async def _cancel_active(self) -> None:
-        active = self._active
-        if active is None:
-            return
-        self._set_active_status(OrderStatus.PENDING_CANCEL)
-        try:
-            await self.maker.cancel(active)
-        except VenueError as exc:
-            log.warning("cancel of %s failed: %s", active.client_id, exc)
-        deadline = time.monotonic() + CANCEL_CONFIRM_S
-        while time.monotonic() < deadline:
-            current = self._active
-            if current is None or current.status.is_terminal:
-                break
-            await self._wait_wake(0.1)
-        current = self._active
-        if current is not None and not current.status.is_terminal:
-            # No event confirmed it: ask the venue. Gone from the open orders means done, but
-            # a fill whose event was lost must still be hedged: fetch the order's fills first
-            # (the hedger counts each trade id once, so overlap is harmless).
-            still_open = any(
-                o.client_id == current.client_id for o in await self.maker.open_orders()
-            )
-            if still_open:
-                raise Halt(f"maker order {current.client_id} could not be cancelled")
-            for fill in await self.maker.fills_since(self._active_since_ms - 60_000):
-                if fill.client_id == current.client_id:
-                    self._on_maker_event(fill)
-            self._set_active_status(OrderStatus.CANCELED)
-        final = self._active
-        if final is not None:
-            self.journal.update_order(
-                self.maker.name,
-                final.client_id,
-                status=final.status,
-                filled_qty=final.filled_qty,
-            )
+        return ""
 
     def _finish_active(self, status: OrderStatus) -> None:
-        active = self._active
-        if active is not None:
-            self.journal.update_order(self.maker.name, active.client_id, status=status)
+        self.maker_order.finish(status)
         assert self.hedger is not None
         self.hedger.unprepare()
-        self._active = None
         self.status.maker_order = None
-
-    def _set_active_status(self, status: OrderStatus) -> None:
-        active = self._active
-        if active is None:
-            return
-        try:
-            new = transition(active.status, status)
-        except IllegalTransition:
-            log.debug("ignored %s -> %s for %s", active.status, status, active.client_id)
-            return
-        self._active = replace(active, status=new)
 
     async def _after_step(self) -> None:
         assert self.hedger is not None
@@ -476,23 +401,7 @@ class HedgeEngine:
         assert self.hedger is not None
         if isinstance(event, Fill):
             self.hedger.on_maker_fill(event)  # the hot path comes first
-            active = self._active
-            if (
-                active is not None
-                and event.client_id == active.client_id
-                and event.trade_id not in self._active_trades
-            ):
-                self._active_trades.add(event.trade_id)
-                filled = active.filled_qty + event.qty
-                self._active = replace(
-                    active, order_id=active.order_id or event.order_id, filled_qty=filled
-                )
-                if filled >= active.qty:
-                    self._set_active_status(OrderStatus.FILLED)
-        elif isinstance(event, OrderEvent):
-            active = self._active
-            if active is not None and event.client_id == active.client_id:
-                self._set_active_status(event.status)
+        self.maker_order.on_event(event)
         self._wake.set()
 
     def _on_hedge_event(self, event: VenueEvent) -> None:
@@ -546,24 +455,14 @@ class HedgeEngine:
             await self._wait_wake(0.2)
 
     async def _balance_check(self) -> None:
-        assert self.hedger is not None and self.hedge_market is not None
-        tolerance = self._tolerance()
-        for attempt in range(BALANCE_RETRIES):
-            try:
-                await check_balance(
-                    self.maker,
-                    self.hedge,
-                    maker_expected=self.maker_position,
-                    hedge_expected=self.hedge_position,
-                    tolerance=tolerance,
-                    hedge_in_flight=not self.hedger.settled,
-                )
-                return
-            except Halt:
-                # Venue REST views may lag their own streams by a moment: look again first.
-                if attempt == BALANCE_RETRIES - 1:
-                    raise
-                await asyncio.sleep(0.25 * (attempt + 1))
+        assert self.hedger is not None
+        hedger = self.hedger
+        await check_balance_patiently(
+            self.maker,
+            self.hedge,
+            expected=lambda: (self.maker_position, self.hedge_position, not hedger.settled),
+            tolerance=self._tolerance(),
+        )
 
     async def _guard(self) -> None:
         """The balance guard on a timer, between steps."""
@@ -597,26 +496,12 @@ class HedgeEngine:
     # -- stopping --------------------------------------------------------------------------------
     async def _clean_stop(self) -> None:
         self.status.state = "stopping"
-        await self._cancel_active()
-        await self._cancel_ours(self.maker)
+        await self.maker_order.cancel()
+        await cancel_ours(self.maker, self.journal)
         if not self._reconciled or self.hedger is None:
             return  # stopped while starting: nothing of this run traded
         await self._settle("stop: hedge")
         await self._balance_check()
-
-    async def _cancel_ours(self, venue: Venue) -> None:
-        """Cancel every open order of ours on a venue (never someone else's)."""
-        try:
-            orders = await venue.open_orders()
-        except VenueError as exc:
-            log.error("cannot list open orders on %s: %s", venue.name, exc)
-            return
-        for order in orders:
-            if self.journal.is_our_order(venue.name, order.client_id):
-                try:
-                    await venue.cancel(order)
-                except VenueError as exc:
-                    log.error("cancel of %s on %s failed: %s", order.client_id, venue.name, exc)
 
     async def _kill_switch(self, reason: str) -> None:
         log.error("HALT: %s", reason)
@@ -624,8 +509,8 @@ class HedgeEngine:
         self.status.halt_reason = reason
         self.status.warn(f"halt: {reason}")
         with contextlib.suppress(VenueError, Halt):
-            await self._cancel_active()
-        await self._cancel_ours(self.maker)
+            await self.maker_order.cancel()
+        await cancel_ours(self.maker, self.journal)
         try:
             self.journal.record_halt(reason)
         except Exception:  # a broken journal must not stop the cleanup
@@ -640,68 +525,18 @@ class HedgeEngine:
         await self._flatten_net()
 
     async def _flatten_net(self) -> None:
-        """Trade the net of both legs flat on the hedge venue, from the venues' own positions.
-
-        After each order, positions are read again only once the venue shows that order's
-        fill (or a few seconds passed), so a lagging REST view never triggers a second order
-        for the same net."""
-        market = self.hedge_market
-        if market is None or self._client_ids is None:
+        """Trade the net of both legs flat on the hedge venue (hedge/closeout.py)."""
+        if self.hedge_market is None or self._client_ids is None:
             return
-        tolerance = self._tolerance()
-        deadline = time.monotonic() + FLATTEN_SECONDS
-        orders_sent = 0
-        expected: tuple[Decimal, float] | None = None  # (net after our last fill, until when)
-        while time.monotonic() < deadline and orders_sent < FLATTEN_ATTEMPTS:
-            try:
-                maker_position, hedge_position = await self._positions(strict=True)
-            except VenueError as exc:
-                log.error("flatten: cannot read positions: %s", exc)
-                await asyncio.sleep(0.5)
-                continue
-            net = maker_position + hedge_position
-            lagging = expected is not None and abs(net - expected[0]) > tolerance
-            if lagging and expected is not None and time.monotonic() < expected[1]:
-                await asyncio.sleep(0.2)  # the venue's view has not caught up yet
-                continue
-            expected = None
-            qty = round_qty(abs(net), market.step_size)
-            if qty < tolerance:
-                log.info("flatten: legs balanced (net %s)", net)
-                return
-            side = Side.SELL if net > 0 else Side.BUY
-            top = self.hedge.top()
-            if top is None:
-                await asyncio.sleep(0.5)  # no book (resyncing): wait, this costs no attempt
-                continue
-            slippage = self.settings.max_slippage_bps * FLATTEN_SLIPPAGE_FACTOR / Decimal(10_000)
-            reference = top.ask if side is Side.BUY else top.bid
-            worst = reference * (1 + slippage) if side is Side.BUY else reference * (1 - slippage)
-            worst = round_worst_price(worst, market.tick_size, side)
-            client_id = self._client_ids.next()
-            order = Order(
-                self.hedge.name, market.symbol, client_id, side, qty, worst, OrderKind.IOC
-            )
-            self.journal.register_order(order, purpose="flatten")
-            orders_sent += 1
-            log.warning(
-                "flatten: %s %s on %s (net %s), order %s",
-                side.value,
-                qty,
-                self.hedge.name,
-                net,
-                orders_sent,
-            )
-            try:
-                placed = await self.hedge.place_hedge(side, qty, worst, client_id)
-                self.journal.update_order(
-                    self.hedge.name, client_id, status=placed.status, filled_qty=placed.filled_qty
-                )
-                expected = (net + side.sign * placed.filled_qty, time.monotonic() + 3.0)
-            except VenueError as exc:
-                log.error("flatten order failed: %s", exc)
-                await asyncio.sleep(0.3)
-        log.error("flatten: legs still unbalanced after %s order(s)", orders_sent)
+        await NetFlattener(
+            self.hedge,
+            self.hedge_market,
+            self.journal,
+            self._client_ids,
+            max_slippage_bps=self.settings.max_slippage_bps,
+            positions=lambda: self._positions(strict=True),
+            tolerance=self._tolerance,
+        ).run()
 
     async def _positions(self, *, strict: bool = False) -> tuple[Decimal, Decimal]:
         try:
@@ -717,72 +552,23 @@ class HedgeEngine:
     async def _recover(self, previous: tuple[int, Decimal, float] | None) -> None:
         """Reconcile both venues with the journal before the first quote (G4)."""
         assert self.hedger is not None
-        for venue in (self.maker, self.hedge):
-            for order in await venue.open_orders():
-                if self.journal.is_our_order(venue.name, order.client_id):
-                    log.warning(
-                        "cancelling stray order of ours on %s: client=%s",
-                        venue.name,
-                        order.client_id,
-                    )
-                    self.status.warn(f"cancelled stray order {order.client_id} on {venue.name}")
-                    with contextlib.suppress(VenueError):
-                        await venue.cancel(order)
-                else:
-                    log.warning(
-                        "an order not placed by this bot rests on %s (client=%s): left alone",
-                        venue.name,
-                        order.client_id,
-                    )
-        # Maker fills journaled earlier but never fully hedged are open again.
-        uncovered = self.hedger.load_uncovered()
-        since_ms = int((previous[2] if previous else time.time() - 3600) * 1000) - 60_000
-        recovered = 0
-        # Paused: nothing is sent while fills are replayed. Maker fills first, so that a hedge
-        # fill that did execute is matched to the maker fill it covered.
-        for venue, handler in (
-            (self.maker, self.hedger.on_maker_event),
-            (self.hedge, self.hedger.on_hedge_event),
-        ):
-            ours = [
-                fill
-                for fill in await venue.fills_since(since_ms)
-                if self.journal.is_our_order(venue.name, fill.client_id)
-            ]
-            for fill in missing_fills(ours, self.journal.filled_by_order(venue.name)):
-                recovered += 1
-                handler(fill)
-        if recovered:
-            log.warning("recovered %s fill(s) missed while the bot was down", recovered)
-            self.status.warn(f"recovered {recovered} missed fill(s)")
-        if uncovered:
-            log.warning(
-                "%s %s of earlier maker fills still to hedge", uncovered, self.settings.ticker
-            )
-        maker_position, hedge_position = await self.maker.position(), await self.hedge.position()
-        net = maker_position + hedge_position
-        self.journal.flush()  # the replayed fills are in the journal before it is read
-        explained = self.journal.net_position(self.maker.name) + self.journal.net_position(
-            self.hedge.name
+        recovery = StartupRecovery(
+            self.settings, self.maker, self.hedge, self.journal, self.hedger, warn=self.status.warn
         )
-        assert self.hedge_market is not None
-        tolerance = self._tolerance()
+        start = await recovery.reconcile(previous)
         # Start offsets so that maker_start + maker_net == the venue position.
-        self.maker_start = maker_position - self.hedger.maker_net
-        self.hedge_start = hedge_position - self.hedger.hedge_net
-        self.maker_baseline = previous[1] if previous else maker_position
-        self.journal.set_baseline(self.maker_baseline)
-        if abs(net - explained) > tolerance:
-            if not self.settings.rebalance:
-                raise Halt(
-                    f"unbalanced on start: {self.maker.name} {maker_position} + "
-                    f"{self.hedge.name} {hedge_position} = {net}, which the journal does not "
-                    "explain; refusing to quote. Check the accounts, then run with --rebalance "
-                    "to close the net on the hedge venue."
-                )
-            log.warning("rebalancing: net %s will be closed on %s", net, self.hedge.name)
-        if net != self.hedger.exposure:
-            self.hedger.seed_exposure(net - self.hedger.exposure, reason="net position at start")
+        self.maker_start, self.hedge_start = start.maker_start, start.hedge_start
+        self.maker_baseline = start.maker_baseline
+        recovery.check_net(start, self._tolerance())
+
+
+def opening_side(direction: Direction, iteration: int) -> Side:
+    """The side an iteration opens with: alternate starts with a buy."""
+    if direction is Direction.BUY:
+        return Side.BUY
+    if direction is Direction.SELL:
+        return Side.SELL
+    return Side.BUY if iteration % 2 == 1 else Side.SELL
 
 
 def _public_settings(settings: Settings) -> dict[str, str]:
@@ -802,24 +588,3 @@ def _public_settings(settings: Settings) -> dict[str, str]:
         "backpack_api_url": settings.backpack_api_url,
         "lighter_api_url": settings.lighter_api_url,
     }
-
-
-def missing_fills(venue_fills: list[Fill], journaled: dict[str, Decimal]) -> list[Fill]:
-    """The part of each order's fills that the journal does not hold yet.
-
-    Compared per order by quantity, not by trade id: a venue may split one order's fills
-    differently in its stream and its REST history (Lighter's ids are synthesized from
-    cumulative amounts), and a fill must be neither replayed twice nor lost. Fills come
-    oldest first; the one straddling the journaled amount is replayed for its excess only."""
-    missing: list[Fill] = []
-    cumulative: dict[str, Decimal] = {}
-    for fill in venue_fills:
-        before = cumulative.get(fill.order_id, Decimal(0))
-        after = before + fill.qty
-        cumulative[fill.order_id] = after
-        known = journaled.get(fill.order_id, Decimal(0))
-        if after <= known:
-            continue
-        excess = after - max(before, known)
-        missing.append(fill if excess == fill.qty else replace(fill, qty=excess))
-    return missing

@@ -11,7 +11,8 @@ import logging
 import time
 from decimal import Decimal
 
-from exchanges.base import Side, Venue, VenueError, round_qty, round_worst_price
+from exchanges.base import Side, Venue, VenueError, round_qty
+from hedge.quoting import worst_price
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,7 @@ async def flatten_account(
             if top is None:
                 await asyncio.sleep(0.2)
                 continue
-            reference = top.ask if side is Side.BUY else top.bid
-            factor = 1 + side.sign * slippage_bps / Decimal(10_000)
-            worst = round_worst_price(reference * factor, market.tick_size, side)
+            worst = worst_price(side, top, slippage_bps, market.tick_size)
             client_id += 1
             try:
                 order = await venue.place_hedge(side, qty, worst, client_id)

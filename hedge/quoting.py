@@ -12,7 +12,7 @@ from collections import deque
 from collections.abc import Callable
 from decimal import Decimal
 
-from exchanges.base import BookTop, Side, round_price
+from exchanges.base import BookTop, Side, round_price, round_worst_price
 
 
 def maker_price(side: Side, top: BookTop, tick: Decimal, maker_ticks: int) -> Decimal:
@@ -75,3 +75,12 @@ class RateLimiter:
             at = max(now, self._events[0] + self.window)
         self._events.append(at)
         return at - now
+
+
+def worst_price(side: Side, top: BookTop, slippage_bps: Decimal, tick: Decimal) -> Decimal:
+    """An IOC's limit: the opposite best moved `slippage_bps` against us, rounded the safe way
+    (a buy up, a sell down) so the order can still fill."""
+    slippage = slippage_bps / Decimal(10_000)
+    reference = top.ask if side is Side.BUY else top.bid
+    worst = reference * (1 + slippage) if side is Side.BUY else reference * (1 - slippage)
+    return round_worst_price(worst, tick, side)

@@ -8,14 +8,18 @@ did not see. Either breach halts the run (the kill switch lives in the engine).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 
-from exchanges.base import BookTop, Venue
+from exchanges.base import BookTop, Market, Venue
 
 log = logging.getLogger(__name__)
+
+BALANCE_RETRIES = 4
 
 
 class Halt(Exception):
@@ -66,8 +70,48 @@ async def check_balance(
     return report
 
 
+async def check_balance_patiently(
+    maker: Venue,
+    hedge: Venue,
+    *,
+    expected: Callable[[], tuple[Decimal, Decimal, bool]],
+    tolerance: Decimal,
+    attempts: int = BALANCE_RETRIES,
+) -> None:
+    """`check_balance`, looked at again before a breach halts: venue REST views may lag their
+    own streams by a moment. `expected` gives (maker expected, hedge expected, hedge in
+    flight) as of each look."""
+    for attempt in range(attempts):
+        maker_expected, hedge_expected, hedge_in_flight = expected()
+        try:
+            await check_balance(
+                maker,
+                hedge,
+                maker_expected=maker_expected,
+                hedge_expected=hedge_expected,
+                tolerance=tolerance,
+                hedge_in_flight=hedge_in_flight,
+            )
+            return
+        except Halt:
+            if attempt == attempts - 1:
+                raise
+            await asyncio.sleep(0.25 * (attempt + 1))
+
+
 def book_age(top: BookTop | None, now: float | None = None) -> float:
     """Seconds since the book last changed (infinite when there is no book)."""
     if top is None:
         return float("inf")
     return (time.monotonic() if now is None else now) - top.updated_at
+
+
+def tradable_minimum(market: Market, top: BookTop | None) -> Decimal:
+    """The smallest quantity the venue accepts on its own: its minimum size and step, and its
+    minimum notional at the top's mid rounded up to the step. Below it a net cannot be traded
+    away (the legs count as balanced), only carried or swept."""
+    minimum = max(market.step_size, market.min_qty)
+    if market.min_notional > 0 and top is not None and top.mid > 0:
+        steps = (market.min_notional / top.mid / market.step_size).to_integral_value(ROUND_CEILING)
+        minimum = max(minimum, steps * market.step_size)
+    return minimum
