@@ -23,10 +23,10 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from decimal import ROUND_CEILING, Decimal
-from typing import Protocol, runtime_checkable
+from decimal import Decimal
+from typing import Any, Protocol, runtime_checkable
 
 from exchanges.base import (
     AmbiguousOrderState,
@@ -42,9 +42,14 @@ from exchanges.base import (
     VenueError,
     VenueEvent,
     round_qty,
-    round_worst_price,
 )
+from hedge.allocation import SEED_VENUE, Lot, LotBook
+from hedge.hedge_order import AmbiguousResolver, HedgeOrder
 from hedge.journal import Journal
+from hedge.quoting import worst_price
+from hedge.risk import tradable_minimum
+
+__all__ = ["ClientIds", "HedgeOrder", "Hedger", "HedgerStats", "PresignCapable", "SendNowCapable"]
 
 log = logging.getLogger(__name__)
 
@@ -52,8 +57,6 @@ ESCALATION_FACTORS = (Decimal(1), Decimal(2), Decimal(4))
 RETRY_BACKOFF_S = 0.05
 WATCHDOG_INTERVAL_S = 0.05
 LAST_TOP_MAX_AGE_S = 10.0  # hedge on a top this recent while the book resyncs
-AMBIGUOUS_LOOKUP_AFTER_S = 1.0  # look an unknown hedge up after this long
-AMBIGUOUS_GIVE_UP_S = 10.0  # not found by then: it did not execute
 
 
 @runtime_checkable
@@ -104,47 +107,6 @@ class ClientIds:
         value = self._next
         self._next += 1
         return value
-
-
-@dataclass(slots=True)
-class _Lot:
-    """A signed quantity not yet matched by the opposite fill (a maker fill awaiting its hedge,
-    or an over-hedge awaiting a correction)."""
-
-    venue: str
-    trade_id: str
-    qty: Decimal  # signed, shrinks towards 0 as opposite fills match it
-    recv_ns: int  # maker lots: when the fill's frame was read
-    is_maker: bool
-    client_id: int = 0  # hedge lots: the hedge order's client id
-    sent_ns: int = 0  # hedge lots: when the hedge request was handed over
-
-
-@dataclass(slots=True)
-class HedgeOrder:
-    client_id: int
-    side: Side
-    qty: Decimal
-    worst_price: Decimal
-    sent_ns: int
-    filled: Decimal = Decimal(0)  # counted from fill events
-    final_filled: Decimal | None = None  # from the order reply / terminal event
-    ambiguous: bool = False
-    ambiguous_since: float = 0.0
-    looking_up: bool = False
-    sweep: bool = False  # deliberately beyond the maker fills (see Hedger.sweep_dust)
-    trade_ids: set[str] = field(default_factory=set)
-
-    @property
-    def outstanding(self) -> Decimal:
-        """Unsigned quantity that may still fill (or whose fill is not reported yet)."""
-        if self.final_filled is None:
-            return max(self.qty - self.filled, Decimal(0))
-        return max(self.final_filled - self.filled, Decimal(0))
-
-    @property
-    def done(self) -> bool:
-        return self.final_filled is not None and self.filled >= self.final_filled
 
 
 @dataclass(slots=True)
@@ -210,7 +172,7 @@ class Hedger:
         self._last_top: tuple[BookTop, float] | None = None  # (top, clock()) last seen
         self.presign_enabled = True
         self._orders: dict[int, HedgeOrder] = {}
-        self._lots: deque[_Lot] = deque()
+        self._lots = LotBook(journal)
         self._tasks: set[asyncio.Task[None]] = set()
         self._watchdog: asyncio.Task[None] | None = None
         self._level = 0
@@ -222,6 +184,9 @@ class Hedger:
         self._send_now = venue.try_send_now if isinstance(venue, SendNowCapable) else None
         self._settled = asyncio.Event()
         self._settled.set()
+        self._ambiguous = AmbiguousResolver(
+            venue, spawn=self._spawn, on_resolved=self._after_change
+        )
 
     # -- lifecycle ---------------------------------------------------------------------------
     def start(self) -> None:
@@ -301,7 +266,7 @@ class Hedger:
         so the hedges sent for them are allocated to them. Returns their signed sum."""
         total = Decimal(0)
         for trade_id, qty in self.journal.uncovered_maker_fills(self.maker_venue_name):
-            self._add_lot(_Lot(self.maker_venue_name, trade_id, qty, 0, True))
+            self._add_lot(Lot(self.maker_venue_name, trade_id, qty, 0, True))
             total += qty
         self.exposure += total
         return total
@@ -310,7 +275,7 @@ class Hedger:
         """Start from a known net (restart recovery); the hedger then trades it flat."""
         if exposure:
             log.info("hedger starts with exposure %s (%s)", exposure, reason)
-            self._add_lot(_Lot("seed", reason, exposure, 0, True))
+            self._add_lot(Lot(SEED_VENUE, reason, exposure, 0, True))
         self.exposure += exposure
         self._kick()
 
@@ -360,7 +325,7 @@ class Hedger:
         # the GIL from the send.
         with self.journal.group():
             self.journal.defer("record_fill", fill)
-            self._add_lot(_Lot(fill.venue, fill.trade_id, signed, fill.recv_ns, True))
+            self._add_lot(Lot(fill.venue, fill.trade_id, signed, fill.recv_ns, True))
             self._kick()
         self.stats.count_fill(fill, maker=True)
         log.info(
@@ -397,7 +362,7 @@ class Hedger:
         with self.journal.group():
             self.journal.defer("record_fill", fill)
             self._add_lot(
-                _Lot(fill.venue, fill.trade_id, signed, 0, False, fill.client_id or 0, sent_ns),
+                Lot(fill.venue, fill.trade_id, signed, 0, False, fill.client_id or 0, sent_ns),
                 over_hedge_counts=order is None or not order.sweep,
             )
         self.stats.count_fill(fill, maker=False)
@@ -421,38 +386,13 @@ class Hedger:
         self._after_change()
 
     # -- matching fills to lots (allocations) ------------------------------------------------
-    def _add_lot(self, lot: _Lot, *, over_hedge_counts: bool = True) -> None:
-        """Net a new fill against the oldest open lots of the opposite sign, FIFO.
-
-        A maker lot netted against a hedge lot is an allocation: that hedge covers that much
-        of that maker fill. What is left of the new lot stays open. A hedge lot left open is an
-        over-hedge (it went beyond every maker fill) and is counted.
-        """
-        while lot.qty and self._lots and self._lots[0].qty * lot.qty < 0:
-            front = self._lots[0]
-            take = min(abs(front.qty), abs(lot.qty))
-            if front.is_maker != lot.is_maker:
-                maker, hedge = (front, lot) if front.is_maker else (lot, front)
-                if maker.venue != "seed":
-                    latency = (
-                        hedge.sent_ns - maker.recv_ns
-                        if hedge.sent_ns >= maker.recv_ns > 0
-                        else None
-                    )
-                    self.journal.defer(
-                        "allocate", maker.venue, maker.trade_id, hedge.client_id, take, latency
-                    )
-            front.qty += take if front.qty < 0 else -take
-            lot.qty += take if lot.qty < 0 else -take
-            if front.qty == 0:
-                self._lots.popleft()
-        if lot.qty:
-            if not lot.is_maker and over_hedge_counts:
-                self.stats.over_hedges += 1
-                log.warning(
-                    "hedge fill %s exceeds uncovered maker fills by %s", lot.trade_id, lot.qty
-                )
-            self._lots.append(lot)
+    def _add_lot(self, lot: Lot, *, over_hedge_counts: bool = True) -> None:
+        """Allocate a fill against the open lots (hedge/allocation.py). A hedge lot left open
+        went beyond every maker fill: an over-hedge, counted unless it was a sweep."""
+        left = self._lots.add(lot)
+        if left and not lot.is_maker and over_hedge_counts:
+            self.stats.over_hedges += 1
+            log.warning("hedge fill %s exceeds uncovered maker fills by %s", lot.trade_id, left)
 
     # -- sending -------------------------------------------------------------------------------
     def _after_change(self) -> None:
@@ -486,13 +426,7 @@ class Hedger:
         dust = round_qty(abs(need), self.market.step_size)
         if dust == 0 or self.hedgeable(dust):
             return False
-        top = self.venue.top()
-        minimum = max(self.market.min_qty, self.market.step_size)
-        if self.market.min_notional > 0 and top is not None and top.mid > 0:
-            steps = (self.market.min_notional / top.mid / self.market.step_size).to_integral_value(
-                rounding=ROUND_CEILING
-            )
-            minimum = max(minimum, steps * self.market.step_size)
+        minimum = tradable_minimum(self.market, self.venue.top())
         side = Side.BUY if need > 0 else Side.SELL
         log.info(
             "sweeping %s below the hedge minimum: %s %s, then %s back",
@@ -515,10 +449,7 @@ class Hedger:
         else:
             log.warning("no %s book: hedge of %s %s waits", self.venue.name, side.value, qty)
             return False
-        slippage = self.max_slippage_bps * factor / Decimal(10_000)
-        reference = top.ask if side is Side.BUY else top.bid
-        worst = reference * (1 + slippage) if side is Side.BUY else reference * (1 - slippage)
-        worst = round_worst_price(worst, self.market.tick_size, side)
+        worst = worst_price(side, top, self.max_slippage_bps * factor, self.market.tick_size)
         client_id = self._take_client_id(side, qty)
         sent_ns = time.perf_counter_ns()
         hedge = HedgeOrder(client_id, side, qty, worst, sent_ns, sweep=sweep)
@@ -527,9 +458,7 @@ class Hedger:
         # The fast path: a pre-signed hedge is written to the socket right here, inside the
         # fill callback, instead of after every other ready callback of the event loop.
         written = self._send_now(side, qty, worst, client_id) if self._send_now else None
-        task = asyncio.create_task(self._send(hedge, written), name=f"hedge-{client_id}")
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+        self._spawn(self._send(hedge, written), name=f"hedge-{client_id}")
         # Recorded after the send is under way: its client id comes from a reserved block, so
         # a restart recognizes the hedge even if this row never reaches the disk.
         self.journal.defer(
@@ -549,6 +478,12 @@ class Hedger:
                 client_id,
             )
         return True
+
+    def _spawn(self, work: Coroutine[Any, Any, None], *, name: str | None = None) -> None:
+        """A task of this hedger: kept until done, awaited (never cancelled) by close()."""
+        task = asyncio.create_task(work, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     def _take_client_id(self, side: Side, qty: Decimal) -> int:
         presigned = self._presigned
@@ -650,7 +585,7 @@ class Hedger:
         top = self.venue.top()
         if top is not None:
             self._last_top = (top, now)
-        self._resolve_ambiguous(now)
+        self._ambiguous.resolve(self._orders.values(), now)
         if self.paused or not self.hedgeable(self.exposure):
             self._stalled_since = None
             self._level = 0
@@ -683,54 +618,3 @@ class Hedger:
                 self.max_slippage_bps * ESCALATION_FACTORS[level],
             )
         self._kick()
-
-    def _resolve_ambiguous(self, now: float) -> None:
-        """Look up hedges whose outcome is unknown; one not found in time did not execute."""
-        find_order = getattr(self.venue, "find_order", None)
-        for hedge in list(self._orders.values()):
-            if not hedge.ambiguous or hedge.done or hedge.looking_up:
-                continue
-            age = now - hedge.ambiguous_since
-            if age < AMBIGUOUS_LOOKUP_AFTER_S:
-                continue
-            if find_order is None:
-                if age >= AMBIGUOUS_GIVE_UP_S:
-                    self._give_up(hedge)
-                continue
-            hedge.looking_up = True
-            task = asyncio.create_task(self._look_up(hedge, find_order, age))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
-
-    async def _look_up(
-        self, hedge: HedgeOrder, find_order: Callable[[int], Awaitable[Order | None]], age: float
-    ) -> None:
-        try:
-            found = await find_order(hedge.client_id)
-        except Exception as exc:  # a lookup failure only delays the answer
-            log.warning("lookup of hedge %s failed: %s", hedge.client_id, exc)
-            found = None
-        finally:
-            hedge.looking_up = False
-        if found is not None and found.status.is_terminal:
-            log.info(
-                "hedge %s resolved: %s, filled %s",
-                hedge.client_id,
-                found.status.value,
-                found.filled_qty,
-            )
-            hedge.ambiguous = False
-            hedge.final_filled = max(found.filled_qty, hedge.filled)
-            self._after_change()
-        elif found is None and age >= AMBIGUOUS_GIVE_UP_S:
-            self._give_up(hedge)
-
-    def _give_up(self, hedge: HedgeOrder) -> None:
-        log.warning(
-            "hedge %s not found after %.0f s: it did not execute; re-hedging",
-            hedge.client_id,
-            AMBIGUOUS_GIVE_UP_S,
-        )
-        hedge.ambiguous = False
-        hedge.final_filled = hedge.filled
-        self._after_change()

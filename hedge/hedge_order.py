@@ -1,0 +1,111 @@
+"""A hedge order in flight, and how one whose outcome is unknown gets resolved.
+
+Ambiguous is not failed: a hedge whose request timed out (or failed in a way that may have
+left it on the wire) stays in flight. The venue's stream or REST reconciliation may report its
+fills; meanwhile the hedger's watchdog asks the venue (`find_order`) after a second, and a
+hedge still not found after ten seconds did not execute: the hedger then re-hedges.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any
+
+from exchanges.base import Order, Side, Venue
+
+log = logging.getLogger(__name__)
+
+AMBIGUOUS_LOOKUP_AFTER_S = 1.0  # look an unknown hedge up after this long
+AMBIGUOUS_GIVE_UP_S = 10.0  # not found by then: it did not execute
+
+
+@dataclass(slots=True)
+class HedgeOrder:
+    client_id: int
+    side: Side
+    qty: Decimal
+    worst_price: Decimal
+    sent_ns: int
+    filled: Decimal = Decimal(0)  # counted from fill events
+    final_filled: Decimal | None = None  # from the order reply / terminal event
+    ambiguous: bool = False
+    ambiguous_since: float = 0.0
+    looking_up: bool = False
+    sweep: bool = False  # deliberately beyond the maker fills (see Hedger.sweep_dust)
+    trade_ids: set[str] = field(default_factory=set)
+
+    @property
+    def outstanding(self) -> Decimal:
+        """Unsigned quantity that may still fill (or whose fill is not reported yet)."""
+        if self.final_filled is None:
+            return max(self.qty - self.filled, Decimal(0))
+        return max(self.final_filled - self.filled, Decimal(0))
+
+    @property
+    def done(self) -> bool:
+        return self.final_filled is not None and self.filled >= self.final_filled
+
+
+class AmbiguousResolver:
+    def __init__(
+        self,
+        venue: Venue,
+        *,
+        spawn: Callable[[Coroutine[Any, Any, None]], None],
+        on_resolved: Callable[[], None],
+    ) -> None:
+        self.venue = venue
+        self.spawn = spawn  # runs a lookup as a task its owner awaits on close
+        self.on_resolved = on_resolved  # a hedge's outcome became known
+
+    def resolve(self, hedges: Iterable[HedgeOrder], now: float) -> None:
+        """Look up hedges whose outcome is unknown; one not found in time did not execute."""
+        find_order = getattr(self.venue, "find_order", None)
+        for hedge in list(hedges):
+            if not hedge.ambiguous or hedge.done or hedge.looking_up:
+                continue
+            age = now - hedge.ambiguous_since
+            if age < AMBIGUOUS_LOOKUP_AFTER_S:
+                continue
+            if find_order is None:
+                if age >= AMBIGUOUS_GIVE_UP_S:
+                    self._give_up(hedge)
+                continue
+            hedge.looking_up = True
+            self.spawn(self._look_up(hedge, find_order, age))
+
+    async def _look_up(
+        self, hedge: HedgeOrder, find_order: Callable[[int], Awaitable[Order | None]], age: float
+    ) -> None:
+        try:
+            found = await find_order(hedge.client_id)
+        except Exception as exc:  # a lookup failure only delays the answer
+            log.warning("lookup of hedge %s failed: %s", hedge.client_id, exc)
+            found = None
+        finally:
+            hedge.looking_up = False
+        if found is not None and found.status.is_terminal:
+            log.info(
+                "hedge %s resolved: %s, filled %s",
+                hedge.client_id,
+                found.status.value,
+                found.filled_qty,
+            )
+            hedge.ambiguous = False
+            hedge.final_filled = max(found.filled_qty, hedge.filled)
+            self.on_resolved()
+        elif found is None and age >= AMBIGUOUS_GIVE_UP_S:
+            self._give_up(hedge)
+
+    def _give_up(self, hedge: HedgeOrder) -> None:
+        log.warning(
+            "hedge %s not found after %.0f s: it did not execute; re-hedging",
+            hedge.client_id,
+            AMBIGUOUS_GIVE_UP_S,
+        )
+        hedge.ambiguous = False
+        hedge.final_filled = hedge.filled
+        self.on_resolved()
