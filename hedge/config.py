@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from enum import Enum
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 from urllib.parse import urlparse
 
 from dotenv import dotenv_values
@@ -201,6 +201,40 @@ def load_settings(
         require_keys = mode is Mode.LIVE
 
     problems: list[str] = []
+    trading = _trading_values(flags, problems)
+    # Flags first: a mistyped flag is reported alone, before anything about the environment.
+    if trading is None:
+        raise ConfigError("\n".join(problems))
+    account = _account_values(env_values, require_keys, problems)
+    urls = _endpoint_values(env_values, problems)
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+    log_dir = Path(flags.log_dir)
+    journal = (
+        Path(flags.journal)
+        if flags.journal
+        else log_dir / f"{trading['ticker']}-{datetime.now(UTC):%Y%m%d}"
+        f"{'-dry' if mode is Mode.DRY_RUN else ''}.sqlite"
+    )
+    return Settings(
+        mode=mode,
+        **trading,
+        journal=journal,
+        log_dir=log_dir,
+        rebalance=flags.rebalance,
+        **account,
+        backpack_api_url=urls["BACKPACK_API_URL"],
+        backpack_ws_url=urls["BACKPACK_WS_URL"],
+        lighter_api_url=urls["LIGHTER_API_URL"],
+        lighter_ws_url=urls["LIGHTER_WS_URL"],
+        notices=tuple(notices),
+        flags=flags,
+    )
+
+
+def _trading_values(flags: TradingFlags, problems: list[str]) -> dict[str, Any] | None:
+    """The trading flags as Settings fields; None (with `problems` filled) when any is bad."""
     ticker = flags.ticker.strip().upper()
     if not _TICKER_RE.match(ticker):
         problems.append(f"--ticker {flags.ticker!r}: expected letters and digits only, e.g. BTC")
@@ -212,21 +246,34 @@ def load_settings(
     )
     if size is not None and max_position is not None and max_position < size:
         problems.append(f"--max-position {max_position}: must be at least --size ({size})")
-    iterations = _int_at_least("--iterations", flags.iterations, 1, problems)
-    direction = _choice("--direction", flags.direction, Direction, problems)
-    fill_timeout = _positive_float("--fill-timeout", flags.fill_timeout, problems)
-    hedge_timeout = _positive_float("--hedge-timeout", flags.hedge_timeout, problems)
-    sleep = _float_at_least("--sleep", flags.sleep, 0.0, problems)
-    requote_ticks = _int_at_least("--requote-ticks", flags.requote_ticks, 1, problems)
-    maker_ticks = _int_at_least("--maker-ticks", flags.maker_ticks, 1, problems)
-    slippage = _positive_decimal("--max-slippage-bps", flags.max_slippage_bps, problems)
+    values: dict[str, Any] = {
+        "ticker": ticker,
+        "size": size,
+        "max_position": max_position,
+        "iterations": _int_at_least("--iterations", flags.iterations, 1, problems),
+        "direction": _choice("--direction", flags.direction, Direction, problems),
+        "fill_timeout": _positive_float("--fill-timeout", flags.fill_timeout, problems),
+        "hedge_timeout": _positive_float("--hedge-timeout", flags.hedge_timeout, problems),
+        "sleep": _float_at_least("--sleep", flags.sleep, 0.0, problems),
+        "requote_ticks": _int_at_least("--requote-ticks", flags.requote_ticks, 1, problems),
+        "maker_ticks": _int_at_least("--maker-ticks", flags.maker_ticks, 1, problems),
+        "max_slippage_bps": _positive_decimal(
+            "--max-slippage-bps", flags.max_slippage_bps, problems
+        ),
+    }
+    slippage = values["max_slippage_bps"]
     if slippage is not None and slippage > 1000:
         problems.append(f"--max-slippage-bps {slippage}: at most 1000 (10 %) is accepted")
-
-    # Flags first: a mistyped flag is reported alone, before anything about the environment.
     if problems:
-        raise ConfigError("\n".join(problems))
+        return None
+    assert None not in values.values()
+    return values
 
+
+def _account_values(
+    env_values: Mapping[str, str], require_keys: bool, problems: list[str]
+) -> dict[str, Any]:
+    """Keys and account indices from the environment, as Settings fields."""
     secrets = {name: (env_values.get(name) or "").strip() for name in SECRET_VARS}
     bp_public = _base64_key("BACKPACK_PUBLIC_KEY", secrets["BACKPACK_PUBLIC_KEY"], problems)
     bp_secret = _base64_key("BACKPACK_SECRET_KEY", secrets["BACKPACK_SECRET_KEY"], problems)
@@ -241,7 +288,17 @@ def load_settings(
                 f"{', '.join(missing)}: missing; live trading needs them in .env or the "
                 "environment (see .env.example), or use --dry-run"
             )
+    return {
+        "backpack_public_key": bp_public,
+        "backpack_secret_key": bp_secret,
+        "lighter_private_key": lt_key,
+        "lighter_account_index": indices["LIGHTER_ACCOUNT_INDEX"],
+        "lighter_api_key_index": indices["LIGHTER_API_KEY_INDEX"],
+    }
 
+
+def _endpoint_values(env_values: Mapping[str, str], problems: list[str]) -> dict[str, str]:
+    """The four venue URLs (defaults where unset), each checked for its scheme."""
     urls: dict[str, str] = {}
     for name, default in DEFAULT_URLS.items():
         value = (env_values.get(name) or "").strip() or default
@@ -252,49 +309,7 @@ def load_settings(
         urls[name] = value
     if not urls["BACKPACK_API_URL"].endswith("/"):
         urls["BACKPACK_API_URL"] += "/"  # bpx-py appends "api/v1/..." to it
-
-    if problems:
-        raise ConfigError("\n".join(problems))
-    assert size is not None and max_position is not None and slippage is not None
-    assert direction is not None and iterations is not None
-    assert fill_timeout is not None and hedge_timeout is not None and sleep is not None
-    assert requote_ticks is not None and maker_ticks is not None
-
-    log_dir = Path(flags.log_dir)
-    journal = (
-        Path(flags.journal)
-        if flags.journal
-        else log_dir
-        / f"{ticker}-{datetime.now(UTC):%Y%m%d}{'-dry' if mode is Mode.DRY_RUN else ''}.sqlite"
-    )
-    return Settings(
-        mode=mode,
-        ticker=ticker,
-        size=size,
-        max_position=max_position,
-        iterations=iterations,
-        direction=direction,
-        fill_timeout=fill_timeout,
-        requote_ticks=requote_ticks,
-        maker_ticks=maker_ticks,
-        max_slippage_bps=slippage,
-        hedge_timeout=hedge_timeout,
-        sleep=sleep,
-        journal=journal,
-        log_dir=log_dir,
-        rebalance=flags.rebalance,
-        backpack_public_key=bp_public,
-        backpack_secret_key=bp_secret,
-        lighter_private_key=lt_key,
-        lighter_account_index=indices["LIGHTER_ACCOUNT_INDEX"],
-        lighter_api_key_index=indices["LIGHTER_API_KEY_INDEX"],
-        backpack_api_url=urls["BACKPACK_API_URL"],
-        backpack_ws_url=urls["BACKPACK_WS_URL"],
-        lighter_api_url=urls["LIGHTER_API_URL"],
-        lighter_ws_url=urls["LIGHTER_WS_URL"],
-        notices=tuple(notices),
-        flags=flags,
-    )
+    return urls
 
 
 # --------------------------------------------------------------------------------------------

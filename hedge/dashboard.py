@@ -21,6 +21,7 @@ from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
 
+from exchanges.base import BookTop, Venue
 from hedge.engine import EngineStatus, HedgeEngine
 from hedge.report import percentile
 
@@ -120,94 +121,100 @@ class Dashboard:
         )
         if engine is None:
             return Group(Panel(header))
-        settings = engine.settings
         maker, hedge = engine.maker, engine.hedge
-        hedger = engine.hedger
-
-        books = Table(show_header=True, header_style="bold", expand=True)
-        for column in ("venue", "bid", "ask", "spread", "book age"):
-            books.add_column(column)
-        tops = {}
-        for venue in (maker, hedge):
-            top = venue.top()
-            tops[venue.name] = top
-            if top is None:
-                books.add_row(venue.name, "-", "-", "-", "-")
-            else:
-                age = time.monotonic() - top.updated_at
-                books.add_row(
-                    venue.name,
-                    _fmt(top.bid, 4),
-                    _fmt(top.ask, 4),
-                    _fmt(top.spread, 4),
-                    f"{age:.1f} s",
-                )
-        maker_top, hedge_top = tops.get(maker.name), tops.get(hedge.name)
-        cross = "-"
-        if maker_top is not None and hedge_top is not None and maker_top.mid:
-            bps = (hedge_top.mid - maker_top.mid) / maker_top.mid * 10_000
-            cross = f"{bps:.2f} bps ({hedge.name} mid - {maker.name} mid)"
-
-        order = status.maker_order
-        if order is None:
-            order_line = "maker order: none"
-        else:
-            age = time.monotonic() - status.maker_order_since
-            distance = ""
-            if maker_top is not None:
-                best = maker_top.bid if order.side.value == "buy" else maker_top.ask
-                distance = f", {_fmt(abs(order.price - best), 4)} from the top"
-            order_line = (
-                f"maker order: {order.side.value} {_fmt(order.qty)} @ {_fmt(order.price, 4)} "
-                f"(client {order.client_id}, {age:.1f} s{distance})"
-            )
-
+        maker_top, hedge_top = maker.top(), hedge.top()
         legs = Table(show_header=True, header_style="bold", expand=True)
-        for column in ("", settings.ticker):
+        for column in ("", engine.settings.ticker):
             legs.add_column(column)
-        if hedger is not None:
-            stats = hedger.stats
-            recent = list(itertools.islice(reversed(stats.latencies_ns), LATENCY_WINDOW))
-            latencies = [ns / 1e6 for ns in recent]
-            rows = [
-                (f"{maker.name} position", _fmt(engine.maker_position)),
-                (f"{hedge.name} position", _fmt(engine.hedge_position)),
-                ("net", _fmt(engine.maker_position + engine.hedge_position)),
-                ("unhedged", f"{_fmt(hedger.unhedged)} (for {hedger.unhedged_age():.1f} s)"),
-                ("fills maker / hedge", f"{stats.maker_fills} / {stats.hedge_fills}"),
-                (
-                    "volume maker / hedge",
-                    f"{_fmt(stats.maker_volume, 2)} / {_fmt(stats.hedge_volume, 2)} USDC",
-                ),
-                ("fees", f"{_fmt(stats.fees, 4)} USDC"),
-                ("realized PnL", f"{_fmt(self._pnl(engine), 4)} USDC"),
-                (
-                    f"hedge latency p50 / p99 (last {LATENCY_WINDOW})",
-                    f"{percentile(latencies, 0.5):.3f} / {percentile(latencies, 0.99):.3f} ms",
-                ),
-                (
-                    "hedges sent / failed / escalations",
-                    f"{stats.hedges_sent} / {stats.hedge_failures} / {stats.escalations}",
-                ),
-                ("duplicates ignored", str(stats.duplicates_ignored)),
-                (
-                    "re-quotes / post-only rejects",
-                    f"{status.requotes} / {status.post_only_rejects}",
-                ),
-                (
-                    "reconnects",
-                    ", ".join(f"{v.name} {getattr(v, 'reconnects', 0)}" for v in (maker, hedge)),
-                ),
-                ("faults seen", self._faults_text()),
-            ]
-            for label, value in rows:
+        if engine.hedger is not None:
+            for label, value in self._leg_rows(engine, status):
                 legs.add_row(label, value)
         warnings = Text("\n".join(status.warnings) or "no warnings", style="yellow")
         return Group(
             Panel(header, subtitle=f"{maker.name} maker / {hedge.name} hedge"),
-            books,
-            Text(f"cross-venue spread: {cross}"),
-            Text(order_line),
+            _books_table(((maker, maker_top), (hedge, hedge_top))),
+            Text(f"cross-venue spread: {_cross_spread(maker, maker_top, hedge, hedge_top)}"),
+            Text(_order_line(status, maker_top)),
             legs,
             Panel(warnings, title="last warnings"),
         )
+
+    def _leg_rows(self, engine: HedgeEngine, status: EngineStatus) -> list[tuple[str, str]]:
+        """Positions, fills, volume, costs and hedge health of the run, one row each."""
+        hedger = engine.hedger
+        assert hedger is not None
+        maker, hedge = engine.maker, engine.hedge
+        stats = hedger.stats
+        recent = list(itertools.islice(reversed(stats.latencies_ns), LATENCY_WINDOW))
+        latencies = [ns / 1e6 for ns in recent]
+        return [
+            (f"{maker.name} position", _fmt(engine.maker_position)),
+            (f"{hedge.name} position", _fmt(engine.hedge_position)),
+            ("net", _fmt(engine.maker_position + engine.hedge_position)),
+            ("unhedged", f"{_fmt(hedger.unhedged)} (for {hedger.unhedged_age():.1f} s)"),
+            ("fills maker / hedge", f"{stats.maker_fills} / {stats.hedge_fills}"),
+            (
+                "volume maker / hedge",
+                f"{_fmt(stats.maker_volume, 2)} / {_fmt(stats.hedge_volume, 2)} USDC",
+            ),
+            ("fees", f"{_fmt(stats.fees, 4)} USDC"),
+            ("realized PnL", f"{_fmt(self._pnl(engine), 4)} USDC"),
+            (
+                f"hedge latency p50 / p99 (last {LATENCY_WINDOW})",
+                f"{percentile(latencies, 0.5):.3f} / {percentile(latencies, 0.99):.3f} ms",
+            ),
+            (
+                "hedges sent / failed / escalations",
+                f"{stats.hedges_sent} / {stats.hedge_failures} / {stats.escalations}",
+            ),
+            ("duplicates ignored", str(stats.duplicates_ignored)),
+            ("re-quotes / post-only rejects", f"{status.requotes} / {status.post_only_rejects}"),
+            (
+                "reconnects",
+                ", ".join(f"{v.name} {getattr(v, 'reconnects', 0)}" for v in (maker, hedge)),
+            ),
+            ("faults seen", self._faults_text()),
+        ]
+
+
+def _books_table(venues: tuple[tuple[Venue, BookTop | None], ...]) -> Table:
+    books = Table(show_header=True, header_style="bold", expand=True)
+    for column in ("venue", "bid", "ask", "spread", "book age"):
+        books.add_column(column)
+    for venue, top in venues:
+        if top is None:
+            books.add_row(venue.name, "-", "-", "-", "-")
+        else:
+            age = time.monotonic() - top.updated_at
+            books.add_row(
+                venue.name,
+                _fmt(top.bid, 4),
+                _fmt(top.ask, 4),
+                _fmt(top.spread, 4),
+                f"{age:.1f} s",
+            )
+    return books
+
+
+def _cross_spread(
+    maker: Venue, maker_top: BookTop | None, hedge: Venue, hedge_top: BookTop | None
+) -> str:
+    if maker_top is None or hedge_top is None or not maker_top.mid:
+        return "-"
+    bps = (hedge_top.mid - maker_top.mid) / maker_top.mid * 10_000
+    return f"{bps:.2f} bps ({hedge.name} mid - {maker.name} mid)"
+
+
+def _order_line(status: EngineStatus, maker_top: BookTop | None) -> str:
+    order = status.maker_order
+    if order is None:
+        return "maker order: none"
+    age = time.monotonic() - status.maker_order_since
+    distance = ""
+    if maker_top is not None:
+        best = maker_top.bid if order.side.value == "buy" else maker_top.ask
+        distance = f", {_fmt(abs(order.price - best), 4)} from the top"
+    return (
+        f"maker order: {order.side.value} {_fmt(order.qty)} @ {_fmt(order.price, 4)} "
+        f"(client {order.client_id}, {age:.1f} s{distance})"
+    )

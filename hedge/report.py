@@ -28,6 +28,7 @@ import json
 import math
 import time
 from collections import defaultdict
+from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
@@ -83,69 +84,131 @@ def summarize(
     fills = journal.fills(run_id=run_id)
     maker_fills = [f for f in fills if f.venue == maker_venue]
     hedge_fills = [f for f in fills if f.venue != maker_venue]
-    run_filter = "" if run_id is None else " AND run_id = ?"
-    run_params: tuple[object, ...] = () if run_id is None else (run_id,)
-
-    net_maker = sum((_signed(f) for f in maker_fills), Decimal(0))
-    net_hedge = sum((_signed(f) for f in hedge_fills), Decimal(0))
-    fees = sum((f.fee for f in fills), Decimal(0))
-
-    cash = Decimal(0)
-    last_price: dict[str, Decimal] = {}
-    for fill in fills:
-        cash -= _signed(fill) * fill.price
-        last_price[fill.venue] = fill.price
-    open_value = net_maker * last_price.get(maker_venue, Decimal(0))
-    hedge_venue = next((f.venue for f in hedge_fills), None)
-    if hedge_venue is not None:
-        open_value += net_hedge * last_price[hedge_venue]
-    pnl = cash + open_value - fees
-
+    scope = _Scope(run_id)
     # Positions are cumulative: a run that resumed a killed one carries its open position, so
     # the legs' balance is judged on every fill of the journal, whatever the report's scope.
     everything = fills if run_id is None else journal.fills()
     position_maker = sum((_signed(f) for f in everything if f.venue == maker_venue), Decimal(0))
     position_hedge = sum((_signed(f) for f in everything if f.venue != maker_venue), Decimal(0))
+    allocations = _allocations(journal, maker_venue, maker_fills)
+    latencies_ms = [ns / 1e6 for ns in allocations.first_latency.values()]
+    halts = journal.query(
+        "SELECT reason FROM halts WHERE 1 = 1" + scope.filter + " ORDER BY id", scope.params
+    )
+    return {
+        "cycles": _cycles(journal, scope),
+        "maker_fills": len(maker_fills),
+        "hedge_fills": len(hedge_fills),
+        "maker_volume": decimal_text(sum((f.qty * f.price for f in maker_fills), Decimal(0))),
+        "hedge_volume": decimal_text(sum((f.qty * f.price for f in hedge_fills), Decimal(0))),
+        "net_position_maker": decimal_text(position_maker),
+        "net_position_hedge": decimal_text(position_hedge),
+        "net_delta": decimal_text(position_maker + position_hedge),
+        "double_hedges": _double_hedges(journal, scope, maker_fills, allocations),
+        "unhedged_max_s": round(max(_unhedged_max(journal, maker_fills, allocations), 0.0), 3),
+        "hedge_latency_ms": {
+            "p50": round(percentile(latencies_ms, 0.5), 3),
+            "p99": round(percentile(latencies_ms, 0.99), 3),
+            "max": round(max(latencies_ms, default=0.0), 3),
+        },
+        "edge_bps": _edge_bps(hedge_fills, allocations),
+        "fees_quote": decimal_text(sum((f.fee for f in fills), Decimal(0))),
+        "pnl_quote": decimal_text(_pnl(fills, maker_venue).quantize(Decimal("0.000001"))),
+        "halts": len(halts),
+        "halt_reasons": [str(row[0]) for row in halts],
+        "reconnects": _reconnects(journal, scope),
+    }
 
-    # Allocations: which hedge covered which maker fill, how fast, and when fully.
-    maker_by_trade = {f.trade_id: f for f in maker_fills}
-    allocated: dict[str, Decimal] = defaultdict(Decimal)
-    first_latency: dict[str, int] = {}
-    covered_at: dict[str, float] = {}
-    last_cover: dict[str, float] = {}
+
+@dataclass(frozen=True)
+class _Scope:
+    """The SQL condition limiting a query to one run (or to none)."""
+
+    run_id: int | None
+
+    @property
+    def filter(self) -> str:
+        return "" if self.run_id is None else " AND run_id = ?"
+
+    @property
+    def params(self) -> tuple[object, ...]:
+        return () if self.run_id is None else (self.run_id,)
+
+
+def _pnl(fills: list[JournalFill], maker_venue: str) -> Decimal:
+    """Cash flow of the fills minus fees, plus each venue's open position at its last price."""
+    cash = Decimal(0)
+    last_price: dict[str, Decimal] = {}
+    for fill in fills:
+        cash -= _signed(fill) * fill.price
+        last_price[fill.venue] = fill.price
+    maker_fills = [f for f in fills if f.venue == maker_venue]
+    hedge_fills = [f for f in fills if f.venue != maker_venue]
+    net_maker = sum((_signed(f) for f in maker_fills), Decimal(0))
+    net_hedge = sum((_signed(f) for f in hedge_fills), Decimal(0))
+    open_value = net_maker * last_price.get(maker_venue, Decimal(0))
+    hedge_venue = next((f.venue for f in hedge_fills), None)
+    if hedge_venue is not None:
+        open_value += net_hedge * last_price[hedge_venue]
+    return cash + open_value - sum((f.fee for f in fills), Decimal(0))
+
+
+@dataclass
+class _Allocations:
+    """Which hedge covered which maker fill, how fast, and when fully."""
+
+    maker_by_trade: dict[str, JournalFill]
+    rows: list[tuple[str, int, Decimal]] = field(default_factory=list)  # trade, hedge, qty
+    allocated: dict[str, Decimal] = field(default_factory=lambda: defaultdict(Decimal))
+    first_latency: dict[str, int] = field(default_factory=dict)
+    covered_at: dict[str, float] = field(default_factory=dict)
+    last_cover: dict[str, float] = field(default_factory=dict)
+
+
+def _allocations(
+    journal: Journal, maker_venue: str, maker_fills: list[JournalFill]
+) -> _Allocations:
+    found = _Allocations({f.trade_id: f for f in maker_fills})
     rows = journal.query(
         "SELECT maker_trade_id, hedge_client_id, qty, latency_ns, created_at FROM allocations"
         " WHERE maker_venue = ? ORDER BY rowid",
         (maker_venue,),
     )
-    allocation_rows: list[tuple[str, int, Decimal]] = []
     for trade_id, hedge_client, qty_text, latency, created_at in rows:
-        maker_fill = maker_by_trade.get(str(trade_id))
+        maker_fill = found.maker_by_trade.get(str(trade_id))
         if maker_fill is None:
             continue  # another run's fill (run_id given)
+        trade = maker_fill.trade_id
         qty = Decimal(qty_text)
-        allocation_rows.append((maker_fill.trade_id, int(hedge_client), qty))
-        allocated[maker_fill.trade_id] += qty
-        if maker_fill.trade_id not in covered_at and allocated[maker_fill.trade_id] >= (
-            maker_fill.qty
-        ):
-            covered_at[maker_fill.trade_id] = float(created_at)
-        last_cover[maker_fill.trade_id] = max(
-            last_cover.get(maker_fill.trade_id, 0.0), float(created_at)
-        )
-        if latency is not None and maker_fill.trade_id not in first_latency:
-            first_latency[maker_fill.trade_id] = int(latency)
+        found.rows.append((trade, int(hedge_client), qty))
+        found.allocated[trade] += qty
+        if trade not in found.covered_at and found.allocated[trade] >= maker_fill.qty:
+            found.covered_at[trade] = float(created_at)
+        found.last_cover[trade] = max(found.last_cover.get(trade, 0.0), float(created_at))
+        if latency is not None and trade not in found.first_latency:
+            found.first_latency[trade] = int(latency)
+    return found
 
-    over_allocated = sum(1 for f in maker_fills if allocated[f.trade_id] > f.qty)
+
+def _double_hedges(
+    journal: Journal, scope: _Scope, maker_fills: list[JournalFill], allocations: _Allocations
+) -> int:
+    over_allocated = sum(1 for f in maker_fills if allocations.allocated[f.trade_id] > f.qty)
     over_hedges = int(
         sum(
             float(row[0])
             for row in journal.query(
-                "SELECT value FROM counters WHERE name = 'over_hedges'" + run_filter, run_params
+                "SELECT value FROM counters WHERE name = 'over_hedges'" + scope.filter,
+                scope.params,
             )
         )
     )
+    return over_allocated + over_hedges
 
+
+def _unhedged_max(
+    journal: Journal, maker_fills: list[JournalFill], allocations: _Allocations
+) -> float:
     # A fill never fully covered counts to the end of its run; `now` only while that run is
     # still going (or unknown), so a report read days later does not grow by itself.
     run_ends = {int(r[0]): r[1] for r in journal.query("SELECT id, ended_at FROM runs")}
@@ -153,20 +216,21 @@ def summarize(
     unhedged_max = 0.0
     dust = _dust_by_run(journal)
     for fill in maker_fills:
-        end = covered_at.get(fill.trade_id)
+        end = allocations.covered_at.get(fill.trade_id)
         min_qty, min_notional = dust.get(fill.run_id, (Decimal(0), Decimal(0)))
         threshold = max(min_qty, min_notional / fill.price if fill.price else Decimal(0))
-        if end is None and fill.qty - allocated[fill.trade_id] < threshold:
+        if end is None and fill.qty - allocations.allocated[fill.trade_id] < threshold:
             # The rest is below what the hedge venue can trade: carried, not unhedged (it is
             # offset by the next opposite fill). Covered when its tradable part was.
-            end = last_cover.get(fill.trade_id, fill.recorded_at)
+            end = allocations.last_cover.get(fill.trade_id, fill.recorded_at)
         if end is None:
             ended_at = run_ends.get(fill.run_id)
             end = float(ended_at) if ended_at is not None else now
         unhedged_max = max(unhedged_max, end - fill.recorded_at)
+    return unhedged_max
 
-    latencies_ms = [ns / 1e6 for ns in first_latency.values()]
 
+def _edge_bps(hedge_fills: list[JournalFill], allocations: _Allocations) -> float:
     hedge_price: dict[int, tuple[Decimal, Decimal]] = {}
     for fill in hedge_fills:
         if fill.client_id is None:
@@ -175,8 +239,8 @@ def summarize(
         hedge_price[fill.client_id] = (qty + fill.qty, notional + fill.qty * fill.price)
     edge_weight = Decimal(0)
     edge_sum = Decimal(0)
-    for trade_id, hedge_client, qty in allocation_rows:
-        maker_fill = maker_by_trade[trade_id]
+    for trade_id, hedge_client, qty in allocations.rows:
+        maker_fill = allocations.maker_by_trade[trade_id]
         totals = hedge_price.get(hedge_client)
         if totals is None or not totals[0]:
             continue
@@ -184,40 +248,19 @@ def summarize(
         edge = (hedge_avg - maker_fill.price) / maker_fill.price * 10_000 * maker_fill.side.sign
         edge_sum += edge * qty
         edge_weight += qty
+    return float(round(edge_sum / edge_weight, 3)) if edge_weight else 0.0
 
-    cycles = journal.query(
-        "SELECT COUNT(*) FROM cycles WHERE ended_at IS NOT NULL" + run_filter, run_params
-    )[0][0]
-    halts = journal.query(
-        "SELECT reason FROM halts WHERE 1 = 1" + run_filter + " ORDER BY id", run_params
+
+def _cycles(journal: Journal, scope: _Scope) -> int:
+    query = "SELECT COUNT(*) FROM cycles WHERE ended_at IS NOT NULL" + scope.filter
+    return int(journal.query(query, scope.params)[0][0])
+
+
+def _reconnects(journal: Journal, scope: _Scope) -> int:
+    query = (
+        "SELECT COALESCE(SUM(value), 0) FROM counters WHERE name LIKE 'reconnects%'" + scope.filter
     )
-    reconnects = journal.query(
-        "SELECT COALESCE(SUM(value), 0) FROM counters WHERE name LIKE 'reconnects%'" + run_filter,
-        run_params,
-    )[0][0]
-    return {
-        "cycles": int(cycles),
-        "maker_fills": len(maker_fills),
-        "hedge_fills": len(hedge_fills),
-        "maker_volume": decimal_text(sum((f.qty * f.price for f in maker_fills), Decimal(0))),
-        "hedge_volume": decimal_text(sum((f.qty * f.price for f in hedge_fills), Decimal(0))),
-        "net_position_maker": decimal_text(position_maker),
-        "net_position_hedge": decimal_text(position_hedge),
-        "net_delta": decimal_text(position_maker + position_hedge),
-        "double_hedges": over_allocated + over_hedges,
-        "unhedged_max_s": round(max(unhedged_max, 0.0), 3),
-        "hedge_latency_ms": {
-            "p50": round(percentile(latencies_ms, 0.5), 3),
-            "p99": round(percentile(latencies_ms, 0.99), 3),
-            "max": round(max(latencies_ms, default=0.0), 3),
-        },
-        "edge_bps": float(round(edge_sum / edge_weight, 3)) if edge_weight else 0.0,
-        "fees_quote": decimal_text(fees),
-        "pnl_quote": decimal_text(pnl.quantize(Decimal("0.000001"))),
-        "halts": len(halts),
-        "halt_reasons": [str(row[0]) for row in halts],
-        "reconnects": int(reconnects),
-    }
+    return int(journal.query(query, scope.params)[0][0])
 
 
 def _dust_by_run(journal: Journal) -> dict[int, tuple[Decimal, Decimal]]:
