@@ -32,8 +32,16 @@ class SimProcess:
 
     Use as a context manager; `env` holds what `run --env-file` would read (URLs and keys)."""
 
-    def __init__(self, folder: Path, *, seed: int = 0, fill_rate: float = 0.0) -> None:
+    def __init__(
+        self,
+        folder: Path,
+        *,
+        seed: int = 0,
+        fill_rate: float = 0.0,
+        lighter_tier: str = "standard",
+    ) -> None:
         self.folder = folder
+        self.lighter_tier = lighter_tier
         self.env_file = folder / "sim.env"
         self.log_path = folder / "sim.out"
         self.seed = seed
@@ -71,6 +79,8 @@ class SimProcess:
                     repr(self.fill_rate),
                     "--seed",
                     str(self.seed),
+                    "--lighter-tier",
+                    self.lighter_tier,
                 ],
                 cwd=self.folder,
                 env=child_env,

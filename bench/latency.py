@@ -471,11 +471,12 @@ def measure(
     profile_fills: int = 0,
     profile_top: int = 15,
     pin: bool = False,
+    lighter_tier: str = "unlimited",
 ) -> dict[str, Any]:
     folder = Path(tempfile.mkdtemp(prefix="bench-latency-")) if keep is None else keep
     started = time.monotonic()
     try:
-        with SimProcess(folder / "sim") as sim:
+        with SimProcess(folder / "sim", lighter_tier=lighter_tier) as sim:
             pinned = _pin(sim.pid) if pin else None
             results = asyncio.run(
                 _run_all(
@@ -565,6 +566,14 @@ def main(argv: list[str] | None = None) -> int:
         help="afterwards, profile the signed-ahead fill path over this many more fills "
         "(cProfile; adds a 'profile' key)",
     )
+    parser.add_argument(
+        "--lighter-tier",
+        default="unlimited",
+        choices=("standard", "premium", "unlimited"),
+        help="tier of the simulated Lighter account. Default unlimited: the in-process figure "
+        "does not depend on it, and hundreds of hedges in a row exceed a Standard minute's "
+        "60 requests until the request budget lands",
+    )
     args = parser.parse_args(argv)
     if args.fills < 1:
         parser.error("--fills must be at least 1")
@@ -579,6 +588,7 @@ def main(argv: list[str] | None = None) -> int:
         keep=args.keep,
         profile_fills=args.profile,
         pin=args.pin,
+        lighter_tier=args.lighter_tier,
     )
     sys.stdout.write(json.dumps(figures, separators=(",", ":")) + "\n")
     sys.stdout.flush()
