@@ -20,7 +20,15 @@ account · stream parsing · recovery.
   synchronously to the event callback). Fills are deduplicated by trade id; order events that
   would move an order backwards (a reordered or duplicated message) are dropped.
 - After every reconnect the venue backfills over REST what the socket missed: fills since the
-  last event seen, and the state of our orders still live.
+  last event seen, and the state of our orders still live. History trails the engine (by up to
+  `history_lag_s`), so the backfill reads once at once and once more after that lag;
+  `fills_since` likewise waits for the history to catch up with the last fill seen.
+- Fill history rows with a null or 0 `tradeId` are the venue's own (system) fills: skipped with
+  a log line, never a dedupe key (the bot hedges only its own maker fills, which always carry
+  a trade id).
+- Cancels are sent by our client with an integer `clientId` (bpx-py would send a string, which
+  the venue refuses). `RESOURCE_NOT_FOUND` (HTTP 400 or 404) means the order is gone; a 202
+  with no body means the cancel is requested: its outcome comes from the stream.
 """
 
 from __future__ import annotations
@@ -86,6 +94,7 @@ VENUE = "backpack"
 QUOTE = "USDC"
 POST_ONLY_CROSS = "Order would immediately match and take"
 POST_ONLY_EXPIRY = "PostOnlyTaker"
+NOT_FOUND_CODE = "RESOURCE_NOT_FOUND"
 
 _T = TypeVar("_T")
 
@@ -103,7 +112,8 @@ class BackpackApiError(VenueError):
 
 
 class OrderNotFound(BackpackApiError):
-    """The order is not (or no longer) resting: 404 on a query, "Order not found" on a cancel."""
+    """The order is not (or no longer) resting: code `RESOURCE_NOT_FOUND` (HTTP 400 or 404),
+    any 404, or the older "Order not found" message."""
 
 
 class TransportError(VenueError):
@@ -129,7 +139,7 @@ def _error_from_answer(status: int, body: object) -> VenueError | None:
         return PostOnlyRejected(text, status=status)
     if status == 429 or status >= 500:
         return BackpackApiError(text, code=code, status=status, retryable=True)
-    if status == 404 or message == "Order not found":
+    if code == NOT_FOUND_CODE or status == 404 or message == "Order not found":
         return OrderNotFound(text, code=code, status=status, retryable=False)
     return BackpackApiError(text, code=code, status=status, retryable=False)
 
@@ -336,6 +346,12 @@ def _client_id(value: object) -> int | None:
     return None if value is None or value == "" else int(str(value))
 
 
+def _is_system_trade(trade_id: object) -> bool:
+    """Fills the venue makes itself (backstop liquidation, ADL, ...) carry a null or 0 trade id:
+    not an id at all, never a dedupe key."""
+    return trade_id is None or str(trade_id) in ("", "0")
+
+
 @dataclass(slots=True)
 class _Delivered:
     """What the callback has been told about one order: drops stale or repeated events."""
@@ -360,6 +376,9 @@ class BackpackVenue(EventEmitter):
     window_margin_ms = 500
     # Overlap when backfilling fills after a reconnect (clock skew; duplicates are dropped).
     backfill_overlap_ms = 5_000
+    # How far fill/order history may trail the engine (the sim: 0.5 s; the venue publishes no
+    # figure). Reads that must be complete wait this long after the last thing they must show.
+    history_lag_s = 1.0
     max_remembered = 100_000
 
     def __init__(
@@ -413,6 +432,7 @@ class BackpackVenue(EventEmitter):
         self._last_event_ms = 0  # venue time of the last account event seen
         self._disconnected_ms = 0  # our wall clock when the socket last dropped
         self._connected_ms = 0
+        self._history_settles_at = 0.0  # monotonic: fill history is complete up to now after it
         self.fills_delivered = 0
         self.duplicates_dropped = 0
         self.malformed = 0
@@ -424,6 +444,7 @@ class BackpackVenue(EventEmitter):
     async def connect(self) -> None:
         """Load the market rules, check the keys, start the stream and wait for a synced book."""
         self._connected_ms = _now_ms()
+        self._history_moved()  # fills made before we connected may still be on their way
         try:
             await self._load_market()
             if self._account is not None:
@@ -668,7 +689,9 @@ class BackpackVenue(EventEmitter):
     async def _resolve(self, client_id: int, sent_ms: int, kind: OrderKind) -> Order | None:
         """Find out what happened to an ambiguous placement. The order when it exists; None when
         a lookup that began after the signing window closed found nothing (never placed)."""
-        window_closed_ms = sent_ms + self.order_window_ms + self.window_margin_ms
+        # ... and the history (read by the lookup) must have caught up with that moment.
+        history_lag_ms = int(self.history_lag_s * 1000)
+        window_closed_ms = sent_ms + self.order_window_ms + self.window_margin_ms + history_lag_ms
         give_up = time.monotonic() + self.resolve_timeout_s
         delay = 0.05
         while True:
@@ -762,18 +785,34 @@ class BackpackVenue(EventEmitter):
 
     async def cancel(self, order: Order) -> None:
         """Cancel by order id (or client id). An order that is already gone is not an error:
-        its final state arrives as events (a fill after a cancel is still delivered)."""
-        account = self._trading_account()
+        its final state arrives as events (a fill after a cancel is still delivered). A cancel
+        answered 202 with no body is only requested: its outcome, too, comes from the stream."""
         order_id = order.order_id
         client_id = order.client_id if order_id is None else None
         try:
-            await self._retrying(
-                lambda: account.cancel_order(self.symbol, order_id=order_id, client_id=client_id)
-            )
+            answer = await self._retrying(lambda: self._send_cancel(order_id, client_id))
         except OrderNotFound:
             log.info("backpack cancel %s: already finished", order_id or client_id)
             return
+        if answer is None:
+            log.info("backpack cancel %s (cid=%d) requested (202)", order_id, order.client_id)
+            return
         log.info("backpack cancel %s (cid=%d) accepted", order_id, order.client_id)
+
+    async def _send_cancel(self, order_id: str | None, client_id: int | None) -> Any:
+        """`DELETE api/v1/order`, signed by bpx-py, sent by our client. Not bpx-py's
+        `cancel_order`: it sends a client id as a string, which the venue's parser refuses
+        (it wants a JSON u32). The signature is the same either way (`str` of the value)."""
+        account = self._trading_account()
+        params: dict[str, Any] = {"symbol": self.symbol}
+        if order_id is not None:
+            params["orderId"] = order_id
+        elif client_id:
+            params["clientId"] = int(client_id)
+        else:
+            raise ValueError("cancel needs an order id or a client id")
+        headers = account._headers(params, "orderCancel", window=None)
+        return await self.http.delete(account.BPX_API_URL + "api/v1/order", headers, params)
 
     async def cancel_all(self) -> None:
         account = self._trading_account()
@@ -810,9 +849,21 @@ class BackpackVenue(EventEmitter):
             raise VenueError(f"backpack collateral: malformed answer: {exc}") from exc
 
     async def fills_since(self, since_ms: int) -> list[Fill]:
-        """Our fills on this symbol from `since_ms` (venue time), oldest first."""
+        """Our fills on this symbol from `since_ms` (venue time) until the call, oldest first.
+
+        Fill history trails the engine: a fill seen on the stream (or made while the stream was
+        down, or before we connected) less than `history_lag_s` ago may not be there yet, so
+        the read waits until that much time has passed since the last such moment."""
         self._trading_account()
+        wait = self._history_settles_at - time.monotonic()
+        if wait > 0:
+            log.debug("backpack fills_since: waiting %.2fs for fill history to catch up", wait)
+            await asyncio.sleep(wait)
         return await self._fetch_fills(since_ms)
+
+    def _history_moved(self) -> None:
+        """Something just happened that fill history may not show for `history_lag_s`."""
+        self._history_settles_at = time.monotonic() + self.history_lag_s
 
     async def _fetch_fills(self, since_ms: int) -> list[Fill]:
         account = self._trading_account()
@@ -845,6 +896,16 @@ class BackpackVenue(EventEmitter):
         try:
             if not isinstance(row, dict):
                 raise TypeError("fill row is not an object")
+            if _is_system_trade(row.get("tradeId")):
+                # A venue-made fill (liquidation, ADL, ...): never one of our maker fills, and
+                # no id to deduplicate by. Position checks see its effect; the hedger must not.
+                log.warning(
+                    "backpack: system fill in history skipped (tradeId %r, %s): %.200s",
+                    row.get("tradeId"),
+                    row.get("systemOrderType"),
+                    row,
+                )
+                return None
             return Fill(
                 venue=VENUE,
                 symbol=str(row["symbol"]),
@@ -960,6 +1021,7 @@ class BackpackVenue(EventEmitter):
 
     def _on_ws_disconnect(self) -> None:
         self._disconnected_ms = _now_ms()
+        self._history_moved()
         self._book.mark_gap("websocket disconnected")
 
     async def _on_ws_reconnect(self) -> None:
@@ -1025,8 +1087,8 @@ class BackpackVenue(EventEmitter):
             engine_ms = int(data.get("T") or data.get("E") or 0) // 1000
             fill: Fill | None = None
             if kind == "orderFill":
-                if data["t"] is None:
-                    raise ValueError("fill without a trade id")
+                if _is_system_trade(data["t"]):
+                    raise ValueError(f"fill without a trade id ({data['t']!r})")
                 fill = Fill(
                     venue=VENUE,
                     symbol=self.symbol,
@@ -1052,6 +1114,7 @@ class BackpackVenue(EventEmitter):
             log.warning("backpack: malformed %s skipped (%s): %.300s", kind, exc, data)
             return
         self._last_event_ms = max(self._last_event_ms, engine_ms)
+        self._history_moved()
         if fill is not None:
             self._emit_fill(fill)  # the fill first: it is what the hedge waits for
         self._emit_order_event(
@@ -1061,16 +1124,40 @@ class BackpackVenue(EventEmitter):
     # -- recovery ------------------------------------------------------------------------------
 
     async def _recover(self) -> None:
-        """After a reconnect: fills since the last event seen, then our live orders' states."""
-        since = min(
-            self._last_event_ms or self._connected_ms,
-            self._disconnected_ms or _now_ms(),
+        """After a reconnect: fills since the last event seen, then our live orders' states.
+
+        Read twice: at once (most of the gap, hedged without delay), and again once the
+        history has caught up with the reconnect. History trails the engine, so a fill made
+        just before the stream came back may be missing from the first read; everything after
+        the resubscription comes on the stream. Fills are deduplicated by trade id."""
+        settled_at = time.monotonic() + self.history_lag_s
+        since = (
+            min(
+                self._last_event_ms or self._connected_ms,
+                self._disconnected_ms or _now_ms(),
+            )
+            - self.backfill_overlap_ms
         )
-        fills = await self._fetch_fills(since - self.backfill_overlap_ms)
-        recovered = sum(1 for fill in fills if self._emit_fill(fill))
-        await self._recover_orders()
+        recovered, seen = await self._backfill(since)
+        wait = settled_at - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        late, seen = await self._backfill(since)
         self.recoveries += 1
-        log.info("backpack recovery: %d missed fills delivered (%d seen)", recovered, len(fills))
+        log.info(
+            "backpack recovery: %d missed fills delivered (%d after the history lag; %d seen)",
+            recovered + late,
+            late,
+            seen,
+        )
+
+    async def _backfill(self, since_ms: int) -> tuple[int, int]:
+        """Deliver the fills in history since `since_ms` not delivered yet, then our orders'
+        states: (fills delivered now, fills seen)."""
+        fills = await self._fetch_fills(since_ms)
+        delivered = sum(1 for fill in fills if self._emit_fill(fill))
+        await self._recover_orders()
+        return delivered, len(fills)
 
     async def _recover_orders(self) -> None:
         if not self._ours:

@@ -22,6 +22,33 @@ The per-event faults (duplicate, reorder, depth gap) are decided when the event 
 so an armed fault hits the very next event; the transport faults (drop, delay) when a message
 is about to be written.
 
+The venue is as strict as the real one ("Second reading" in protocols/backpack.md):
+
+- Payloads are typed: `clientId` in an order or cancel body must be a JSON u32 (bpx-py's
+  `cancel_order(client_id=...)` sends a string: 400 `INVALID_CLIENT_REQUEST` "parse request
+  payload error: Expected input type "u32", ..."). A cancel of a gone order is 400
+  `RESOURCE_NOT_FOUND` "Not Found" (404 now and then under a fault preset). With
+  `cancel_accepted_202` (and now and then under a fault preset) a cancel is answered 202 with
+  no body and executed `cancel_202_delay_s` later: the outcome comes on the stream only. (Under
+  faults these draws use the plan's `ambiguous_order` probability and a generator of ours.)
+- `/wapi/v1/history/fills|orders` trail the engine by `history_lag_s`: a fill shows there, and
+  an order shows as it is now, only that long after the engine made the change. History
+  `createdAt`/`timestamp` are ISO strings without a zone; `/api/v1/order(s)` give integer ms.
+  `add_system_fill` (or `POST /_sim/system_fill {account, ticker, side, qty, price,
+  trade_id: null|0}`) puts a venue-made fill (history only) with a null/0 `tradeId` there.
+- `orderBookState` (`set_market_state`, or `POST /_sim/market_state {ticker|symbol, state}`):
+  Open; Closed refuses orders and cancels; CancelOnly refuses new orders; LimitOnly refuses
+  market orders; PostOnly refuses orders that are not post-only (400 `INVALID_ORDER`).
+- `GET /api/v1/depth` `timestamp` is in microseconds; `/api/v1/assets` and
+  `/api/v1/securities` answer in the shapes ccxt's `load_markets` parses.
+- WebSocket: a Ping frame every `ping_interval`; a connection that leaves one unanswered
+  `pong_timeout_s` is dropped.
+- Rate limit: `rate_limit` requests per rolling minute per API key (public requests: per IP);
+  past it, 429 `TOO_MANY_REQUESTS` with `Retry-After`. Every `api/`/`wapi/` request is counted
+  in `ledger` (by the API key's account, and by IP; keys are "METHOD /path"; order placements
+  and cancels also as `send_tx`), 429s too, and every client WebSocket message; `/_sim/`
+  routes are neither counted nor limited. Read it at `GET /_sim/requests`.
+
 Error bodies are `{"code": ..., "message": ...}` with the venue's codes (`INVALID_SIGNATURE`,
 `INVALID_CLIENT_REQUEST`, `INVALID_MARKET`, `INVALID_ORDER`, `RESOURCE_NOT_FOUND`,
 `TOO_MANY_REQUESTS`, ...). WebSocket errors are `{"id": <id or null>, "error": {"code": int,
@@ -36,9 +63,12 @@ import base64
 import contextlib
 import json
 import logging
+import math
+import random
 import time
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from typing import Any, Final
@@ -49,6 +79,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519
 from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from exchanges.base import Side
+from exchanges.sim.accounting import RequestLedger, RollingLimit, add_requests_route, client_ip
 from exchanges.sim.market import (
     BookDelta,
     OrderNotFound,
@@ -202,8 +233,9 @@ def _expiry_reason(order: SimOrder) -> str:
     return reason or "Unknown"
 
 
-def order_object(order: SimOrder, symbol: str) -> dict[str, Any]:
-    """The REST order object, as `POST/GET/DELETE api/v1/order` and `api/v1/orders` return it."""
+def order_object(order: SimOrder, symbol: str, *, history: bool = False) -> dict[str, Any]:
+    """The REST order object, as `POST/GET/DELETE api/v1/order` and `api/v1/orders` return it
+    (`createdAt` integer ms), or as order history does (`history`: ISO without a zone)."""
     body: dict[str, Any] = {
         "id": str(order.order_id),
         "clientId": order.client_id,
@@ -221,7 +253,7 @@ def order_object(order: SimOrder, symbol: str) -> dict[str, Any]:
         "reduceOnly": order.reduce_only,
         "selfTradePrevention": "RejectTaker",
         "status": _STATUS[order.status],
-        "createdAt": order.created_ms,
+        "createdAt": _iso_ms(order.created_ms) if history else order.created_ms,
     }
     if order.status == "expired":
         body["expiryReason"] = _expiry_reason(order)
@@ -298,11 +330,161 @@ def _levels_wire(levels: list[tuple[Decimal, Decimal]]) -> list[list[str]]:
     return [[fmt(price), fmt(qty)] for price, qty in levels]
 
 
+MARKET_STATES: Final = ("Open", "Closed", "CancelOnly", "LimitOnly", "PostOnly")
+_U32_MAX = 2**32 - 1
+_MAX_TRAILS = 200_000  # orders whose history view is tracked (oldest forgotten first)
+
+
+def _payload_type_error(expected: str, value: object, payload: str) -> ApiError:
+    """The venue's strict payload parser, word for word in style: a wrong JSON type is refused
+    before anything else is looked at."""
+    found = "string" if isinstance(value, str) else type(value).__name__
+    if isinstance(value, bool):
+        found = "boolean"
+    elif isinstance(value, int | float):
+        found = "number"
+    return ApiError(
+        400,
+        "INVALID_CLIENT_REQUEST",
+        f'parse request payload error: Expected input type "{expected}", found "{found}" '
+        f'(occurred while parsing "{payload}")',
+    )
+
+
+def _body_u32(params: dict[str, Any], name: str, payload: str) -> int | None:
+    """A uint32 field of a JSON body: a JSON integer in range, never a string."""
+    if name not in params or params[name] is None:
+        return None
+    value = params[name]
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= _U32_MAX:
+        raise _payload_type_error("u32", value, payload)
+    return value
+
+
+@dataclass
+class _OrderTrail:
+    """What order history shows of one order while its newest changes are still in flight."""
+
+    pending: deque[tuple[float, SimOrder]] = field(default_factory=deque)
+    shown: SimOrder | None = None
+
+
+class HistoryLag:
+    """`/wapi/v1/history/*` trails the engine: a fill, or a change of an order, shows there only
+    `lag_s` after the engine made it. Fed from the market's order events (snapshots); anything
+    older than the lag (or never seen, e.g. before the server started) shows as it is now."""
+
+    def __init__(self, lag_s: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if lag_s < 0:
+            raise ValueError("history_lag_s must be >= 0")
+        self.lag_s = lag_s
+        self.clock = clock
+        self._fills: dict[int, float] = {}  # trade id -> when the engine made it
+        self._fill_queue: deque[tuple[float, int]] = deque()
+        # Kept after they catch up (bounded): the next change must show the state before it.
+        self._orders: OrderedDict[int, _OrderTrail] = OrderedDict()
+        self._order_queue: deque[tuple[float, int]] = deque()
+
+    def note(self, update: OrderUpdate) -> None:
+        if self.lag_s <= 0:
+            return
+        now = self.clock()
+        self._prune(now)
+        order_id = update.order.order_id
+        trail = self._orders.get(order_id)
+        if trail is None:
+            trail = self._orders[order_id] = _OrderTrail()
+            while len(self._orders) > _MAX_TRAILS:
+                self._orders.popitem(last=False)
+        trail.pending.append((now, update.order))
+        self._order_queue.append((now, order_id))
+        if update.fill is not None:
+            self._fills[update.fill.trade_id] = now
+            self._fill_queue.append((now, update.fill.trade_id))
+
+    def fill_visible(self, trade_id: int) -> bool:
+        made = self._fills.get(trade_id)
+        return made is None or made + self.lag_s <= self.clock()
+
+    def visible_at(self, made: float) -> bool:
+        return made + self.lag_s <= self.clock()
+
+    def order_view(self, order: SimOrder) -> SimOrder | None:
+        """The order as history shows it now; None while history has not heard of it yet."""
+        trail = self._orders.get(order.order_id)
+        if trail is None:
+            return order
+        self._mature(trail, self.clock())
+        if not trail.pending:
+            return order  # caught up: history shows the engine's state
+        return trail.shown
+
+    def _mature(self, trail: _OrderTrail, now: float) -> None:
+        while trail.pending and trail.pending[0][0] + self.lag_s <= now:
+            trail.shown = trail.pending.popleft()[1]
+
+    def _prune(self, now: float) -> None:
+        horizon = now - self.lag_s
+        while self._fill_queue and self._fill_queue[0][0] <= horizon:
+            _, trade_id = self._fill_queue.popleft()
+            if self._fills.get(trade_id, now) <= horizon:
+                del self._fills[trade_id]
+        while self._order_queue and self._order_queue[0][0] <= horizon:
+            _, order_id = self._order_queue.popleft()
+            trail = self._orders.get(order_id)
+            if trail is not None:
+                self._mature(trail, now)
+
+
+@dataclass(frozen=True, slots=True)
+class SystemFill:
+    """A fill the venue itself made on an account (liquidation, ADL, collateral conversion):
+    it shows in fill history only, with a null or zero trade id and no order of the account."""
+
+    account: int
+    symbol: str
+    side: Side
+    qty: Decimal
+    price: Decimal
+    trade_id: int | None
+    ts_ms: int
+    made: float  # monotonic, for the history lag
+    system_order_type: str = "LiquidatePositionOnBackstop"
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "tradeId": self.trade_id,
+            "orderId": None,
+            "clientId": None,
+            "symbol": self.symbol,
+            "side": _side_wire(self.side),
+            "price": fmt(self.price),
+            "quantity": fmt(self.qty),
+            "fee": "0",
+            "feeSymbol": QUOTE,
+            "isMaker": False,
+            "systemOrderType": self.system_order_type,
+            "timestamp": _iso_ms(self.ts_ms),
+        }
+
+
 class _WsConnection:
     """One accepted WebSocket: its subscriptions, its account (after a signed subscribe) and
     the queue its writer task drains, so market listeners never await."""
 
-    __slots__ = ("account", "held", "held_timer", "queue", "request", "streams", "writer", "ws")
+    __slots__ = (
+        "account",
+        "awaiting_pong_since",
+        "held",
+        "held_timer",
+        "ip",
+        "keepalive",
+        "queue",
+        "request",
+        "streams",
+        "writer",
+        "ws",
+    )
 
     def __init__(self, ws: web.WebSocketResponse, request: web.Request):
         self.ws = ws
@@ -314,6 +496,9 @@ class _WsConnection:
         self.held: str | None = None  # an order update held back by 'reorder_event'
         self.held_timer: asyncio.TimerHandle | None = None
         self.writer: asyncio.Task[None] | None = None
+        self.keepalive: asyncio.Task[None] | None = None
+        self.awaiting_pong_since: float | None = None  # monotonic time of an unanswered Ping
+        self.ip = client_ip(request)
 
     def abort(self) -> None:
         """Drop the TCP connection without a close frame, as a network fault would."""
@@ -335,14 +520,42 @@ class BackpackServer:
         window_max_ms: int = 60_000,
         ping_interval: float = 60.0,
         reorder_hold_s: float = 0.5,
+        rate_limit: int | None = 2000,
+        history_lag_s: float = 0.5,
+        cancel_accepted_202: bool = False,
+        pong_timeout_s: float = 120.0,
     ):
+        """`rate_limit`: requests per rolling minute per API key (public requests: per IP);
+        None = unlimited. `history_lag_s`: how far `/wapi/v1/history/*` trails the engine.
+        `cancel_accepted_202`: answer every cancel of a live order 202 with no body (the
+        cancel happens `cancel_202_delay_s` later). `ping_interval`/`pong_timeout_s`: the
+        server's WebSocket Ping period, and how long an unanswered Ping is tolerated."""
+        if rate_limit is not None and rate_limit <= 0:
+            raise ValueError("rate_limit must be positive (or None for unlimited)")
+        if ping_interval <= 0 or pong_timeout_s <= 0:
+            raise ValueError("ping_interval and pong_timeout_s must be positive")
         self.market = market
         self.api_keys = dict(api_keys)
         self.host = host
         self.port = port
         self.window_max_ms = window_max_ms
         self.ping_interval = ping_interval
+        self.pong_timeout_s = pong_timeout_s
         self.reorder_hold_s = reorder_hold_s
+        self.rate_limit = rate_limit
+        self.cancel_accepted_202 = cancel_accepted_202
+        self.cancel_202_delay_s = 0.05
+        self.history = HistoryLag(history_lag_s)
+        self.ledger = RequestLedger(VENUE)
+        self._limits: dict[str, RollingLimit] = {}  # "key:<api key>" or "ip:<address>"
+        self._market_states: dict[str, str] = {}  # symbol -> orderBookState (absent: Open)
+        self._system_fills: list[SystemFill] = []
+        # Venue-shaped randomness not in the fault plan's vocabulary (a cancel answered 202, a
+        # gone order answered 404 instead of 400), drawn at the plan's `ambiguous_order`
+        # probability from a generator of our own, so the plan's own draws are untouched.
+        self._cancel_rng = random.Random(f"{market.faults.seed}:backpack:cancel")
+        self.cancels_accepted_202 = 0
+        self.pongs_missed = 0
         self.connections_opened = 0
         self.requests_served = 0
         # Benchmarks: trade id -> perf_counter_ns() when its orderFill event was handed to a
@@ -388,6 +601,8 @@ class BackpackServer:
         for conn in list(self._conns):
             if conn.writer is not None:
                 conn.writer.cancel()
+            if conn.keepalive is not None:
+                conn.keepalive.cancel()
             with contextlib.suppress(Exception):
                 await conn.ws.close()
         self._conns.clear()
@@ -454,6 +669,8 @@ class BackpackServer:
             ("GET", "/api/v1/ticker", self._ticker),
             ("GET", "/api/v1/ping", self._ping),
             ("GET", "/api/v1/time", self._time),
+            ("GET", "/api/v1/assets", self._assets),
+            ("GET", "/api/v1/securities", self._securities),
         ]
         for method, path, public_handler in public:
             app.router.add_route(method, path, public_handler)
@@ -478,23 +695,138 @@ class BackpackServer:
         else:
             add_control_routes(app, self.market, venue=VENUE)
             add_timings_route(app, self.timings)
+        add_requests_route(app, self.ledger)
+        app.router.add_post("/_sim/market_state", self._control_market_state)
+        app.router.add_post("/_sim/system_fill", self._control_system_fill)
         return app
+
+    # -- venue-level control (tests, demo) ---------------------------------------------------
+
+    def set_market_state(self, symbol: str, state: str) -> None:
+        """Set a market's `orderBookState` (a symbol like "BTC_USDC_PERP", or a ticker)."""
+        if state not in MARKET_STATES:
+            raise ValueError(f"unknown market state {state!r} (known: {', '.join(MARKET_STATES)})")
+        self._market_states[self._resolve_book(symbol).rules.symbol] = state
+
+    def market_state(self, symbol: str) -> str:
+        return self._market_states.get(symbol, "Open")
+
+    def add_system_fill(
+        self,
+        account: int,
+        ticker: str,
+        side: Side,
+        qty: Decimal,
+        price: Decimal,
+        trade_id: int | None = None,
+    ) -> SystemFill:
+        """Put a venue-made fill (tradeId null or 0) in the account's fill history, as a
+        backstop liquidation would. History only: it moves neither the book nor the position."""
+        if trade_id not in (None, 0):
+            raise ValueError("a system fill's trade id is None or 0")
+        if qty <= 0 or price <= 0:
+            raise ValueError("qty and price must be positive")
+        fill = SystemFill(
+            account=account,
+            symbol=self._resolve_book(ticker).rules.symbol,
+            side=side,
+            qty=qty,
+            price=price,
+            trade_id=trade_id,
+            ts_ms=self.market.now_ms(),
+            made=self.history.clock(),
+        )
+        self._system_fills.append(fill)
+        return fill
+
+    def _resolve_book(self, name: str) -> VenueBook:
+        book = self.market.book_by_symbol(VENUE, name)
+        if book is None and name.upper() in self.market.tickers:
+            book = self.market.book(VENUE, name.upper())
+        if book is None:
+            raise ValueError(f"unknown market {name!r}")
+        return book
+
+    async def _control_market_state(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            name = body.get("symbol") or body.get("ticker")
+            self.set_market_state(str(name), str(body.get("state")))
+        except (ValueError, AttributeError) as exc:
+            return web.json_response({"error": str(exc)}, status=400)
+        symbol = self._resolve_book(str(name)).rules.symbol
+        return web.json_response({"symbol": symbol, "orderBookState": self.market_state(symbol)})
+
+    async def _control_system_fill(self, request: web.Request) -> web.Response:
+        try:
+            body = await request.json()
+            side = {"buy": Side.BUY, "sell": Side.SELL, "Bid": Side.BUY, "Ask": Side.SELL}
+            fill = self.add_system_fill(
+                int(body["account"]),
+                str(body["ticker"]),
+                side[body["side"]],
+                Decimal(str(body["qty"])),
+                Decimal(str(body["price"])),
+                trade_id=body.get("trade_id"),
+            )
+        except (ValueError, KeyError, TypeError, AttributeError, InvalidOperation) as exc:
+            return web.json_response({"error": f"bad system fill: {exc!r}"}, status=400)
+        return web.json_response({"fill": fill.row()})
 
     # -- REST plumbing -----------------------------------------------------------------------
 
     @web.middleware
     async def _fault_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        """Every venue request (`api/`, `wapi/`; never `/_sim/` nor the WebSocket upgrade): count
+        it, apply the rate limit, then the HTTP faults, then serve it."""
         path = request.path
         if path.startswith(("/api/", "/wapi/")):
             self.requests_served += 1
+            ip = client_ip(request)
+            api_key, account = self._claimed_account(request)
+            ledger_account = None if account is None else str(account)
+            self.ledger.request(ledger_account, ip, f"{request.method} {path}")
+            if request.method in ("POST", "DELETE") and path in ("/api/v1/order", "/api/v1/orders"):
+                self.ledger.send_tx(ledger_account, ip)
+            limit_key = f"key:{api_key}" if account is not None else f"ip:{ip}"
+            retry_after = self._limit(limit_key).take()
+            if retry_after is not None:
+                self.ledger.rejected_429(ledger_account, ip)
+                return web.json_response(
+                    {"code": "TOO_MANY_REQUESTS", "message": "Too many requests"},
+                    status=429,
+                    headers={"Retry-After": str(max(1, math.ceil(retry_after)))},
+                )
             status = self.market.faults.http_fault()
             if status is not None:
+                if status == 429:
+                    self.ledger.rejected_429(ledger_account, ip)
                 code, message = _HTTP_FAULT_BODY.get(status, ("SERVER_ERROR", "Server error"))
-                return web.json_response({"code": code, "message": message}, status=status)
+                headers = {"Retry-After": "1"} if status == 429 else None
+                return web.json_response(
+                    {"code": code, "message": message}, status=status, headers=headers
+                )
         try:
             return await handler(request)
         except ApiError as error:
             return error.response()
+
+    def _claimed_account(self, request: web.Request) -> tuple[str | None, int | None]:
+        """(API key, its account) for a private endpoint with a known key, else (None, None).
+        Counted and limited by the key it claims, before the signature is checked (a refused
+        request still spends its budget, as on the venue)."""
+        if (request.method, request.path) not in INSTRUCTIONS:
+            return None, None
+        api_key = request.headers.get("X-API-Key")
+        if api_key is None or api_key not in self.api_keys:
+            return None, None
+        return api_key, self.api_keys[api_key]
+
+    def _limit(self, key: str) -> RollingLimit:
+        limit = self._limits.get(key)
+        if limit is None:
+            limit = self._limits[key] = RollingLimit(self.rate_limit)
+        return limit
 
     def _signed(self, instruction: str, handler: Any) -> Any:
         async def wrapped(request: web.Request) -> web.StreamResponse:
@@ -602,7 +934,7 @@ class BackpackServer:
                     "baseSymbol": ticker,
                     "quoteSymbol": QUOTE,
                     "marketType": "PERP",
-                    "orderBookState": "Open",
+                    "orderBookState": self.market_state(rules.symbol),
                     "filters": {
                         "price": {
                             "minPrice": fmt(rules.tick),
@@ -630,9 +962,20 @@ class BackpackServer:
                 "asks": _levels_wire(asks),
                 "bids": _levels_wire(list(reversed(bids))),
                 "lastUpdateId": str(book.sequence),
-                "timestamp": _now_ms(),
+                "timestamp": _now_us(),  # microseconds, unlike most other REST times
             }
         )
+
+    async def _assets(self, request: web.Request) -> web.Response:
+        """`GET api/v1/assets`: every asset of the listed markets, in the shape ccxt's
+        `fetch_currencies` parses (`symbol`, `displayName`, `tokens` per blockchain)."""
+        symbols = [QUOTE, *self.market.tickers]
+        return web.json_response([_asset_row(symbol) for symbol in symbols])
+
+    async def _securities(self, request: web.Request) -> web.Response:
+        """`GET api/v1/securities`: tokenized stocks (`{asset, name, sessions}`); none here,
+        so ccxt's `fetch_markets` adds no RFQ markets."""
+        return web.json_response([])
 
     async def _ticker(self, request: web.Request) -> web.Response:
         book = self._book(request.query.get("symbol"))
@@ -664,14 +1007,13 @@ class BackpackServer:
         if "quantity" not in params:
             raise ApiError(400, "INVALID_CLIENT_REQUEST", "quantity is required")
         qty = _parse_decimal(params["quantity"], "quantity", "INVALID_QUANTITY")
-        client_id = _parse_int(params["clientId"], "clientId") if "clientId" in params else None
-        if client_id is not None and not 0 <= client_id < 2**32:
-            raise ApiError(400, "INVALID_CLIENT_REQUEST", "clientId must be a uint32")
+        client_id = _body_u32(params, "clientId", "OrderExecutePayload")
         post_only = params.get("postOnly") is True
         reduce_only = params.get("reduceOnly") is True
         tif = params.get("timeInForce", "GTC")
         if tif not in ("GTC", "IOC"):
             raise ApiError(400, "INVALID_ORDER", f"timeInForce {tif} is not supported here")
+        self._check_state_allows(book, order_type, post_only)
         faults = self.market.faults
         try:
             if order_type == "Limit":
@@ -712,6 +1054,20 @@ class BackpackServer:
             await asyncio.sleep(faults.ambiguous_delay_s)
         return web.json_response(body)
 
+    def _check_state_allows(self, book: VenueBook, order_type: object, post_only: bool) -> None:
+        """Refuse a new order the market's `orderBookState` does not take."""
+        state = self.market_state(book.rules.symbol)
+        refused = {
+            "Closed": "Order book is closed",
+            "CancelOnly": "Order book is in cancel only mode",
+        }.get(state)
+        if state == "LimitOnly" and order_type != "Limit":
+            refused = "Order book is in limit only mode"
+        elif state == "PostOnly" and not post_only:
+            refused = "Order book is in post only mode"
+        if refused is not None:
+            raise ApiError(400, "INVALID_ORDER", refused)
+
     @staticmethod
     def _market_worst_price(book: VenueBook, side: Side) -> Decimal:
         # Backpack market orders carry no price: a sell takes any bid (0 = no limit), a buy
@@ -729,16 +1085,56 @@ class BackpackServer:
             raise ApiError(400, "INVALID_CLIENT_REQUEST", "orderId or clientId is required")
         return order_id, client_id
 
+    @staticmethod
+    def _cancel_ref(params: dict[str, Any]) -> tuple[int | None, int | None]:
+        """A cancel body's `orderId` (a string) or `clientId` (a JSON u32, never a string)."""
+        client_id = _body_u32(params, "clientId", "OrderCancelPayload")
+        raw_order_id = params.get("orderId")
+        order_id = _parse_int(raw_order_id, "orderId") if raw_order_id else None
+        if order_id is None and client_id is None:
+            raise ApiError(400, "INVALID_CLIENT_REQUEST", "orderId or clientId is required")
+        return order_id, client_id
+
+    def _not_found(self) -> ApiError:
+        """A gone order: 400 RESOURCE_NOT_FOUND; under faults sometimes 404 (the spec lists no
+        404 for a cancel, a connector has seen one: both forms are "not found")."""
+        status = 400
+        probability = self.market.faults.probability("ambiguous_order")
+        if probability > 0 and self._cancel_rng.random() < 0.5:
+            status = 404
+        return ApiError(status, "RESOURCE_NOT_FOUND", "Not Found")
+
+    def _cancel_later(self) -> bool:
+        """Answer this cancel 202 (accepted, executed shortly after)?"""
+        if self.cancel_accepted_202:
+            return True
+        probability = self.market.faults.probability("ambiguous_order")
+        return probability > 0 and self._cancel_rng.random() < probability
+
     async def _cancel_order(
         self, request: web.Request, account: int, params: dict[str, Any]
     ) -> web.Response:
+        order_id, client_id = self._cancel_ref(params)
         book = self._book(params.get("symbol"))
-        order_id, client_id = self._order_ref(params)
-        try:
-            order = book.cancel(account, order_id=order_id, client_id=client_id)
-        except OrderNotFound as exc:
-            raise ApiError(400, "INVALID_CLIENT_REQUEST", "Order not found") from exc
+        if self.market_state(book.rules.symbol) == "Closed":
+            raise ApiError(400, "INVALID_ORDER", "Order book is closed")
+        order = book.find_order(account, order_id=order_id, client_id=client_id)
+        if order is None or not order.is_open:
+            raise self._not_found()
+        if self._cancel_later():
+            self.cancels_accepted_202 += 1
+            asyncio.get_running_loop().call_later(
+                self.cancel_202_delay_s, self._cancel_accepted, book, account, order.order_id
+            )
+            return web.Response(status=202)
+        book.cancel(account, order_id=order.order_id)
         return web.json_response(order_object(order, book.rules.symbol))
+
+    @staticmethod
+    def _cancel_accepted(book: VenueBook, account: int, order_id: int) -> None:
+        """Execute a cancel answered 202; the outcome goes out on the order stream only."""
+        with contextlib.suppress(OrderNotFound):  # filled meanwhile: its events tell
+            book.cancel(account, order_id=order_id)
 
     async def _query_order(
         self, request: web.Request, account: int, params: dict[str, Any]
@@ -868,18 +1264,31 @@ class BackpackServer:
         since = _parse_int(params.get("from", 0), "from")
         until = _parse_int(params["to"], "to") if "to" in params else None
         order_id = _parse_int(params["orderId"], "orderId") if params.get("orderId") else None
-        rows: list[tuple[SimFill, str]] = []
+        symbols = {book.rules.symbol for book in self._books(params.get("symbol"))}
+        history = self.history
+        rows: list[tuple[int, int, dict[str, Any]]] = []  # (time, trade id, row)
         for book in self._books(params.get("symbol")):
             for fill in book.fills(account, since):
                 if until is not None and fill.ts_ms >= until:
                     continue
                 if order_id is not None and fill.order_id != order_id:
                     continue
-                rows.append((fill, book.rules.symbol))
+                if not history.fill_visible(fill.trade_id):
+                    continue  # made, but not in history yet
+                rows.append((fill.ts_ms, fill.trade_id, fill_object(fill, book.rules.symbol)))
+        if order_id is None:
+            for system in self._system_fills:
+                if (
+                    system.account == account
+                    and system.symbol in symbols
+                    and since <= system.ts_ms
+                    and (until is None or system.ts_ms < until)
+                    and history.visible_at(system.made)
+                ):
+                    rows.append((system.ts_ms, system.trade_id or 0, system.row()))
         ascending = params.get("sortDirection") == "Asc"
-        rows.sort(key=lambda row: (row[0].ts_ms, row[0].trade_id), reverse=not ascending)
-        page = rows[offset : offset + limit]
-        return web.json_response([fill_object(fill, symbol) for fill, symbol in page])
+        rows.sort(key=lambda row: (row[0], row[1]), reverse=not ascending)
+        return web.json_response([row for _, _, row in rows[offset : offset + limit]])
 
     async def _order_history(
         self, request: web.Request, account: int, params: dict[str, Any]
@@ -889,11 +1298,16 @@ class BackpackServer:
         rows: list[tuple[SimOrder, str]] = []
         for book in self._books(params.get("symbol")):
             for order in book.orders(account):
-                if order_id is None or order.order_id == order_id:
-                    rows.append((order, book.rules.symbol))
+                if order_id is not None and order.order_id != order_id:
+                    continue
+                shown = self.history.order_view(order)  # as it was `history_lag_s` ago
+                if shown is not None:
+                    rows.append((shown, book.rules.symbol))
         rows.sort(key=lambda row: row[0].order_id, reverse=True)  # newest first
         page = rows[offset : offset + limit]
-        return web.json_response([order_object(order, symbol) for order, symbol in page])
+        return web.json_response(
+            [order_object(order, symbol, history=True) for order, symbol in page]
+        )
 
     # -- market listeners -> WebSocket messages ------------------------------------------------
 
@@ -941,6 +1355,7 @@ class BackpackServer:
         position_streams = ("account.positionUpdate", f"account.positionUpdate.{symbol}")
 
         def on_order(update: OrderUpdate) -> None:
+            self.history.note(update)
             account = update.order.account
             data = order_update_data(update, symbol)
             self._publish(
@@ -1080,25 +1495,63 @@ class BackpackServer:
     # -- WebSocket -----------------------------------------------------------------------------
 
     async def _ws_handler(self, request: web.Request) -> web.StreamResponse:
-        ws = web.WebSocketResponse(heartbeat=self.ping_interval, autoping=True)
+        # Our own keep-alive, not aiohttp's `heartbeat=` (which pings only after `heartbeat` s
+        # without incoming data and closes after heartbeat/2 without a Pong): the venue pings
+        # every `ping_interval` and drops a peer that leaves a Ping unanswered `pong_timeout_s`.
+        ws = web.WebSocketResponse(autoping=False)
         await ws.prepare(request)
         conn = _WsConnection(ws, request)
         self._conns.add(conn)
         conn.writer = asyncio.create_task(self._ws_writer(conn), name="bpx-sim-ws-writer")
+        conn.keepalive = asyncio.create_task(self._ws_keepalive(conn), name="bpx-sim-ws-ping")
         try:
             async for message in ws:
                 if message.type == WSMsgType.TEXT:
+                    self._count_ws_message(conn)
                     self._ws_command(conn, message.data)
+                elif message.type == WSMsgType.BINARY:
+                    self._count_ws_message(conn)
+                    self._ws_error(conn, None, WS_BAD_REQUEST, "Expected a text frame")
+                elif message.type == WSMsgType.PING:
+                    await ws.pong(message.data)
+                elif message.type == WSMsgType.PONG:
+                    conn.awaiting_pong_since = None
                 elif message.type == WSMsgType.ERROR:
                     break
         finally:
             self._conns.discard(conn)
             if conn.held_timer is not None:
                 conn.held_timer.cancel()
-            conn.writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await conn.writer
+            for task in (conn.writer, conn.keepalive):
+                task.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await task
         return ws
+
+    def _count_ws_message(self, conn: _WsConnection) -> None:
+        account = None if conn.account is None else str(conn.account)
+        self.ledger.ws_message(account, conn.ip)
+
+    async def _ws_keepalive(self, conn: _WsConnection) -> None:
+        """Ping every `ping_interval`; abort the connection when a Ping has gone unanswered for
+        `pong_timeout_s` (checked at that deadline, not at the next Ping)."""
+        loop = asyncio.get_running_loop()
+        while not conn.ws.closed:
+            await asyncio.sleep(self.ping_interval)
+            try:
+                await conn.ws.ping()
+            except (ConnectionError, RuntimeError):
+                return
+            if conn.awaiting_pong_since is None:
+                sent = loop.time()
+                conn.awaiting_pong_since = sent
+                loop.call_later(self.pong_timeout_s, self._check_pong, conn, sent)
+
+    def _check_pong(self, conn: _WsConnection, sent: float) -> None:
+        if conn.awaiting_pong_since == sent and conn in self._conns:
+            self.pongs_missed += 1
+            log.info("no Pong within %.1f s: dropping a websocket connection", self.pong_timeout_s)
+            conn.abort()
 
     def _ws_error(self, conn: _WsConnection, request_id: object, code: int, message: str) -> None:
         text = json.dumps({"id": request_id, "error": {"code": code, "message": message}})
@@ -1206,6 +1659,27 @@ class BackpackServer:
         except (ConnectionError, RuntimeError) as exc:
             # The peer went away mid-send; the reader side notices and cleans up.
             log.debug("ws writer stopped: %s", exc)
+
+
+def _asset_row(symbol: str) -> dict[str, Any]:
+    return {
+        "symbol": symbol,
+        "displayName": symbol,
+        "coingeckoId": None,
+        "tokens": [
+            {
+                "blockchain": "Solana",
+                "contractAddress": None,
+                "depositEnabled": True,
+                "displayName": symbol,
+                "maximumWithdrawal": None,
+                "minimumDeposit": "0",
+                "minimumWithdrawal": "0",
+                "withdrawEnabled": True,
+                "withdrawalFee": "0",
+            }
+        ],
+    }
 
 
 def _reject_code(reason: str) -> str:

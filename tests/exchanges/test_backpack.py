@@ -6,7 +6,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -14,7 +14,7 @@ import pytest
 from bpx.async_.account import Account
 from bpx.http_client.async_http_client import AsyncHttpClient
 
-from exchanges.backpack import BackpackVenue
+from exchanges.backpack import BackpackVenue, OrderNotFound, _error_from_answer
 from exchanges.base import (
     BookTop,
     ConfigError,
@@ -71,10 +71,14 @@ class Rig:
         )
 
 
-async def start_rig(*, keys: bool = True, **venue_kwargs: Any) -> Rig:
+async def start_rig(
+    *, keys: bool = True, cancel_accepted_202: bool = False, **venue_kwargs: Any
+) -> Rig:
     market = SimMarket(seed=11, fill_rate=0)
     public_key, secret_key = generate_keypair()
-    server = BackpackServer(market, api_keys={public_key: ACCOUNT})
+    server = BackpackServer(
+        market, api_keys={public_key: ACCOUNT}, cancel_accepted_202=cancel_accepted_202
+    )
     await server.start()
     venue = BackpackVenue(
         "BTC",
@@ -600,3 +604,97 @@ async def test_bpx_default_client_opens_a_connection_per_order(rig: Rig) -> None
         )
 
     assert rig.server.connections_opened - before >= 95
+
+
+# --------------------------------------------------------------------------------------------
+# The strict venue: typed cancels, 202 cancels, gone orders, lagging history, system fills
+# --------------------------------------------------------------------------------------------
+
+
+async def test_cancel_by_client_id_sends_an_integer_the_venue_accepts(rig: Rig) -> None:
+    order = await rig.place(client_id=2001)
+    requests_before = rig.venue.http.requests
+
+    await rig.venue.cancel(replace(order, order_id=None))  # only the client id is known
+
+    await wait_for(lambda: rig.order_events(order.order_id)[-1].status is OrderStatus.CANCELED)
+    assert rig.venue.http.requests == requests_before + 1  # our keep-alive client, once
+    counts = rig.server.ledger.account(str(ACCOUNT))["requests"]
+    assert isinstance(counts, dict) and counts["DELETE /api/v1/order"] == 1
+
+
+async def test_cancel_answered_202_is_requested_and_confirmed_by_the_stream() -> None:
+    rig = await start_rig(request_timeout=2.0, cancel_accepted_202=True)
+    try:
+        order = await rig.place(client_id=2002)
+
+        await rig.venue.cancel(order)
+
+        await wait_for(lambda: rig.order_events(order.order_id)[-1].status is OrderStatus.CANCELED)
+        assert rig.server.cancels_accepted_202 == 1
+    finally:
+        await stop_rig(rig)
+
+
+@pytest.mark.parametrize("status", [400, 404])
+def test_resource_not_found_is_order_not_found_whatever_the_status(status: int) -> None:
+    error = _error_from_answer(status, {"code": "RESOURCE_NOT_FOUND", "message": "Not Found"})
+
+    assert isinstance(error, OrderNotFound) and not error.retryable
+
+
+async def test_cancel_of_a_gone_order_by_client_id_is_not_an_error(rig: Rig) -> None:
+    order = await rig.place(client_id=2003, qty="0.002")
+    rig.book.cancel(ACCOUNT, order_id=int(order.order_id or 0))
+
+    await rig.venue.cancel(replace(order, order_id=None))  # 400 RESOURCE_NOT_FOUND: gone
+
+    await wait_for(lambda: rig.order_events(order.order_id)[-1].status is OrderStatus.CANCELED)
+
+
+async def test_system_fills_in_history_are_skipped_with_a_log_line(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    start_ms = int(time.time() * 1000) - 1000
+    order = await rig.place(client_id=2004, qty="0.002")
+    rig.book.fill_resting(int(order.order_id or 0), Decimal("0.002"))
+    for trade_id in (None, 0):
+        rig.server.add_system_fill(
+            ACCOUNT, "BTC", Side.SELL, Decimal("0.01"), Decimal(60_000), trade_id=trade_id
+        )
+
+    fills = await rig.venue.fills_since(start_ms)
+
+    assert [(f.order_id, f.qty) for f in fills] == [(order.order_id, Decimal("0.002"))]
+    assert sum("system fill" in r.message for r in caplog.records) == 2
+
+
+async def test_fills_since_waits_for_the_lagging_history(rig: Rig) -> None:
+    assert rig.server.history.lag_s == 0.5  # the venue's default
+    order = await rig.place(client_id=2005, qty="0.002")
+    rig.book.fill_resting(int(order.order_id or 0), Decimal("0.002"))
+    await wait_for(lambda: len(rig.fills) == 1)  # on the stream, not yet in history
+
+    fills = await rig.venue.fills_since(int(time.time() * 1000) - 5_000)
+
+    assert [f.trade_id for f in fills] == [rig.fills[0].trade_id]
+
+
+async def test_a_fill_made_just_before_a_reconnect_is_backfilled_after_the_history_lag(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="exchanges.backpack")
+    assert rig.server.history.lag_s == 0.5  # the venue's default
+    order = await rig.place(client_id=2006, qty="0.004")
+    ws = rig.venue._ws
+    assert ws is not None
+
+    rig.market.faults.arm("ws_drop")
+    made = time.monotonic()
+    rig.book.fill_resting(int(order.order_id or 0), Decimal("0.003"))  # never sent on the WS
+    await wait_for(lambda: ws.reconnects == 1 and rig.venue.recoveries == 1)
+
+    assert [f.qty for f in rig.fills] == [Decimal("0.003")]  # once, though read twice
+    assert time.monotonic() - made >= 0.5  # recovery is complete only after the lag
+    assert rig.order_events(order.order_id)[-1].filled_qty == Decimal("0.003")
+    assert any("after the history lag" in r.message for r in caplog.records)
