@@ -1171,6 +1171,7 @@ class BackpackServer:
         return {
             "symbol": book.rules.symbol,
             "netQuantity": fmt(position.qty),
+            "netCost": fmt(position.qty * position.entry_price),  # signed: ccxt's side
             "netExposureQuantity": fmt(abs(position.qty)),
             "netExposureNotional": fmt(abs(position.qty) * mark),
             "entryPrice": fmt(position.entry_price),

@@ -218,11 +218,6 @@ async def test_backpack_balance_and_positions(ccxt_python: Path, still: SimClust
     assert Decimal(str(seen["entryPrice"])) == position.entry_price
 
 
-@pytest.mark.xfail(
-    reason="sim gap: GET /api/v1/position rows lack `netCost` (signed netQuantity x entry "
-    "price), from which ccxt derives the position side (backpack.py parse_position)",
-    strict=True,
-)
 async def test_backpack_position_side(ccxt_python: Path, still: SimCluster) -> None:
     book = still.market.book("backpack", TICKER)
     qty = _min_qty(still, "backpack")
