@@ -21,7 +21,8 @@ from exchanges.sim.market import SimMarket
 
 BACKPACK_ACCOUNT = 1
 LIGHTER_ACCOUNT = 7
-LIGHTER_API_KEY_INDEX = 3  # 0-2 are reserved for the venue's web and mobile apps
+# 0-2 are reserved for the venue's web and mobile apps; ccxt signs only with 4..254.
+LIGHTER_API_KEY_INDEX = 4
 
 
 class _ApiKeyResponse(ctypes.Structure):

@@ -9,8 +9,7 @@ still book compares exactly) and left running for the WebSocket ones (streams ne
 Two things ccxt's Lighter needs besides URLs and keys, both documented by ccxt: the path of
 the Lighter signer library (`options['libraryPath']`; we pass lighter-sdk's bundled one, the
 same binary the bot uses), and an API key index of 4-254 (`handle_api_key_index`, lighter.py
-~465, replaces anything else with 254), while SimCluster registers its key at index 3. The
-cluster's Lighter server is therefore rebuilt with the same key registered at index 4 too.
+~465, replaces anything else with 254), which is where SimCluster registers its key.
 """
 
 from __future__ import annotations
@@ -28,7 +27,6 @@ from typing import Any
 import pytest
 
 from exchanges.base import Side
-from exchanges.sim.lighter_server import LighterServer
 from exchanges.sim.runner import (
     BACKPACK_ACCOUNT,
     LIGHTER_ACCOUNT,
@@ -40,7 +38,6 @@ from tests.waiting import wait_for
 
 CLIENT = Path(__file__).with_name("ccxt_client.py")
 TICKER = "BTC"
-CCXT_LIGHTER_KEY_INDEX = 4  # ccxt 4.5.90 only signs with API key indexes 4-254
 SCENARIO_TIMEOUT_S = 30.0
 
 
@@ -69,14 +66,10 @@ def _lighter_library() -> str:
 
 
 async def _start_cluster(*, clock: bool, fill_rate: float = 0.0) -> SimCluster:
+    # Premium: a real tier whose budget a whole scenario fits; no history lag so that
+    # fetch_my_trades (history endpoint) sees a trade the moment it happened.
     cluster = SimCluster(
         seed=11, fill_rate=fill_rate, lighter_tier="premium", backpack_history_lag_s=0
-    )
-    public = cluster.keys.lighter_public
-    cluster.lighter = LighterServer(
-        cluster.market,
-        accounts={LIGHTER_ACCOUNT: {LIGHTER_API_KEY_INDEX: public, CCXT_LIGHTER_KEY_INDEX: public}},
-        tier="premium",
     )
     await cluster.start()
     if not clock:
@@ -118,7 +111,7 @@ def _config(cluster: SimCluster, venue: str, args: dict[str, Any] | None = None)
             "ws": cluster.lighter.ws_url,
             "private_key": cluster.keys.lighter_private,
             "account_index": LIGHTER_ACCOUNT,
-            "api_key_index": CCXT_LIGHTER_KEY_INDEX,
+            "api_key_index": LIGHTER_API_KEY_INDEX,
             "library_path": _lighter_library(),
             "market_id": str(book.rules.market_id),
         }
