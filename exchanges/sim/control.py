@@ -17,6 +17,11 @@ Routes (the venue is the one the routes were mounted for; a body may name anothe
   POST /_sim/step           {count?}                advance the clock synchronously
   GET  /_sim/timings                                benchmark timestamps of this server (see
                                                     add_timings_route), perf_counter_ns
+  GET  /_sim/requests                               what this venue received, per account and
+  POST /_sim/requests/reset                         endpoint (exchanges/sim/accounting.py)
+Backpack only (exchanges/sim/backpack_server.py):
+  POST /_sim/market_state   {ticker|symbol, state}  Open|Closed|CancelOnly|LimitOnly|PostOnly
+  POST /_sim/system_fill    {account, ticker, side, qty, price, trade_id}  a history-only fill
 """
 
 from __future__ import annotations
