@@ -4,7 +4,8 @@ Each message is the raw JSON text a venue would send (Backpack `depth.<symbol>` 
 Lighter `update/order_book`), with 5-20 changed levels clustered near the top of a ~200-level
 book, about a fifth of them deletes, and a mid price that walks. The timed loop is exactly what
 the venue adapters run per frame: `json.loads` + Decimal conversion + sequence check + apply,
-through `exchanges.orderbook.apply_backpack_depth` / `apply_lighter_order_book`.
+through `exchanges.common.orderbook.apply_backpack_depth` /
+`exchanges.lighter.parsing.apply_lighter_order_book`.
 
     python -m bench.book_throughput --messages 50000
 
@@ -22,14 +23,14 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
-from exchanges.orderbook import (
+from exchanges.common.orderbook import (
     BACKPACK,
     LIGHTER,
     OrderBook,
     apply_backpack_depth,
     apply_backpack_snapshot,
-    apply_lighter_order_book,
 )
+from exchanges.lighter.parsing import apply_lighter_order_book
 
 TICK_DECIMALS = 1  # BTC-like: prices on a 0.1 grid
 BOOK_DEPTH = 200  # levels per side in the seeded book

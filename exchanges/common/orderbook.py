@@ -18,8 +18,9 @@ resyncs (new REST snapshot on Backpack, resubscribe on Lighter).
 
 Hot path: prices are kept in a dict per side plus a sorted price list (bisect), so the best
 level is always `prices[-1]` / `prices[0]` and `top()` is O(1). The parse functions at the
-bottom (`apply_backpack_depth`, `apply_lighter_order_book`) are the one code path used by the
-venue adapters and by `bench/book_throughput.py`.
+bottom (`apply_backpack_depth`; Lighter's `apply_lighter_order_book` lives in
+`exchanges/lighter/parsing.py`) are the one code path used by the venue adapters and by
+`bench/book_throughput.py`.
 """
 
 from __future__ import annotations
@@ -333,7 +334,7 @@ _ZERO = Decimal(0)
 _PARSE_ERRORS = (KeyError, IndexError, TypeError, ValueError, InvalidOperation, AttributeError)
 
 
-def _checked(levels: list[Level]) -> list[Level]:
+def checked_levels(levels: list[Level]) -> list[Level]:
     # Comparisons with NaN raise InvalidOperation, so this also rejects "NaN".
     for price, qty in levels:
         if not (price > _ZERO and qty >= _ZERO):
@@ -343,15 +344,10 @@ def _checked(levels: list[Level]) -> list[Level]:
 
 def parse_pair_levels(raw: Iterable[Sequence[str]]) -> list[Level]:
     """Backpack levels `[["price", "qty"], ...]` -> [(Decimal, Decimal)]."""
-    return _checked([(Decimal(p), Decimal(q)) for p, q in raw])
+    return checked_levels([(Decimal(p), Decimal(q)) for p, q in raw])
 
 
-def parse_dict_levels(raw: Iterable[Mapping[str, str]]) -> list[Level]:
-    """Lighter levels `[{"price": "...", "size": "..."}, ...]` -> [(Decimal, Decimal)]."""
-    return _checked([(Decimal(lv["price"]), Decimal(lv["size"])) for lv in raw])
-
-
-def _loads(message: str | bytes | Mapping[str, Any]) -> Mapping[str, Any]:
+def loads_message(message: str | bytes | Mapping[str, Any]) -> Mapping[str, Any]:
     if isinstance(message, (str, bytes, bytearray)):
         loaded = json.loads(message)
         if not isinstance(loaded, dict):
@@ -360,7 +356,7 @@ def _loads(message: str | bytes | Mapping[str, Any]) -> Mapping[str, Any]:
     return message
 
 
-def _malformed(book: OrderBook, error: Exception) -> bool:
+def malformed_message(book: OrderBook, error: Exception) -> bool:
     book.malformed += 1
     log.warning(
         "malformed %s depth message for %s (%s: %s); skipped",
@@ -384,7 +380,7 @@ def apply_backpack_depth(book: OrderBook, message: str | bytes | Mapping[str, An
     A malformed event is logged, counted and treated as a gap.
     """
     try:
-        data = _loads(message)
+        data = loads_message(message)
         if "stream" in data:
             data = data["data"]
         bids = parse_pair_levels(data["b"])
@@ -392,7 +388,7 @@ def apply_backpack_depth(book: OrderBook, message: str | bytes | Mapping[str, An
         first = int(data["U"])
         last = int(data["u"])
     except _PARSE_ERRORS as error:
-        return _malformed(book, error)
+        return malformed_message(book, error)
     return book.apply_delta(bids, asks, first, last)
 
 
@@ -403,38 +399,10 @@ def apply_backpack_snapshot(book: OrderBook, depth: str | bytes | Mapping[str, A
     Returns True when SYNCED; False means fetch another snapshot.
     """
     try:
-        data = _loads(depth)
+        data = loads_message(depth)
         bids = parse_pair_levels(data["bids"])
         asks = parse_pair_levels(data["asks"])
         seq = int(data["lastUpdateId"])
     except _PARSE_ERRORS as error:
-        return _malformed(book, error)
+        return malformed_message(book, error)
     return book.apply_snapshot(bids, asks, seq)
-
-
-LIGHTER_SNAPSHOT = "subscribed/order_book"
-LIGHTER_UPDATE = "update/order_book"
-
-
-def apply_lighter_order_book(book: OrderBook, message: str | bytes | Mapping[str, Any]) -> bool:
-    """Apply one Lighter `order_book` message (raw frame text or parsed dict).
-
-    `subscribed/order_book` is the snapshot (sequence = `order_book.nonce`); `update/order_book`
-    is a delta from `order_book.begin_nonce` to `order_book.nonce`. Other message types are not
-    for the book and are ignored (True). False means resubscribe for a fresh snapshot now.
-    """
-    try:
-        msg = _loads(message)
-        kind = msg.get("type")
-        if kind != LIGHTER_UPDATE and kind != LIGHTER_SNAPSHOT:
-            return True
-        ob = msg["order_book"]
-        bids = parse_dict_levels(ob["bids"])
-        asks = parse_dict_levels(ob["asks"])
-        nonce = int(ob["nonce"])
-        begin = int(ob["begin_nonce"]) if kind == LIGHTER_UPDATE else 0
-    except _PARSE_ERRORS as error:
-        return _malformed(book, error)
-    if kind == LIGHTER_SNAPSHOT:
-        return book.apply_snapshot(bids, asks, nonce)
-    return book.apply_delta(bids, asks, begin, nonce)

@@ -147,6 +147,17 @@ class OrderTracker:
         order.changed.set()
         return True
 
+    def amend(self, order: TrackedOrder, *, price: Decimal) -> None:
+        """The price actually sent, once known (e.g. a hedge signed ahead carries its own)."""
+        order.price = price
+        order.changed.set()
+
+    def forget(self, order: TrackedOrder) -> None:
+        """Drop an order the venue certainly never received (its request was refused or never
+        left): its client id is free again at once."""
+        if self._orders.get(order.client_id) is order:
+            self._forget(order)
+
     def live(self) -> list[TrackedOrder]:
         return [o for o in self._orders.values() if o.is_live]
 

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.book_throughput import run as run_throughput
-from exchanges.orderbook import (
+from exchanges.common.orderbook import (
     BACKPACK,
     LIGHTER,
     BookState,
@@ -19,8 +19,8 @@ from exchanges.orderbook import (
     Sequencing,
     apply_backpack_depth,
     apply_backpack_snapshot,
-    apply_lighter_order_book,
 )
+from exchanges.lighter.parsing import apply_lighter_order_book
 
 D = Decimal
 

@@ -99,3 +99,28 @@ def test_status_only_ever_moves_along_the_transition_table(path: list[OrderStatu
         legal = status is before or status in ORDER_TRANSITIONS[before]
         assert applied == legal
         assert order.status is (status if legal else before)
+
+
+def test_an_order_never_received_is_forgotten_and_its_client_id_is_free() -> None:
+    tracker = OrderTracker("lighter")
+    order = new(tracker, 5)
+    tracker.bind(order, "o5")
+    tracker.forget(order)
+    assert tracker.get(5) is None and tracker.by_order_id("o5") is None
+    assert new(tracker, 5).status is OrderStatus.PENDING_NEW
+
+
+def test_forgetting_a_replaced_order_leaves_its_successor() -> None:
+    tracker = OrderTracker("lighter")
+    first = new(tracker, 6)
+    tracker.move(first, OrderStatus.CANCELED)
+    second = new(tracker, 6)
+    tracker.forget(first)
+    assert tracker.get(6) is second
+
+
+def test_the_price_actually_sent_is_recorded_and_wakes_a_waiter() -> None:
+    tracker = OrderTracker("lighter")
+    order = new(tracker)
+    tracker.amend(order, price=D("101"))
+    assert order.price == D("101") and order.changed.is_set()

@@ -15,7 +15,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from exchanges.base import ConfigError, VenueError
-from exchanges.ws import Backoff, Frame, ReconnectingWebSocket
+from exchanges.common.ws import Backoff, Frame, ReconnectingWebSocket
 from tests.waiting import wait_for as wait_until
 
 FAST = {"ping_interval": None, "open_timeout": 2.0, "close_timeout": 1.0}

@@ -1,0 +1,187 @@
+"""What the venue says about our account and its market over REST: market rules, position,
+balance, orders (active and recent), and fill history (`fills_since`, paged through `trades`)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from typing import Any
+
+import lighter
+
+from exchanges.base import Balance, ConfigError, Fill, Order, VenueError
+from exchanges.lighter.constants import (
+    MAX_TRADE_PAGES,
+    PARSE_ERRORS,
+    RECENT_INACTIVE_ORDERS,
+    TRADES_PAGE,
+)
+from exchanges.lighter.parsing import (
+    balance_from_account,
+    fill_from_trade,
+    market_from_detail,
+    order_from_wire,
+    position_from_account,
+    ts_ms,
+)
+from exchanges.lighter.rest import LighterRest
+from exchanges.lighter.scaling import Scales
+from exchanges.lighter.session import Session
+
+log = logging.getLogger(__name__)
+
+
+class Account:
+    def __init__(self, session: Session, rest: LighterRest) -> None:
+        self.session = session
+        self.rest = rest
+
+    async def load_market(self) -> None:
+        """The market's rules (`orderBooks`, `orderBookDetails`) into the session."""
+        session = self.session
+        api = lighter.OrderApi(self.rest.client())
+        timeout = session.request_timeout
+        books = await self.rest.read(
+            lambda: api.order_books(_request_timeout=timeout), "orderBooks"
+        )
+        entry = next((b for b in books.order_books or [] if b.symbol == session.ticker), None)
+        if entry is None:
+            raise ConfigError(f"unknown Lighter market {session.ticker!r}")
+        if entry.status != "active":
+            raise ConfigError(f"Lighter market {session.ticker} is not trading ({entry.status})")
+        market_id = int(entry.market_id)
+        details = await self.rest.read(
+            lambda: api.order_book_details(market_id=market_id, _request_timeout=timeout),
+            "orderBookDetails",
+        )
+        detail = next(
+            (d for d in details.order_book_details or [] if d.market_id == market_id), None
+        )
+        if detail is None:
+            raise VenueError(f"lighter: no details for market {session.ticker} ({market_id})")
+        market = market_from_detail(session.ticker, market_id, detail)
+        session.market = market
+        session.scales = Scales(
+            int(detail.size_decimals), int(detail.price_decimals), market.min_qty
+        )
+
+    async def _detailed_account(self) -> Any:
+        api = lighter.AccountApi(self.rest.client())
+        account = self.session.account()
+        reply = await self.rest.read(
+            lambda: api.account(
+                by="index", value=str(account), _request_timeout=self.session.request_timeout
+            ),
+            "account",
+        )
+        for entry in reply.accounts or []:
+            if int(entry.index) == account:
+                return entry
+        raise VenueError(f"lighter account {account} not found")
+
+    async def position(self) -> Decimal:
+        return position_from_account(await self._detailed_account(), self.session.market_id)
+
+    async def balance(self) -> Balance:
+        return balance_from_account(await self._detailed_account())
+
+    async def _active_orders_reply(self) -> Any:
+        api = lighter.OrderApi(self.rest.client())
+        account, market_id = self.session.account(), self.session.market_id
+        return await self.rest.private_read(
+            lambda token: api.account_active_orders(
+                authorization=token,
+                account_index=account,
+                market_id=market_id,
+                _request_timeout=self.session.request_timeout,
+            ),
+            "accountActiveOrders",
+        )
+
+    async def open_orders(self) -> list[Order]:
+        reply = await self._active_orders_reply()
+        return [order_from_wire(o.to_dict(), self.session.symbol) for o in reply.orders or []]
+
+    async def recent_orders(self) -> list[dict[str, Any]]:
+        """Our active orders and the most recent inactive ones on this market."""
+        api = lighter.OrderApi(self.rest.client())
+        account, market_id = self.session.account(), self.session.market_id
+        active = await self._active_orders_reply()
+        inactive = await self.rest.private_read(
+            lambda token: api.account_inactive_orders(
+                authorization=token,
+                account_index=account,
+                limit=RECENT_INACTIVE_ORDERS,
+                market_id=market_id,
+                _request_timeout=self.session.request_timeout,
+            ),
+            "accountInactiveOrders",
+        )
+        return [o.to_dict() for o in (active.orders or []) + (inactive.orders or [])]
+
+    async def fills_since(self, since_ms: int) -> list[Fill]:
+        """Our fills on this market from `since_ms`, oldest first, with the same trade ids as
+        the stream gives (order index : cumulative filled). Cumulative amounts are counted from
+        trades up to 10 minutes earlier, so an order straddling `since_ms` keeps its ids."""
+        trades = await self._trades_from(max(since_ms - 600_000, 0))
+        recv_ns = time.perf_counter_ns()
+        account, scales = self.session.account(), self.session.require_scales()
+        cumulative: dict[int, Decimal] = {}
+        fills: list[Fill] = []
+        for trade in sorted(trades, key=lambda t: (t.timestamp, t.trade_id)):
+            try:
+                fill = fill_from_trade(
+                    trade,
+                    account,
+                    cumulative,
+                    symbol=self.session.symbol,
+                    size_decimals=scales.size_decimals,
+                    recv_ns=recv_ns,
+                )
+            except PARSE_ERRORS as exc:
+                self.session.stats.malformed += 1
+                log.warning("lighter: malformed trade skipped (%s): %.200s", exc, trade)
+                continue
+            if fill is None:
+                continue
+            order_index = int(fill.order_id or 0)
+            cumulative[order_index] = cumulative.get(order_index, Decimal(0)) + fill.qty
+            if fill.venue_ts_ms >= since_ms:
+                fills.append(fill)
+        return fills
+
+    async def _trades_from(self, page_from: int) -> list[Any]:
+        """Every trade of ours on this market from `page_from`, deduped by trade id. Pages of
+        at most TRADES_PAGE, ascending, each starting at the last timestamp seen (inclusive):
+        a long run has more trades than one page holds, and the newest are the ones a crash
+        leaves unjournaled."""
+        api = lighter.OrderApi(self.rest.client())
+        account, market_id = self.session.account(), self.session.market_id
+
+        def page_call(start: int) -> Callable[[str], Awaitable[Any]]:
+            return lambda token: api.trades(
+                sort_by="timestamp",
+                limit=TRADES_PAGE,
+                authorization=token,
+                market_id=market_id,
+                account_index=account,
+                sort_dir="asc",
+                var_from=start,
+                _request_timeout=self.session.request_timeout,
+            )
+
+        by_id: dict[object, Any] = {}
+        for _ in range(MAX_TRADE_PAGES):
+            reply = await self.rest.private_read(page_call(page_from), "trades")
+            page = reply.trades or []
+            new = [t for t in page if t.trade_id not in by_id]
+            for trade in new:
+                by_id[trade.trade_id] = trade
+            if len(page) < TRADES_PAGE or not new:
+                break
+            page_from = max(ts_ms(int(t.timestamp)) for t in page)
+        else:
+            log.warning("lighter fills_since: stopped after %s pages", MAX_TRADE_PAGES)
+        return list(by_id.values())

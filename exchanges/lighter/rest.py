@@ -1,0 +1,123 @@
+"""Reads through the SDK's `ApiClient` (OrderApi, AccountApi, TransactionApi): idempotent,
+retried with tenacity on 429/5xx/timeouts; private reads carry an auth token, replaced once
+when refused. Transactions do not go this way (see transport.py)."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+import aiohttp
+import lighter
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from exchanges.base import VenueError
+from exchanges.lighter.session import Session
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+TokenSource = Callable[[bool], Awaitable[str]]  # force -> a valid auth token
+
+
+def _is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, VenueError) and exc.retryable
+
+
+def _log_retry(state: RetryCallState) -> None:
+    exc = state.outcome.exception() if state.outcome else None
+    log.warning("lighter request failed (%s); retry %d", exc, state.attempt_number)
+
+
+def _error_text(exc: lighter.ApiException) -> str:
+    data = getattr(exc, "data", None)
+    message = getattr(data, "message", None)
+    if message:
+        return str(message)
+    return str(exc.body or exc.reason or "")[:200]
+
+
+class LighterRest:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._api: lighter.ApiClient | None = None
+        self.tokens: TokenSource | None = None  # set once the signer exists
+
+    def open(self, api_url: str) -> None:
+        self._api = lighter.ApiClient(lighter.Configuration(host=api_url))
+
+    async def close(self) -> None:
+        if self._api is not None:
+            await self._api.close()
+            self._api = None
+
+    def client(self) -> lighter.ApiClient:
+        if self._api is None:
+            raise VenueError("lighter: not connected; call connect() first")
+        return self._api
+
+    async def read(self, call: Callable[[], Awaitable[_T]], what: str) -> _T:
+        """An idempotent read through the SDK, retried on retryable failures."""
+        retrying = AsyncRetrying(
+            # Reads are idempotent: ride out a burst of 429/5xx (a few in a row is normal).
+            stop=stop_after_attempt(self.session.retry_attempts + 3),
+            wait=wait_exponential_jitter(initial=0.05, max=2.0, jitter=0.05),
+            retry=retry_if_exception(_is_retryable),
+            before_sleep=_log_retry,
+            reraise=True,
+        )
+        async for attempt in retrying:
+            with attempt:
+                try:
+                    return await call()
+                except lighter.ApiException as exc:
+                    status = exc.status or 0
+                    retryable = status == 429 or status >= 500 or status == 0
+                    raise VenueError(
+                        f"lighter {what}: HTTP {status}: {_error_text(exc)}",
+                        retryable=retryable,
+                        status=status,
+                    ) from exc
+                except (aiohttp.ClientError, TimeoutError) as exc:
+                    raise VenueError(
+                        f"lighter {what}: {type(exc).__name__}: {exc}", retryable=True
+                    ) from exc
+        raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+    async def private_read(self, call: Callable[[str], Awaitable[_T]], what: str) -> _T:
+        """A read that needs an auth token; a refused token is replaced once."""
+        if self.tokens is None:
+            raise VenueError("lighter: no signer for private reads")
+        token = await self.tokens(False)
+        try:
+            return await self.read(lambda: call(token), what)
+        except VenueError as exc:
+            if exc.status != 400 or "auth" not in str(exc).lower():
+                raise
+            log.info("lighter %s: auth token refused (%s); refreshing it", what, exc)
+        token = await self.tokens(True)
+        return await self.read(lambda: call(token), what)
+
+    async def next_nonce(self) -> int:
+        session = self.session
+        assert session.account_index is not None and session.api_key_index is not None
+        api = lighter.TransactionApi(self.client())
+        account, key = session.account_index, session.api_key_index
+        reply = await self.read(
+            lambda: api.next_nonce(
+                account_index=account, api_key_index=key, _request_timeout=session.request_timeout
+            ),
+            "nextNonce",
+        )
+        if reply.code != 200:
+            raise VenueError(
+                f"lighter nextNonce: code {reply.code} {reply.message}", retryable=True
+            )
+        return int(reply.nonce)
