@@ -3,19 +3,13 @@ connections once open, and the counters tests, benchmarks and the dashboard read
 
 from __future__ import annotations
 
-import asyncio
-import logging
 from collections import OrderedDict
-from collections.abc import Coroutine
 from dataclasses import dataclass, field
-from typing import Any
 
 from exchanges.base import ConfigError, Market, VenueError
 from exchanges.common.ws import ReconnectingWebSocket
 from exchanges.lighter.scaling import Scales
 from exchanges.lighter.transport import TxSender
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(slots=True)
@@ -95,31 +89,3 @@ class Session:
             written[client_id] = write_ns
             if len(written) > self.max_remembered:
                 written.popitem(last=False)
-
-
-class Tasks:
-    """The venue's background tasks: each is owned here, logged if it fails, cancelled on
-    close."""
-
-    def __init__(self) -> None:
-        self._tasks: set[asyncio.Task[Any]] = set()
-
-    def spawn(self, coro: Coroutine[Any, Any, None], what: str) -> asyncio.Task[None]:
-        task = asyncio.get_running_loop().create_task(coro, name=f"lighter-{what}")
-        self._tasks.add(task)
-        task.add_done_callback(self._done)
-        return task
-
-    def _done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            exc = task.exception()
-            log.error("lighter %s failed: %r", task.get_name(), exc, exc_info=exc)
-
-    async def cancel_all(self) -> None:
-        tasks = set(self._tasks)
-        for task in tasks:
-            task.cancel()
-        if tasks:
-            await asyncio.wait(tasks)
-        self._tasks.clear()

@@ -50,6 +50,7 @@ from exchanges.base import (
 )
 from exchanges.common.orderbook import LIGHTER, OrderBook
 from exchanges.common.orders import OrderTracker
+from exchanges.common.tasks import Tasks
 from exchanges.common.ws import ReconnectingWebSocket
 from exchanges.lighter.account import Account
 from exchanges.lighter.constants import VENUE
@@ -57,7 +58,7 @@ from exchanges.lighter.execution import Execution, Transactor
 from exchanges.lighter.nonce import NonceSequencer
 from exchanges.lighter.presign import Presigner
 from exchanges.lighter.rest import LighterRest
-from exchanges.lighter.session import Session, Tasks
+from exchanges.lighter.session import Session
 from exchanges.lighter.signing import Signer
 from exchanges.lighter.transport import MaybeSent, NotSent, TxSender
 from exchanges.lighter.user_stream import UserStream
@@ -150,7 +151,7 @@ class LighterVenue(EventEmitter):
         """The parts, each given only what it uses."""
         self._book = OrderBook(self.ticker, LIGHTER)
         self._tracker = OrderTracker(VENUE, keep_finished=self.max_remembered)
-        self._tasks = Tasks()
+        self._tasks = Tasks(VENUE)
         self._rest = LighterRest(session)
         self._nonces = NonceSequencer(self._rest.next_nonce)
         self._signer = Signer(session, self.token_ttl_s, self.token_margin_s)
