@@ -135,7 +135,10 @@ class ReconnectingWebSocket:
         self._stable_after = stable_after  # a connection that lived this long resets backoff
         self._sleep = sleep
         self._clock = clock
+        self._init_state()
 
+    def _init_state(self) -> None:
+        """The connection's state and counters, before the first connect."""
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._children: set[asyncio.Task[Any]] = set()  # on_reconnect, app pings, closers
