@@ -4,7 +4,7 @@ Each message is the raw JSON text a venue would send (Backpack `depth.<symbol>` 
 Lighter `update/order_book`), with 5-20 changed levels clustered near the top of a ~200-level
 book, about a fifth of them deletes, and a mid price that walks. The timed loop is exactly what
 the venue adapters run per frame: `json.loads` + Decimal conversion + sequence check + apply,
-through `exchanges.common.orderbook.apply_backpack_depth` /
+through `exchanges.backpack.parsing.apply_backpack_depth` /
 `exchanges.lighter.parsing.apply_lighter_order_book`.
 
     python -m bench.book_throughput --messages 50000
@@ -23,12 +23,11 @@ import time
 from collections.abc import Callable
 from decimal import Decimal
 
+from exchanges.backpack.parsing import apply_backpack_depth, apply_backpack_snapshot
 from exchanges.common.orderbook import (
     BACKPACK,
     LIGHTER,
     OrderBook,
-    apply_backpack_depth,
-    apply_backpack_snapshot,
 )
 from exchanges.lighter.parsing import apply_lighter_order_book
 

@@ -17,10 +17,10 @@ book in `GAP`: `top()` answers None until a fresh snapshot is applied, and the v
 resyncs (new REST snapshot on Backpack, resubscribe on Lighter).
 
 Hot path: prices are kept in a dict per side plus a sorted price list (bisect), so the best
-level is always `prices[-1]` / `prices[0]` and `top()` is O(1). The parse functions at the
-bottom (`apply_backpack_depth`; Lighter's `apply_lighter_order_book` lives in
-`exchanges/lighter/parsing.py`) are the one code path used by the venue adapters and by
-`bench/book_throughput.py`.
+level is always `prices[-1]` / `prices[0]` and `top()` is O(1). Each venue's wire format is
+applied by its parsing module (`exchanges/backpack/parsing.py` `apply_backpack_depth`,
+`exchanges/lighter/parsing.py` `apply_lighter_order_book`), with the helpers at the bottom:
+the one code path used by the venue adapters and by `bench/book_throughput.py`.
 """
 
 from __future__ import annotations
@@ -33,7 +33,7 @@ from bisect import bisect_left, insort
 from collections import deque
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal
 from typing import Any
 
 from exchanges.base import BookTop
@@ -75,8 +75,8 @@ LIGHTER = Sequencing("lighter", step=0, buffer_before_snapshot=False)
 class OrderBook:
     """One symbol's L2 book. Not thread-safe; owned by one venue's reader task.
 
-    Backpack: `reset()` in the WS `on_connect`; feed every depth event to
-    `apply_backpack_depth` (held until the snapshot); fetch REST depth and
+    Backpack (exchanges/backpack/parsing.py): `reset()` in the WS `on_connect`; feed every
+    depth event to `apply_backpack_depth` (held until the snapshot); fetch REST depth and
     `apply_backpack_snapshot`; whenever either returns False, fetch a new snapshot (keep at
     most one fetch in flight: events keep being held meanwhile).
     Lighter: `reset()` in `on_connect`; feed every `order_book` message to
@@ -326,12 +326,11 @@ def _apply_side(
 
 
 # ------------------------------------------------------------------------------------------
-# Venue message parsing: raw JSON (or the parsed dict) -> one apply call. Shared by the venue
-# adapters and the benchmark, so the benchmark measures the real path.
+# Helpers of the venues' book parsing (raw JSON, or the parsed dict -> one apply call), which
+# the adapters and the benchmark share, so the benchmark measures the real path.
 # ------------------------------------------------------------------------------------------
 
 _ZERO = Decimal(0)
-_PARSE_ERRORS = (KeyError, IndexError, TypeError, ValueError, InvalidOperation, AttributeError)
 
 
 def checked_levels(levels: list[Level]) -> list[Level]:
@@ -340,11 +339,6 @@ def checked_levels(levels: list[Level]) -> list[Level]:
         if not (price > _ZERO and qty >= _ZERO):
             raise ValueError(f"bad level {price} x {qty}")
     return levels
-
-
-def parse_pair_levels(raw: Iterable[Sequence[str]]) -> list[Level]:
-    """Backpack levels `[["price", "qty"], ...]` -> [(Decimal, Decimal)]."""
-    return checked_levels([(Decimal(p), Decimal(q)) for p, q in raw])
 
 
 def loads_message(message: str | bytes | Mapping[str, Any]) -> Mapping[str, Any]:
@@ -370,39 +364,3 @@ def malformed_message(book: OrderBook, error: Exception) -> bool:
         return True  # a resync is already due; not a new gap
     book.mark_gap("malformed message")
     return False
-
-
-def apply_backpack_depth(book: OrderBook, message: str | bytes | Mapping[str, Any]) -> bool:
-    """Apply one Backpack `depth` event: the raw frame text, the parsed envelope
-    `{"stream", "data"}`, or its `data` `{e, E, s, a, b, U, u, T}`.
-
-    Returns the result of `OrderBook.apply_delta`: False means a resync is needed now.
-    A malformed event is logged, counted and treated as a gap.
-    """
-    try:
-        data = loads_message(message)
-        if "stream" in data:
-            data = data["data"]
-        bids = parse_pair_levels(data["b"])
-        asks = parse_pair_levels(data["a"])
-        first = int(data["U"])
-        last = int(data["u"])
-    except _PARSE_ERRORS as error:
-        return malformed_message(book, error)
-    return book.apply_delta(bids, asks, first, last)
-
-
-def apply_backpack_snapshot(book: OrderBook, depth: str | bytes | Mapping[str, Any]) -> bool:
-    """Seed the book from Backpack REST `GET api/v1/depth`
-    (`{asks, bids, lastUpdateId: "<str>", timestamp}`), then replay buffered events.
-
-    Returns True when SYNCED; False means fetch another snapshot.
-    """
-    try:
-        data = loads_message(depth)
-        bids = parse_pair_levels(data["bids"])
-        asks = parse_pair_levels(data["asks"])
-        seq = int(data["lastUpdateId"])
-    except _PARSE_ERRORS as error:
-        return malformed_message(book, error)
-    return book.apply_snapshot(bids, asks, seq)

@@ -147,6 +147,25 @@ class OrderTracker:
         order.changed.set()
         return True
 
+    def advance(
+        self,
+        order: TrackedOrder,
+        status: OrderStatus,
+        *,
+        filled: Decimal,
+        venue_status: str = "",
+    ) -> bool:
+        """`move` for a venue's reports, which may come twice or out of order: True only when
+        the report says something new — more filled, or a later status at the same fill. A
+        repeat, or a fill status that adds no fill to a finished order (a fill report overtaken
+        by the cancel), changes nothing and returns False."""
+        if filled == order.filled and (
+            status is order.status
+            or (status is OrderStatus.PARTIALLY_FILLED and order.status.is_terminal)
+        ):
+            return False
+        return self.move(order, status, filled=filled, venue_status=venue_status)
+
     def amend(self, order: TrackedOrder, *, price: Decimal) -> None:
         """The price actually sent, once known (e.g. a hedge signed ahead carries its own)."""
         order.price = price

@@ -10,6 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from bench.book_throughput import run as run_throughput
+from exchanges.backpack.parsing import apply_backpack_depth, apply_backpack_snapshot
 from exchanges.common.orderbook import (
     BACKPACK,
     LIGHTER,
@@ -17,8 +18,6 @@ from exchanges.common.orderbook import (
     Level,
     OrderBook,
     Sequencing,
-    apply_backpack_depth,
-    apply_backpack_snapshot,
 )
 from exchanges.lighter.parsing import apply_lighter_order_book
 

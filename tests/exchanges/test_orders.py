@@ -124,3 +124,33 @@ def test_the_price_actually_sent_is_recorded_and_wakes_a_waiter() -> None:
     order = new(tracker)
     tracker.amend(order, price=D("101"))
     assert order.price == D("101") and order.changed.is_set()
+
+
+def test_a_repeated_report_does_not_advance_the_order() -> None:
+    tracker = OrderTracker("backpack")
+    order = new(tracker)
+    assert tracker.advance(order, OrderStatus.OPEN, filled=D(0))
+    assert not tracker.advance(order, OrderStatus.OPEN, filled=D(0))
+    assert tracker.advance(order, OrderStatus.PARTIALLY_FILLED, filled=D("0.004"))
+    assert not tracker.advance(order, OrderStatus.PARTIALLY_FILLED, filled=D("0.004"))
+    assert order.status is OrderStatus.PARTIALLY_FILLED and order.filled == D("0.004")
+
+
+def test_a_fill_report_overtaken_by_the_cancel_does_not_reopen_the_order() -> None:
+    tracker = OrderTracker("backpack")
+    order = new(tracker)
+    assert tracker.advance(order, OrderStatus.CANCELED, filled=D("0.004"))
+    assert not tracker.advance(order, OrderStatus.PARTIALLY_FILLED, filled=D("0.004"))
+    assert order.status is OrderStatus.CANCELED
+    assert tracker.advance(order, OrderStatus.PARTIALLY_FILLED, filled=D("0.006"))  # a late fill
+    assert order.status is OrderStatus.PARTIALLY_FILLED and order.filled == D("0.006")
+
+
+def test_a_report_going_backwards_does_not_advance_the_order() -> None:
+    tracker = OrderTracker("backpack")
+    order = new(tracker)
+    assert tracker.advance(order, OrderStatus.PARTIALLY_FILLED, filled=D("0.006"))
+    assert not tracker.advance(order, OrderStatus.PARTIALLY_FILLED, filled=D("0.004"))
+    assert tracker.advance(order, OrderStatus.FILLED, filled=D("0.01"))
+    assert not tracker.advance(order, OrderStatus.CANCELED, filled=D("0.01"))
+    assert order.status is OrderStatus.FILLED

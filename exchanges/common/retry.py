@@ -1,0 +1,94 @@
+"""The retry policy of idempotent venue requests: tenacity, exponential backoff with jitter,
+bounded attempts, retrying only errors that say so (`VenueError.retryable`: transport faults,
+429, 5xx). Each attempt calls the request again, so a signed request is signed afresh.
+
+    async for attempt in retry_policy(attempts=4, venue="backpack"):
+        with attempt:
+            return await call()
+
+or, for a plain awaitable factory, `await with_retries(call, attempts=4, venue="backpack")`.
+Work that must finish whatever it takes (recovery after a reconnect) runs `until_done`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+from tenacity import (
+    AsyncRetrying,
+    RetryCallState,
+    retry_if_exception,
+    stop_after_attempt,
+    wait_exponential_jitter,
+)
+
+from exchanges.base import VenueError
+
+log = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+
+FIRST_WAIT_S = 0.05
+MAX_WAIT_S = 2.0
+JITTER_S = 0.05
+
+
+def is_retryable(exc: BaseException) -> bool:
+    return isinstance(exc, VenueError) and exc.retryable
+
+
+def retry_policy(*, attempts: int, venue: str, logger: logging.Logger = log) -> AsyncRetrying:
+    """At most `attempts` calls in all; the last failure is re-raised as it is."""
+
+    def log_retry(state: RetryCallState) -> None:
+        outcome = state.outcome
+        exc = outcome.exception() if outcome is not None else None
+        logger.warning(
+            "%s request failed (attempt %d): %s; retrying", venue, state.attempt_number, exc
+        )
+
+    return AsyncRetrying(
+        stop=stop_after_attempt(attempts),
+        wait=wait_exponential_jitter(initial=FIRST_WAIT_S, max=MAX_WAIT_S, jitter=JITTER_S),
+        retry=retry_if_exception(is_retryable),
+        before_sleep=log_retry,
+        reraise=True,
+    )
+
+
+async def with_retries(
+    call: Callable[[], Awaitable[_T]],
+    *,
+    attempts: int,
+    venue: str,
+    logger: logging.Logger = log,
+) -> _T:
+    """Run an idempotent request under `retry_policy`; `call` makes a new request each time."""
+    async for attempt in retry_policy(attempts=attempts, venue=venue, logger=logger):
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
+
+
+async def until_done(
+    call: Callable[[], Awaitable[object]],
+    *,
+    what: str,
+    logger: logging.Logger = log,
+    first_delay: float = 0.1,
+    max_delay: float = 5.0,
+) -> None:
+    """Run `call` until it succeeds, however many VenueErrors it takes, backing off in between
+    (any other error propagates; cancelling the caller stops it)."""
+    delay = first_delay
+    while True:
+        try:
+            await call()
+            return
+        except VenueError as exc:
+            logger.warning("%s failed: %s; retrying", what, exc)
+        await asyncio.sleep(delay)
+        delay = min(delay * 2, max_delay)
