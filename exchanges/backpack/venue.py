@@ -18,6 +18,8 @@ import logging
 import time
 from decimal import Decimal
 
+from bpx.async_.account import Account as BpxAccount
+
 from exchanges.backpack.account import Account
 from exchanges.backpack.constants import VENUE, perp_symbol
 from exchanges.backpack.execution import Execution
@@ -171,7 +173,7 @@ class BackpackVenue(EventEmitter):
         return self._rest.http
 
     @property
-    def _account(self) -> object:
+    def _account(self) -> BpxAccount | None:
         """bpx-py's signing account (None without keys)."""
         return self._rest.account
 
