@@ -69,15 +69,7 @@ def _area_files(area: str) -> list[Path]:
 
 @pytest.mark.parametrize(
     "area",
-    [
-        "hedge",
-        pytest.param(
-            "exchanges",
-            marks=pytest.mark.xfail(
-                strict=False, reason="exchanges/ restructure in progress (issue 12)"
-            ),
-        ),
-    ],
+    ["hedge", "exchanges"],
 )
 def test_no_class_or_function_is_oversized(area: str) -> None:
     problems = [problem for path in _area_files(area) for problem in _oversized(path)]

@@ -10,30 +10,15 @@ from typing import TypeVar
 
 import aiohttp
 import lighter
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from exchanges.base import VenueError
+from exchanges.common.retry import retry_policy
 from exchanges.lighter.session import Session
 
 log = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
 TokenSource = Callable[[bool], Awaitable[str]]  # force -> a valid auth token
-
-
-def _is_retryable(exc: BaseException) -> bool:
-    return isinstance(exc, VenueError) and exc.retryable
-
-
-def _log_retry(state: RetryCallState) -> None:
-    exc = state.outcome.exception() if state.outcome else None
-    log.warning("lighter request failed (%s); retry %d", exc, state.attempt_number)
 
 
 def _error_text(exc: lighter.ApiException) -> str:
@@ -65,13 +50,9 @@ class LighterRest:
 
     async def read(self, call: Callable[[], Awaitable[_T]], what: str) -> _T:
         """An idempotent read through the SDK, retried on retryable failures."""
-        retrying = AsyncRetrying(
-            # Reads are idempotent: ride out a burst of 429/5xx (a few in a row is normal).
-            stop=stop_after_attempt(self.session.retry_attempts + 3),
-            wait=wait_exponential_jitter(initial=0.05, max=2.0, jitter=0.05),
-            retry=retry_if_exception(_is_retryable),
-            before_sleep=_log_retry,
-            reraise=True,
+        # Reads are idempotent: ride out a burst of 429/5xx (a few in a row is normal).
+        retrying = retry_policy(
+            attempts=self.session.retry_attempts + 3, venue="lighter", logger=log
         )
         async for attempt in retrying:
             with attempt:

@@ -22,6 +22,7 @@ from typing import Any
 from exchanges.base import Fill, OrderEvent, VenueError, VenueEvent
 from exchanges.common.orderbook import OrderBook
 from exchanges.common.orders import OrderTracker
+from exchanges.common.retry import until_done
 from exchanges.common.ws import ReconnectingWebSocket
 from exchanges.lighter.account import Account
 from exchanges.lighter.constants import (
@@ -389,12 +390,4 @@ class UserStream:
                 self.on_order_state(raw, recv_ns)
 
     async def reconcile_until_done(self) -> None:
-        delay = 0.1
-        while True:
-            try:
-                await self.reconcile()
-                return
-            except VenueError as exc:
-                log.warning("lighter reconciliation failed: %s; retrying", exc)
-            await asyncio.sleep(delay)
-            delay = min(delay * 2, 5.0)
+        await until_done(self.reconcile, what="lighter reconciliation", logger=log)
