@@ -289,6 +289,7 @@ async def _execute(
             await dashboard.stop()
         if cluster is not None:
             venue_truth = cluster.bot_positions(run_settings.ticker)
+            venue_truth += f"; {cluster.requests_summary()}"
             await cluster.stop()
     print_summary(bot.summary, bot.journal_path, bot.result.reason)
     if cluster is not None:

@@ -163,6 +163,22 @@ class SimCluster:
     def truth(self) -> dict[str, object]:
         return self.market.truth()
 
+    def requests(self) -> dict[str, dict[str, object]]:
+        """What each venue received from the bot's account (the simulators' own ledgers)."""
+        return {
+            "backpack": self.backpack.ledger.account(str(BACKPACK_ACCOUNT)),
+            "lighter": self.lighter.ledger.account(str(LIGHTER_ACCOUNT)),
+        }
+
+    def requests_summary(self) -> str:
+        parts = []
+        for venue, counts in self.requests().items():
+            parts.append(
+                f"{venue} {counts['requests_total']} requests ({counts['send_tx']} orders/txs, "
+                f"{counts['http_429']} answered 429)"
+            )
+        return "; ".join(parts)
+
     def bot_positions(self, ticker: str) -> str:
         """The bot accounts' positions and open orders as the venues themselves hold them."""
         maker = self.market.account("backpack", BACKPACK_ACCOUNT).position(ticker).qty
