@@ -49,6 +49,9 @@ DEFAULT_URLS: dict[str, str] = {
     "LIGHTER_WS_URL": "wss://mainnet.zklighter.elliot.ai/stream",
 }
 
+LIGHTER_TIERS = ("standard", "premium")
+DEFAULT_BACKPACK_RATE_LIMIT = 2000  # reported by a connector citing Backpack's support
+
 SECRET_VARS = ("BACKPACK_PUBLIC_KEY", "BACKPACK_SECRET_KEY", "LIGHTER_API_PRIVATE_KEY")
 INDEX_VARS = ("LIGHTER_ACCOUNT_INDEX", "LIGHTER_API_KEY_INDEX")
 # perp-dex-tools' names, accepted so its users can reuse their .env.
@@ -110,6 +113,8 @@ class Settings:
     backpack_ws_url: str = DEFAULT_URLS["BACKPACK_WS_URL"]
     lighter_api_url: str = DEFAULT_URLS["LIGHTER_API_URL"]
     lighter_ws_url: str = DEFAULT_URLS["LIGHTER_WS_URL"]
+    lighter_account_tier: str = "standard"  # the Lighter account's tier: its request budget
+    backpack_rate_limit: int = DEFAULT_BACKPACK_RATE_LIMIT  # requests a minute per API key
     notices: tuple[str, ...] = field(default=(), compare=False)
     flags: TradingFlags | None = field(default=None, compare=False, repr=False)
 
@@ -288,13 +293,30 @@ def _account_values(
                 f"{', '.join(missing)}: missing; live trading needs them in .env or the "
                 "environment (see .env.example), or use --dry-run"
             )
+    tier = (env_values.get("LIGHTER_ACCOUNT_TIER") or "standard").strip().lower()
+    if tier not in LIGHTER_TIERS:
+        # The value is not echoed: a key pasted into the wrong variable must not be printed.
+        problems.append("LIGHTER_ACCOUNT_TIER: expected standard or premium (your account's tier)")
+    rate_limit = _rate_limit(env_values.get("BACKPACK_RATE_LIMIT"), problems)
     return {
+        "lighter_account_tier": tier,
+        "backpack_rate_limit": rate_limit,
         "backpack_public_key": bp_public,
         "backpack_secret_key": bp_secret,
         "lighter_private_key": lt_key,
         "lighter_account_index": indices["LIGHTER_ACCOUNT_INDEX"],
         "lighter_api_key_index": indices["LIGHTER_API_KEY_INDEX"],
     }
+
+
+def _rate_limit(raw: str | None, problems: list[str]) -> int:
+    if raw is None or not raw.strip():
+        return DEFAULT_BACKPACK_RATE_LIMIT
+    text = raw.strip()
+    if text.isdigit() and 1 <= int(text) <= 1_000_000:
+        return int(text)
+    problems.append("BACKPACK_RATE_LIMIT: expected a whole number of requests a minute (2000)")
+    return DEFAULT_BACKPACK_RATE_LIMIT
 
 
 def _endpoint_values(env_values: Mapping[str, str], problems: list[str]) -> dict[str, str]:

@@ -115,6 +115,7 @@ class SimCluster:
             lt_private, lt_public = generate_lighter_key()
             keys = SimKeys(bp_public, bp_secret, lt_private, lt_public)
         self.keys = keys
+        self.lighter_tier = lighter_tier
         self.backpack = BackpackServer(
             self.market,
             api_keys={keys.backpack_public: BACKPACK_ACCOUNT},
@@ -151,6 +152,8 @@ class SimCluster:
             "LIGHTER_API_PRIVATE_KEY": self.keys.lighter_private,
             "LIGHTER_ACCOUNT_INDEX": str(LIGHTER_ACCOUNT),
             "LIGHTER_API_KEY_INDEX": str(LIGHTER_API_KEY_INDEX),
+            # The bot budgets for the account's tier; an unlimited sim has none, so Premium's.
+            "LIGHTER_ACCOUNT_TIER": "standard" if self.lighter_tier == "standard" else "premium",
         }
 
     def write_env(self, path: Path) -> None:

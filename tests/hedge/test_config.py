@@ -209,3 +209,28 @@ def test_default_journal_path_is_per_ticker_and_date() -> None:
     s = settings(ticker="ETH", log_dir="somewhere")
     assert s.journal.parent == Path("somewhere")
     assert s.journal.name.startswith("ETH-") and s.journal.suffix == ".sqlite"
+
+
+def test_request_budgets_default_to_the_standard_tier_and_backpacks_2000() -> None:
+    s = settings()
+    assert (s.lighter_account_tier, s.backpack_rate_limit) == ("standard", 2000)
+    s = settings({**GOOD_ENV, "LIGHTER_ACCOUNT_TIER": "Premium", "BACKPACK_RATE_LIMIT": "600"})
+    assert (s.lighter_account_tier, s.backpack_rate_limit) == ("premium", 600)
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("LIGHTER_ACCOUNT_TIER", "unlimited"),
+        ("BACKPACK_RATE_LIMIT", "0"),
+        ("BACKPACK_RATE_LIMIT", "x"),
+    ],
+)
+def test_a_bad_budget_setting_is_one_line_naming_it(name: str, value: str) -> None:
+    [line] = problems({**GOOD_ENV, name: value})
+    assert line.startswith(name + ":")
+
+
+def test_a_key_pasted_into_the_tier_is_not_echoed() -> None:
+    [line] = problems({**GOOD_ENV, "LIGHTER_ACCOUNT_TIER": LT_KEY})
+    assert LT_KEY not in line and "ab" * 40 not in line
