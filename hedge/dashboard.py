@@ -173,8 +173,24 @@ class Dashboard:
                 "reconnects",
                 ", ".join(f"{v.name} {getattr(v, 'reconnects', 0)}" for v in (maker, hedge)),
             ),
+            ("requests a minute (waiting, 429s)", _budget_text((maker, hedge))),
             ("faults seen", self._faults_text()),
         ]
+
+
+def _budget_text(venues: tuple[Venue, ...]) -> str:
+    """Each venue's request budget: used of capacity this minute, waiting, 429s answered."""
+    parts = []
+    for venue in venues:
+        budget = getattr(venue, "budget", None)
+        if budget is None:
+            continue
+        state = budget.snapshot()
+        parts.append(
+            f"{venue.name} {state['used']}/{state['capacity']} "
+            f"({state['waiting']}, {state['rejected_429']})"
+        )
+    return ", ".join(parts) or "n/a"
 
 
 def _books_table(venues: tuple[tuple[Venue, BookTop | None], ...]) -> Table:

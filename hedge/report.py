@@ -53,6 +53,7 @@ REPORT_KEYS = (
     "halts",
     "halt_reasons",
     "reconnects",
+    "requests",
 )
 
 
@@ -117,6 +118,7 @@ def summarize(
         "halts": len(halts),
         "halt_reasons": [str(row[0]) for row in halts],
         "reconnects": _reconnects(journal, scope),
+        "requests": _requests(journal, scope),
     }
 
 
@@ -261,6 +263,28 @@ def _reconnects(journal: Journal, scope: _Scope) -> int:
         "SELECT COALESCE(SUM(value), 0) FROM counters WHERE name LIKE 'reconnects%'" + scope.filter
     )
     return int(journal.query(query, scope.params)[0][0])
+
+
+BUDGET_COUNTERS = ("requests", "waited", "http_429")
+
+
+def _requests(journal: Journal, scope: _Scope) -> dict[str, dict[str, int]]:
+    """Per venue, the requests the run's budget granted, how many had to wait, and the 429s
+    the venue answered (counters `budget_<what>_<venue>`)."""
+    rows = journal.query(
+        "SELECT name, SUM(value) FROM counters WHERE name LIKE 'budget_%'"
+        + scope.filter
+        + " GROUP BY name",
+        scope.params,
+    )
+    per_venue: dict[str, dict[str, int]] = {}
+    for name, value in rows:
+        for what in BUDGET_COUNTERS:
+            prefix = f"budget_{what}_"
+            if str(name).startswith(prefix):
+                venue = str(name)[len(prefix) :]
+                per_venue.setdefault(venue, dict.fromkeys(BUDGET_COUNTERS, 0))[what] = int(value)
+    return dict(sorted(per_venue.items()))
 
 
 def _dust_by_run(journal: Journal) -> dict[int, tuple[Decimal, Decimal]]:

@@ -291,3 +291,16 @@ def test_run_id_limits_the_report_to_one_run(journal: Journal) -> None:
 )
 def test_percentile_is_nearest_rank(values: list[float], fraction: float, expected: float) -> None:
     assert percentile(values, fraction) == expected
+
+
+def test_requests_per_venue_come_from_the_runs_budget_counters(journal: Journal) -> None:
+    journal.set_counter("budget_requests_lighter", 23)
+    journal.set_counter("budget_waited_lighter", 2)
+    journal.set_counter("budget_http_429_lighter", 1)
+    journal.set_counter("budget_requests_backpack", 40)
+    journal.set_counter("reconnects_lighter", 3)  # not a budget counter
+    journal.flush()
+    assert summarize(journal)["requests"] == {
+        "backpack": {"requests": 40, "waited": 0, "http_429": 0},
+        "lighter": {"requests": 23, "waited": 2, "http_429": 1},
+    }
