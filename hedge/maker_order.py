@@ -1,29 +1,28 @@
 """The one maker order resting at a time: what the engine knows of it, and its cancel.
 
-Its status moves only through `transition()` (an illegal move is ignored, never applied); its
-fills are counted once per trade id; a cancel is confirmed by the venue's event or, failing
-that, by asking the venue, and a fill whose event was lost on the way is still delivered.
+The order lives in an `OrderTracker` (exchanges/common/orders.py), as the venues' orders do:
+tracked before it is sent, its status moved only through `transition()` (an illegal move is
+ignored, never applied), its fills counted once per trade id. A cancel is confirmed by the
+venue's event or, failing that, by asking the venue, and a fill whose event was lost on the way
+is still delivered.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import replace
 
 from exchanges.base import (
     Fill,
-    IllegalTransition,
     Order,
     OrderEvent,
     OrderStatus,
     Venue,
     VenueError,
     VenueEvent,
-    transition,
 )
+from exchanges.common.orders import OrderTracker, TrackedOrder
 from hedge.journal import Journal
 from hedge.risk import Halt
 
@@ -46,76 +45,104 @@ class ActiveMakerOrder:
         self.journal = journal
         self.wait = wait  # sleeps until an event arrives or the timeout passes
         self.deliver = deliver  # the maker event callback, for a fill found over REST
-        self.order: Order | None = None
-        self._trade_ids: set[str] = set()
+        self.tracker = OrderTracker(venue.name)
+        self._current: TrackedOrder | None = None
+        self._where = (venue.name, "")  # (venue, symbol) of the current order, for `order`
         self._since_ms = 0
+
+    @property
+    def order(self) -> Order | None:
+        """The current order as a value (read by the engine as `_active`, tests, benchmarks)."""
+        current = self._current
+        return None if current is None else current.as_order(*self._where)
 
     def begin(self, order: Order) -> None:
         """Track `order` before it is sent: a fill may beat the venue's reply."""
         self.journal.register_order(order, purpose="maker")
-        self.order = order
-        self._trade_ids = set()
+        self._drop_current()
+        self._current = self.tracker.track(
+            order.client_id, order.side, order.qty, order.price, order.kind
+        )
+        self._where = (order.venue, order.symbol)
         self._since_ms = int(time.time() * 1000)
 
     def clear(self) -> None:
-        self.order = None
+        self._drop_current()
 
     def finish(self, status: OrderStatus) -> None:
         """The order ended without resting (rejected, failed): journaled and forgotten."""
-        if self.order is not None:
-            self.journal.update_order(self.venue.name, self.order.client_id, status=status)
-        self.order = None
+        current = self._current
+        if current is not None:
+            self.tracker.move(current, status)
+            self.journal.update_order(self.venue.name, current.client_id, status=status)
+        self._drop_current()
+
+    def _drop_current(self) -> None:
+        """Stop following the current order. One still live in the tracker (its end never
+        reported) is forgotten there too: the engine no longer reads it, and a live order is
+        never trimmed, so at most one order of the tracker is ever live."""
+        current, self._current = self._current, None
+        if current is not None and current.is_live:
+            self.tracker.forget(current)
 
     def merge_reply(self, placed: Order) -> None:
         """The venue's reply to the placement, merged with what events already said."""
-        active = self.order
-        if active is None or placed.client_id != active.client_id:
+        current = self._current
+        if current is None or placed.client_id != current.client_id:
             return
-        status = active.status
-        with contextlib.suppress(IllegalTransition):
-            status = transition(active.status, placed.status)
-        self.order = replace(
-            active,
-            status=status,
-            order_id=placed.order_id or active.order_id,
-            filled_qty=max(active.filled_qty, placed.filled_qty),
-        )
+        if placed.order_id:
+            self.tracker.bind(current, placed.order_id)
+        if placed.filled_qty > current.filled:  # kept even when the reply's status is stale
+            self.tracker.move(current, current.status, filled=placed.filled_qty)
+        self.set_status(placed.status)
         self.journal.update_order(
-            self.venue.name, active.client_id, status=status, order_id=placed.order_id
+            self.venue.name, current.client_id, status=current.status, order_id=placed.order_id
         )
 
     def on_event(self, event: VenueEvent) -> None:
         """A maker venue event (already given to the hedger when it is a fill)."""
-        active = self.order
-        if active is None or event.client_id != active.client_id:
+        current = self._current
+        if current is None or event.client_id != current.client_id:
             return
         if isinstance(event, OrderEvent):
             self.set_status(event.status)
-        elif isinstance(event, Fill) and event.trade_id not in self._trade_ids:
-            self._trade_ids.add(event.trade_id)
-            filled = active.filled_qty + event.qty
-            self.order = replace(
-                active, order_id=active.order_id or event.order_id, filled_qty=filled
-            )
-            if filled >= active.qty:
-                self.set_status(OrderStatus.FILLED)
+        elif isinstance(event, Fill):
+            self._on_fill(current, event)
+
+    def _on_fill(self, current: TrackedOrder, fill: Fill) -> None:
+        """Count a fill of the current order once. Its status is kept (a fill after the cancel
+        leaves it cancelled) until the whole quantity is filled."""
+        try:
+            first = self.tracker.first_fill(fill.trade_id)
+        except ValueError:
+            # No idempotency key (the adapters drop such fills): counting it could count a
+            # replay twice and end the wait while the order still rests. The hedger has counted
+            # it already; the order's own events, or the cancel's confirmation, still end it.
+            log.warning("maker fill without a trade id for %s: not counted", current.client_id)
+            return
+        if not first:
+            return
+        if current.order_id is None and fill.order_id:
+            self.tracker.bind(current, fill.order_id)
+        filled = current.filled + fill.qty
+        self.tracker.move(current, current.status, filled=filled)
+        if filled >= current.qty:
+            self.set_status(OrderStatus.FILLED)
 
     def set_status(self, status: OrderStatus) -> None:
-        active = self.order
-        if active is None:
-            return
-        try:
-            new = transition(active.status, status)
-        except IllegalTransition:
-            log.debug("ignored %s -> %s for %s", active.status, status, active.client_id)
-            return
-        self.order = replace(active, status=new)
+        """Move the current order's status; an illegal move is ignored (the tracker logs it)."""
+        if self._current is not None:
+            self.tracker.move(self._current, status)
 
     @property
     def resting(self) -> bool:
         """Placed and neither finished nor fully filled."""
-        active = self.order
-        return not (active is None or active.status.is_terminal or active.filled_qty >= active.qty)
+        current = self._current
+        return not (current is None or current.status.is_terminal or current.filled >= current.qty)
+
+    def _done(self) -> bool:
+        current = self._current
+        return current is None or current.status.is_terminal
 
     async def cancel(self) -> None:
         """Cancel and wait for the outcome; raises Halt when the order stays open."""
@@ -128,10 +155,7 @@ class ActiveMakerOrder:
         except VenueError as exc:
             log.warning("cancel of %s failed: %s", active.client_id, exc)
         deadline = time.monotonic() + CANCEL_CONFIRM_S
-        while time.monotonic() < deadline:
-            current = self.order
-            if current is None or current.status.is_terminal:
-                break
+        while time.monotonic() < deadline and not self._done():
             await self.wait(0.1)
         current = self.order
         if current is not None and not current.status.is_terminal:
