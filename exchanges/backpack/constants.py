@@ -19,6 +19,10 @@ def order_update_stream(symbol: str) -> str:
     return f"account.orderUpdate.{symbol}"
 
 
+def position_update_stream(symbol: str) -> str:
+    return f"account.positionUpdate.{symbol}"
+
+
 # A post-only order that would take: HTTP 400 with this message, or (some venue versions) an
 # order expired with this reason.
 POST_ONLY_CROSS = "Order would immediately match and take"

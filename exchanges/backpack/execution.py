@@ -8,6 +8,10 @@ known. A lookup that starts after the request's signing window has closed and fi
 proves the order was never placed (the venue refuses a request older than its window), and
 only then is the order sent again — never a duplicate.
 
+Every request of a placement goes through the account's budget at `Priority.ORDER` (a maker
+quote) or `Priority.HEDGE` (an IOC: the bot must get out); a 429 is sent again once the budget
+allows, and never counts as one of the `retry_attempts`.
+
 Cancels are sent by our client with an integer `clientId` (bpx-py would send a string, which
 the venue refuses). `RESOURCE_NOT_FOUND` (HTTP 400 or 404) means the order is gone; a 202 with
 no body means the cancel is requested: its outcome comes from the stream.
@@ -42,6 +46,8 @@ from exchanges.base import (
     Side,
     VenueError,
 )
+from exchanges.common.budget import Priority
+from exchanges.common.http import RateLimited, request_priority
 from exchanges.common.orders import OrderTracker, TrackedOrder
 
 log = logging.getLogger(__name__)
@@ -98,8 +104,10 @@ class Execution:
             raise ValueError(f"client_id must be a uint32 above 0, got {client_id}")
         quantity, limit_price = self._order_numbers(qty, price)
         tracked = self.tracker.track(client_id, side, qty, price, kind, sent_ms=now_ms())
+        priority = Priority.HEDGE if kind is OrderKind.IOC else Priority.ORDER
         try:
-            order = await self._send(tracked, quantity, limit_price)
+            with request_priority(priority):
+                order = await self._send(tracked, quantity, limit_price)
         except PostOnlyRejected:
             self.tracker.move(tracked, OrderStatus.REJECTED, venue_status="PostOnlyRejected")
             raise
@@ -127,14 +135,19 @@ class Execution:
         ambiguous one, only once a lookup proved it was never placed."""
         client_id, kind = tracked.client_id, tracked.kind
         last_error: VenueError | None = None
-        for attempt in range(1, self.session.retry_attempts + 2):
+        attempt = 0
+        while attempt <= self.session.retry_attempts:
             sent_ms = now_ms()
             try:
                 reply = await self._execute(tracked, quantity, limit_price)
             except PostOnlyRejected:
                 log.info("backpack post-only %d rejected: would take", client_id)
                 raise
+            except RateLimited:
+                log.info("backpack order %d rate-limited: sending again when allowed", client_id)
+                continue  # not placed; the budget holds the next send for the venue's pause
             except VenueError as exc:
+                attempt += 1
                 if not exc.retryable:
                     raise
                 last_error = exc

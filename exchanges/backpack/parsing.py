@@ -261,6 +261,26 @@ class OrderUpdate:
     engine_ms: int
 
 
+@dataclass(frozen=True, slots=True)
+class PositionUpdate:
+    """One `account.positionUpdate` event: the symbol, its signed net quantity (`q`; 0 when
+    the position closed) and the engine time in ms."""
+
+    symbol: str
+    net_qty: Decimal
+    engine_ms: int
+
+
+def parse_position_update(data: Mapping[str, Any]) -> PositionUpdate:
+    """A `positionOpened`/`positionAdjusted`/`positionClosed` event, or the snapshot sent on
+    subscribe (no `e`). Raises one of PARSE_ERRORS when malformed."""
+    return PositionUpdate(
+        symbol=str(data["s"]),
+        net_qty=dec(data["q"]),
+        engine_ms=int(data.get("T") or data.get("E") or 0) // 1000,
+    )
+
+
 def frame_parts(frame: str | bytes) -> tuple[dict[str, Any], str | None, object]:
     """A WS frame -> (message, stream, data). ValueError when it is not a JSON object."""
     message = json.loads(frame)

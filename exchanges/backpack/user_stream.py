@@ -1,7 +1,8 @@
 """The one WebSocket: `depth.<symbol>` (the in-memory book behind `top()`) and, with keys, the
 signed `account.orderUpdate.<symbol>` (our fills and order events, delivered synchronously to
-the event callback), plus what keeps them whole: book resyncs from REST snapshots, and after
-every reconnect a REST backfill of what the socket missed.
+the event callback) and `account.positionUpdate.<symbol>` (the streamed position, position.py),
+plus what keeps them whole: book resyncs from REST snapshots, one REST position read per
+connection (the seed), and after every reconnect a REST backfill of what the socket missed.
 
 Fills are delivered once per trade id, and order events only when they move an order forward
 (a reordered or duplicated message never sends an order backwards), both through the one
@@ -24,7 +25,13 @@ from typing import Any
 from exchanges.backpack import parsing
 from exchanges.backpack.account import Account
 from exchanges.backpack.auth import subscribe_message
-from exchanges.backpack.constants import ORDER_HISTORY_RECOVERY, depth_stream, order_update_stream
+from exchanges.backpack.constants import (
+    ORDER_HISTORY_RECOVERY,
+    depth_stream,
+    order_update_stream,
+    position_update_stream,
+)
+from exchanges.backpack.position import StreamedPosition
 from exchanges.backpack.rest import BackpackRest
 from exchanges.backpack.session import Session, now_ms
 from exchanges.base import Fill, OrderEvent, VenueError, VenueEvent
@@ -61,6 +68,8 @@ class UserStream:
         # Overlap when backfilling fills after a reconnect (clock skew; duplicates are dropped).
         self.backfill_overlap_ms = backfill_overlap_ms
         self._resync_task: asyncio.Task[None] | None = None
+        self.position = StreamedPosition()
+        self._seed_task: asyncio.Task[None] | None = None
 
     # -- the socket's hooks ------------------------------------------------------------------------
 
@@ -69,11 +78,23 @@ class UserStream:
         symbol = self.session.symbol
         await ws.send(json.dumps({"method": "SUBSCRIBE", "params": [depth_stream(symbol)]}))
         if self.rest.account is not None:
-            message = subscribe_message(self.rest.account, [order_update_stream(symbol)])
-            await ws.send(json.dumps(message))
+            streams = [order_update_stream(symbol), position_update_stream(symbol)]
+            await ws.send(json.dumps(subscribe_message(self.rest.account, streams)))
+            self._seed_task = self._spawn(self._seed_position(), "position-seed")
         self.request_resync()
 
+    async def _seed_position(self) -> None:
+        await until_done(
+            lambda: self.position.seed(self.account.position),
+            what="backpack position seed",
+            logger=log,
+        )
+
     def on_disconnect(self) -> None:
+        self.position.down()
+        if self._seed_task is not None:
+            self._seed_task.cancel()  # its answer would belong to the old connection
+            self._seed_task = None
         self.session.disconnected_ms = now_ms()
         self.session.history_moved()
         self.book.mark_gap("websocket disconnected")
@@ -105,6 +126,8 @@ class UserStream:
                 self.request_resync()
         elif stream.startswith("account.orderUpdate"):
             self.on_order_update(data, recv_ns)
+        elif stream.startswith("account.positionUpdate"):
+            self.on_position_update(data)
         else:
             log.debug("backpack: message on unexpected stream %s skipped", stream)
 
@@ -141,6 +164,19 @@ class UserStream:
         if update.fill is not None:
             self.emit_fill(update.fill)  # the fill first: it is what the hedge waits for
         self.emit_order_event(update.event)
+
+    def on_position_update(self, data: Mapping[str, Any]) -> None:
+        """One `account.positionUpdate` event (or the snapshot on subscribe): the new position."""
+        try:
+            update = parsing.parse_position_update(data)
+        except parsing.PARSE_ERRORS as exc:
+            self.session.stats.malformed += 1
+            log.warning("backpack: malformed position update skipped (%s): %.300s", exc, data)
+            return
+        if update.symbol != self.session.symbol:
+            log.debug("backpack: position update for %s skipped", update.symbol)
+            return
+        self.position.on_update(update.net_qty)
 
     # -- delivery --------------------------------------------------------------------------------
 

@@ -39,6 +39,7 @@ from exchanges.base import (
     describe_orders,
     describe_top,
 )
+from exchanges.common.budget import RequestBudget, backpack_limits
 from exchanges.common.http import KeepAliveHttpClient
 from exchanges.common.orderbook import BACKPACK, OrderBook
 from exchanges.common.orders import OrderTracker
@@ -75,11 +76,14 @@ class BackpackVenue(EventEmitter):
         request_timeout: float = 10.0,
         retry_attempts: int = 4,
         order_window_ms: int = 5_000,
+        budget: RequestBudget | None = None,
     ) -> None:
         """`retry_attempts` is how many times a failed idempotent request (or a placement known
-        not to have happened) is sent again: up to `retry_attempts + 1` sends in all.
-        `order_window_ms` is the signing window of order placements: after an ambiguous
-        placement, "not found" is only final once that window has closed."""
+        not to have happened) is sent again: up to `retry_attempts + 1` sends in all (429s
+        not counted: they wait for the budget). `order_window_ms` is the signing window of
+        order placements: after an ambiguous placement, "not found" is only final once that
+        window has closed. `budget` is the account's request budget, shared by every request
+        to it (default: Backpack's 2,000 a minute, this venue's own)."""
         _check_settings(ticker, request_timeout, retry_attempts)
         EventEmitter.__init__(self)
         self.ticker = ticker.upper()
@@ -98,7 +102,8 @@ class BackpackVenue(EventEmitter):
             order_window_ms=order_window_ms,
             history_lag_s=self.history_lag_s,
         )
-        self._rest = BackpackRest(self._session, public_key, secret_key)
+        self.budget = budget if budget is not None else RequestBudget(backpack_limits())
+        self._rest = BackpackRest(self._session, public_key, secret_key, self.budget)
         self._reconnects_at_close = 0
         self._compose(self._session)
 
@@ -147,15 +152,24 @@ class BackpackVenue(EventEmitter):
                 on_disconnect=self._stream.on_disconnect,
             )
             session.ws.start()
-            ready_by = time.monotonic() + max(10.0, 2 * self.request_timeout)
-            while not self._book.synced:
-                if time.monotonic() > ready_by:
-                    raise VenueError("backpack: order book not synced in time", retryable=True)
-                await asyncio.sleep(0.01)
+            await self._wait_until_ready(time.monotonic() + max(10.0, 2 * self.request_timeout))
         except BaseException:
             await self.close()
             raise
         log.info("backpack connected: %s", self.symbol)
+
+    async def _wait_until_ready(self, ready_by: float) -> None:
+        """The book synced (else VenueError), then, with keys, the position known: the first
+        `streamed_position()` needs no REST read (if the seed is late, the caller reads)."""
+        while not self._book.synced:
+            if time.monotonic() > ready_by:
+                raise VenueError("backpack: order book not synced in time", retryable=True)
+            await asyncio.sleep(0.01)
+        while self._rest.account is not None and self.streamed_position() is None:
+            if time.monotonic() > ready_by:
+                log.warning("backpack: streamed position not known yet; reads fall back to REST")
+                return
+            await asyncio.sleep(0.01)
 
     async def close(self) -> None:
         session = self._session
@@ -164,6 +178,7 @@ class BackpackVenue(EventEmitter):
             self._reconnects_at_close = session.ws.reconnects
             session.ws = None
         await self._tasks.cancel_all()
+        self._stream.position.down()
         await self._rest.close()
 
     # -- what tests, benchmarks and the dashboard look at -----------------------------------------
@@ -250,8 +265,13 @@ class BackpackVenue(EventEmitter):
         return await self._account_reads.open_orders()
 
     async def position(self) -> Decimal:
-        """Signed net position of our symbol (0 when none)."""
+        """Signed net position of our symbol (0 when none), read over REST."""
         return await self._account_reads.position()
+
+    def streamed_position(self) -> Decimal | None:
+        """The signed position as the account stream last said it (no request); None while
+        the socket is down or before the stream (or the one REST seed) has said it."""
+        return self._stream.position.value
 
     async def balance(self) -> Balance:
         return await self._account_reads.balance()

@@ -643,6 +643,20 @@ def test_resource_not_found_is_order_not_found_whatever_the_status(status: int) 
     assert isinstance(error, OrderNotFound) and not error.retryable
 
 
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (400, {"code": "INVALID_ORDER", "message": "Order not found"}),  # the older form
+        (404, {"code": "NOT_FOUND", "message": "Not Found"}),  # any 404
+        (404, "Not Found"),  # a 404 without a JSON body
+    ],
+)
+def test_every_other_gone_order_form_is_order_not_found(status: int, body: object) -> None:
+    error = _error_from_answer(status, body)
+
+    assert isinstance(error, OrderNotFound) and not error.retryable
+
+
 async def test_cancel_of_a_gone_order_by_client_id_is_not_an_error(rig: Rig) -> None:
     order = await rig.place(client_id=2003, qty="0.002")
     rig.book.cancel(ACCOUNT, order_id=int(order.order_id or 0))
