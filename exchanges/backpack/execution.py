@@ -3,10 +3,11 @@ ambiguous placement.
 
 Every order is tracked (exchanges/common/orders.py) before its request leaves: a fill on the
 stream may beat the REST reply. A placement that times out, drops after sending, or gets a 5xx
-is *ambiguous*: it is looked up by client id (order query, order history, fill history) until
-known. A lookup that starts after the request's signing window has closed and finds nothing
-proves the order was never placed (the venue refuses a request older than its window), and
-only then is the order sent again — never a duplicate.
+is *ambiguous*: known at once if the account stream has shown it already, else looked up by
+client id (order query, order history, fill history) until known. A lookup that starts after
+the request's signing window has closed and finds nothing proves the order was never placed
+(the venue refuses a request older than its window), and only then is the order sent again —
+never a duplicate.
 
 Every request of a placement goes through the account's budget at `Priority.ORDER` (a maker
 quote) or `Priority.HEDGE` (an IOC: the bot must get out); a 429 is sent again once the budget
@@ -33,6 +34,7 @@ from exchanges.backpack.constants import (
     MAX_CLIENT_ID,
     ORDER_HISTORY_LOOKUP,
     POST_ONLY_EXPIRY,
+    VENUE,
 )
 from exchanges.backpack.rest import BackpackRest, OrderNotFound, certainly_not_placed
 from exchanges.backpack.session import Session, now_ms
@@ -208,7 +210,9 @@ class Execution:
         while True:
             started_ms = now_ms()
             try:
-                order = await self.lookup(client_id, sent_ms, kind)
+                order = self.seen_on_stream(client_id)
+                if order is None:
+                    order = await self.lookup(client_id, sent_ms, kind)
             except VenueError as exc:
                 log.warning("backpack lookup of order %d failed: %s", client_id, exc)
             else:
@@ -230,6 +234,17 @@ class Execution:
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 2, 0.5)
+
+    def seen_on_stream(self, client_id: int) -> Order | None:
+        """The order as the account stream already showed it (an event of its own bound it to
+        its order id): no request needed. An IOC counts only once final, as what filled is
+        its answer. None when the stream has not shown it (yet)."""
+        tracked = self.tracker.get(client_id)
+        if tracked is None or tracked.order_id is None:
+            return None
+        if tracked.kind is OrderKind.IOC and not tracked.status.is_terminal:
+            return None
+        return tracked.as_order(VENUE, self.session.symbol)
 
     async def lookup(self, client_id: int, sent_ms: int, kind: OrderKind) -> Order | None:
         """The order with this client id sent at `sent_ms`: resting, in order history, or

@@ -513,6 +513,41 @@ async def test_timeout_on_an_executed_order_resolves_to_the_real_order() -> None
         await stop_rig(rig)
 
 
+async def test_an_ambiguous_placement_the_stream_has_shown_needs_no_lookup() -> None:
+    rig = await start_rig(request_timeout=0.3)
+    try:
+        rig.market.faults.ambiguous_delay_s = 0.6
+        rig.market.faults.arm("ambiguous_order")
+
+        order = await rig.place(client_id=1903)
+
+        assert order.status is OrderStatus.OPEN
+        assert [o.order_id for o in rig.book.orders(ACCOUNT)] == [int(order.order_id or 0)]
+        counts = rig.server.ledger.account(str(ACCOUNT))["requests"]
+        assert isinstance(counts, dict)
+        lookups = ("GET /api/v1/order", "GET /wapi/v1/history/orders", "GET /wapi/v1/history/fills")
+        assert not any(counts.get(endpoint) for endpoint in lookups)
+    finally:
+        await stop_rig(rig)
+
+
+async def test_an_ambiguous_placement_the_stream_never_showed_is_looked_up_over_rest() -> None:
+    rig = await start_rig(request_timeout=0.3)
+    try:
+        rig.market.faults.ambiguous_delay_s = 0.6
+        rig.market.faults.arm("ambiguous_order")
+        rig.market.faults.arm("ws_drop")  # the order's own event goes down with the socket
+
+        order = await rig.place(client_id=1904)
+
+        assert order.status is OrderStatus.OPEN
+        assert [o.order_id for o in rig.book.orders(ACCOUNT)] == [int(order.order_id or 0)]
+        counts = rig.server.ledger.account(str(ACCOUNT))["requests"]
+        assert isinstance(counts, dict) and counts.get("GET /api/v1/order", 0) >= 1
+    finally:
+        await stop_rig(rig)
+
+
 async def test_timeout_on_an_order_filled_meanwhile_resolves_from_history() -> None:
     rig = await start_rig(request_timeout=0.3)
     try:
