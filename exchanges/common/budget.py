@@ -29,7 +29,9 @@ from dataclasses import dataclass
 
 log = logging.getLogger(__name__)
 
-WINDOW_S = 60.0
+# The venues' minute, plus a margin: we book a request when we send it, the venue when it
+# arrives; a slot we free must already be free at the venue.
+WINDOW_S = 61.0
 DEFAULT_BACKOFF_S = 1.0  # a 429 without Retry-After
 MAX_BACKOFF_S = 60.0
 
@@ -151,6 +153,26 @@ class RequestBudget:
         )
         self._schedule()
         return pause
+
+    def seconds_until_room(self, kind: str, count: int, priority: Priority) -> float:
+        """How long until `count` requests of `kind` at `priority` would fit (0.0: now),
+        assuming nothing else is spent meanwhile. Spends nothing: a caller that must not start
+        work whose requests cannot be paid for (a maker order and its hedge) asks this first."""
+        now = self._clock()
+        self._expire(now)
+        limits = self.limits
+        need = limits.weight(kind) * count
+        room = limits.capacity - limits.reserve * int(priority)
+        wait = max(self._closed_until - now, 0.0)
+        if self._used + need <= room and not self._waiters:
+            return wait
+        freed, at = room - self._used, now + self.window_s
+        for stamp, weight, _ in self._spent:
+            freed += weight
+            if freed >= need:
+                at = stamp + self.window_s
+                break
+        return max(wait, at - now, 0.001)
 
     # -- state --------------------------------------------------------------------------------
 

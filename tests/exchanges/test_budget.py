@@ -8,6 +8,7 @@ import pytest
 
 from exchanges.common.budget import (
     LIGHTER_TIERS,
+    WINDOW_S,
     Priority,
     RequestBudget,
     TierLimits,
@@ -32,7 +33,7 @@ def test_standard_allows_sixty_requests_a_rolling_minute() -> None:
         granted += 1
         clock.now += 0.1
     assert granted == 60
-    clock.now = 100.0 + 60.0  # the first request leaves the window
+    clock.now = 100.0 + WINDOW_S  # the first request leaves the window
     assert budget.try_take("sendTx", Priority.HEDGE, tx=True)
 
 
@@ -126,3 +127,18 @@ def test_transactions_have_their_own_bound_inside_the_request_budget() -> None:
     assert not budget.try_take("sendTx", Priority.HEDGE, tx=True)
     assert budget.try_take("account", Priority.READ)  # reads still fit
     assert budget.snapshot()["tx_used"] == 2
+
+
+def test_seconds_until_room_spends_nothing_and_counts_the_oldest_leaving() -> None:
+    clock = Clock()
+    budget = RequestBudget(TierLimits("t", capacity=6, reserve=2), clock=clock)
+    assert budget.seconds_until_room("sendTx", 2, Priority.ORDER) == 0.0
+    for _ in range(4):
+        assert budget.try_take("sendTx", Priority.ORDER)  # 4 = all the room outside the reserve
+        clock.now += 1.0
+    assert budget.snapshot()["used"] == 4  # asking spent nothing
+    # Two must leave the window first: the second oldest was spent at 101.0.
+    assert budget.seconds_until_room("sendTx", 2, Priority.ORDER) == pytest.approx(WINDOW_S - 3.0)
+    assert budget.seconds_until_room("sendTx", 2, Priority.HEDGE) == 0.0  # the reserve is there
+    budget.penalize(5.0)
+    assert budget.seconds_until_room("sendTx", 1, Priority.HEDGE) == pytest.approx(5.0)
