@@ -39,6 +39,8 @@ ORDER_BOOK_SNAPSHOT = "subscribed/order_book"
 ORDER_BOOK_UPDATE = "update/order_book"
 ACCOUNT_ORDERS_SNAPSHOT = "subscribed/account_orders"
 ACCOUNT_ORDERS_UPDATE = "update/account_orders"
+ACCOUNT_ALL_SNAPSHOT = "subscribed/account_all"
+ACCOUNT_ALL_UPDATE = "update/account_all"
 
 # Order statuses (lower case on the wire).
 NO_LIQUIDITY = frozenset({"canceled-not-enough-liquidity", "canceled-too-much-slippage"})

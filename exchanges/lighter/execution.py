@@ -32,6 +32,7 @@ from exchanges.base import (
     Side,
     VenueError,
 )
+from exchanges.common.budget import Priority
 from exchanges.common.orders import OrderTracker, TrackedOrder
 from exchanges.lighter.account import Account
 from exchanges.lighter.constants import (
@@ -54,9 +55,11 @@ from exchanges.lighter.scaling import check_client_id
 from exchanges.lighter.session import Session
 from exchanges.lighter.signing import CreateOrder, SignedTx, Signer
 from exchanges.lighter.transport import (
+    ClientOrderIndexExists,
     InvalidNonce,
     MaybeSent,
     NotSent,
+    RateLimited,
     TxRefused,
     TxSender,
     check_tx_reply,
@@ -66,6 +69,9 @@ from exchanges.lighter.user_stream import UserStream
 log = logging.getLogger(__name__)
 
 Build = Callable[[int], Awaitable[SignedTx]]  # nonce -> the transaction signed for it
+MAX_RATE_LIMITED = 20  # 429s on one transaction before it counts as not sent
+RESEND_FIRST_DELAY_S = 0.1  # an ambiguous hedge: first wait for the stream, then re-send
+RESEND_MAX_DELAY_S = 2.0
 
 
 @dataclass(slots=True)
@@ -87,8 +93,10 @@ class _Send:
     build: Build
     what: str
     client_id: int | None
+    priority: Priority = Priority.ORDER  # in the request budget (hedges: HEDGE)
     written: Written | None = None  # the first attempt was written already
     attempts: int = 0
+    rate_limited: int = 0  # 429s answered (not attempts: the budget pauses instead)
     resigned: bool = False
     maybe_sent: bool = False  # a copy of `tx` may have reached the venue already
 
@@ -108,6 +116,7 @@ class Transactor:
         what: str,
         client_id: int | None = None,
         take_presigned: Callable[[int], SignedTx | None] | None = None,
+        priority: Priority = Priority.ORDER,
     ) -> tuple[SignedTx, bool]:
         """Take the nonce, sign (or take the pre-signed tx), send. See `complete`."""
         async with self.nonces.holding() as hold:
@@ -116,7 +125,7 @@ class Transactor:
             self.session.stats.last_hedge_path = "signed" if tx is None else "presigned"
             if tx is None:
                 tx = await build(nonce)
-            return await self.complete(hold, _Send(tx, build, what, client_id))
+            return await self.complete(hold, _Send(tx, build, what, client_id, priority))
 
     async def complete(self, hold: NonceHold, send: _Send) -> tuple[SignedTx, bool]:
         """Send `send.tx` (or read the answer to the copy already written) under `hold`, which
@@ -150,7 +159,8 @@ class Transactor:
         """POST /api/v1/sendTx with the SDK's form, or only read the reply when `written`;
         raise by outcome (see transport.py)."""
         if written is not None:
-            status, text = await written.sender.read_reply(written.reader)
+            sender = written.sender
+            status, text = await sender.read_reply(written.reader)
         else:
             sender = self.session.require_sender()
             client_id = send.client_id
@@ -161,10 +171,11 @@ class Transactor:
             )
             if not send.tx.request:
                 send.tx.request = sender.tx_request(send.tx.body)
+            await self.session.budget.take("sendTx", send.priority, tx=True)
             self.session.stats.last_send_ns = time.perf_counter_ns()
             status, text = await sender.exchange(send.tx.request, on_write)
         try:
-            check_tx_reply(status, text, send.what)
+            check_tx_reply(status, text, send.what, sender.retry_after)
         except TxRefused:
             hold.invalidate()  # whether it used the nonce is not said: ask next time
             raise
@@ -194,6 +205,12 @@ class Transactor:
         return False
 
     async def _after_not_sent(self, send: _Send, exc: NotSent) -> None:
+        if isinstance(exc, RateLimited) and send.rate_limited < MAX_RATE_LIMITED:
+            # Not acted on: the budget pauses for Retry-After, then the same tx goes again.
+            send.rate_limited += 1
+            send.attempts -= 1
+            self.session.budget.penalize(exc.retry_after)
+            return
         if send.attempts >= self.session.retry_attempts:
             if send.maybe_sent and send.client_id is not None:
                 raise AmbiguousOrderState(
@@ -262,6 +279,9 @@ class Execution:
         self.stream = stream
         self.account = account
         self.resolve_timeout_s = resolve_timeout_s  # accepted, outcome still unknown after this
+        # Client ids of hedges that may be at the venue without our knowing: a later send of
+        # the same id that is not placed says nothing about the earlier one.
+        self.unknown: set[int] = set()
 
     # -- hedges ---------------------------------------------------------------------------------
 
@@ -292,6 +312,8 @@ class Execution:
         old = self.tracker.get(client_id)
         if old is not None and _live(old):
             return None  # place_hedge raises it
+        if not self.session.budget.try_take("sendTx", Priority.HEDGE, tx=True):
+            return None  # place_hedge waits for the budget
         loop = asyncio.get_running_loop()  # (raises outside the loop, before anything is sent)
         hold = self.nonces.try_hold()  # free (checked above): nothing else runs until we return
         if hold is None:
@@ -379,6 +401,7 @@ class Execution:
             result = await self._place(order, build, take_presigned, hold, written)
         finally:
             self.presigner.spent(client_id)  # a pre-sign for this client id is spent either way
+        self.unknown.discard(client_id)  # its outcome is known
         if result.status.is_terminal and result.filled_qty == 0:
             reason = order.venue_status
             if reason in NO_LIQUIDITY:
@@ -463,21 +486,37 @@ class Execution:
     ) -> Order:
         """Send (or, with `hold` and `written`, finish sending) the order's transaction, then
         wait for its outcome. The hold is given back as soon as the venue has answered."""
-        what = f"order {order.client_id}"
+        what, client_id = f"order {order.client_id}", order.client_id
+        priority = Priority.HEDGE if order.kind is OrderKind.IOC else Priority.ORDER
         try:
             if hold is not None and written is not None:
-                send = _Send(written.tx, build, what, order.client_id, written)
+                send = _Send(written.tx, build, what, client_id, priority, written)
                 try:
                     tx, confirmed = await self.transactor.complete(hold, send)
                 finally:
                     hold.release()
             else:
                 tx, confirmed = await self.transactor.transact(
-                    build, what=what, client_id=order.client_id, take_presigned=take_presigned
+                    build,
+                    what=what,
+                    client_id=client_id,
+                    take_presigned=take_presigned,
+                    priority=priority,
                 )
+        except ClientOrderIndexExists:
+            # An earlier send of this client id (its outcome unknown) was placed.
+            self.session.stats.client_id_refusals += 1
+            log.warning("lighter %s: the venue has it already (21728); reading its outcome", what)
+            return await self.await_outcome(order)
         except AmbiguousOrderState:
-            raise  # still tracked: the stream or a reconcile may still report the order
-        except VenueError:
+            if order.kind is not OrderKind.IOC:
+                raise  # still tracked: the stream or a reconcile may still report the order
+            self.unknown.add(client_id)
+            return await self._resend_until_known(order, build)
+        except VenueError as exc:
+            if client_id in self.unknown:
+                # This copy was not placed, but an earlier one may have been: still unknown.
+                raise AmbiguousOrderState(f"lighter {what}: {exc}", client_id=client_id) from exc
             self.tracker.forget(order)
             raise
         if tx.price:  # a pre-signed price differs from the asked one
@@ -488,11 +527,56 @@ class Execution:
             order.side.value,
             order.qty,
             order.price,
-            order.client_id,
+            client_id,
             tx.nonce,
             self.session.stats.last_hedge_path,
             "" if confirmed else " (reply lost, executed)",
         )
+        return await self.await_outcome(order)
+
+    async def _resend_until_known(self, order: TrackedOrder, build: Build) -> Order:
+        """The hedge may or may not be at the venue (its reply was lost and the venue could not
+        be asked). Unless the stream reports it meanwhile, send it again under the same client
+        order index, signed afresh with a fresh nonce: the venue places a client order index
+        once, so either this copy is placed (the first never was) or it is refused with 21728
+        (the first was) and that one's outcome is read. A failed re-send changes nothing:
+        "could not ask" never means "not executed"."""
+        client_id = order.client_id
+        deadline = time.monotonic() + self.resolve_timeout_s
+        delay = RESEND_FIRST_DELAY_S
+        while not order.status.is_terminal:
+            if time.monotonic() > deadline:
+                raise AmbiguousOrderState(
+                    f"lighter hedge {client_id}: outcome unknown after "
+                    f"{self.resolve_timeout_s:.0f}s of re-sends",
+                    client_id=client_id,
+                )
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(delay):
+                    order.changed.clear()
+                    await order.changed.wait()
+            delay = min(delay * 2, RESEND_MAX_DELAY_S)
+            if order.status is not OrderStatus.PENDING_NEW:
+                break  # the stream (or a reconcile) says it is at the venue
+            log.warning(
+                "lighter hedge %d: outcome unknown; re-sending it, same client id", client_id
+            )
+            try:
+                await self.transactor.transact(
+                    build,
+                    what=f"order {client_id} (re-sent)",
+                    client_id=client_id,
+                    priority=Priority.HEDGE,
+                )
+            except ClientOrderIndexExists:
+                self.session.stats.client_id_refusals += 1
+                log.warning("lighter hedge %d: refused 21728, the first copy exists", client_id)
+                break
+            except VenueError as exc:  # (AmbiguousOrderState included) still unknown
+                log.warning("lighter hedge %d: re-send failed (%s)", client_id, exc)
+                continue
+            log.info("lighter hedge %d: the re-sent copy was placed", client_id)
+            break
         return await self.await_outcome(order)
 
     async def await_outcome(self, order: TrackedOrder) -> Order:

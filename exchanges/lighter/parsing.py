@@ -204,6 +204,17 @@ def fill_from_trade(
     )
 
 
+def retry_after_s(value: str | None) -> float | None:
+    """`Retry-After` in seconds (the delay form; an HTTP date is not used by the venue)."""
+    if value is None:
+        return None
+    try:
+        seconds = float(value.strip())
+    except ValueError:
+        return None
+    return seconds if seconds >= 0 else None
+
+
 # -- stream frames -------------------------------------------------------------------------------
 
 
@@ -249,6 +260,24 @@ def account_orders(message: Mapping[str, Any], market_id: int) -> list[dict[str,
     when the frame has no `orders` map."""
     orders = message["orders"].get(str(market_id), [])
     return [o for o in orders if isinstance(o, dict)] if isinstance(orders, list) else []
+
+
+def position_from_account_all(message: Mapping[str, Any], market_id: int) -> Decimal | None:
+    """The signed position of one market in an `account_all` frame: `positions` maps market
+    ids (as strings) to entries with `position` unsigned and `sign` ±1. None when the frame
+    does not mention the market (an update carries only the markets that changed; in a
+    snapshot, absent means flat). Raises one of PARSE_ERRORS when malformed."""
+    positions = message["positions"]
+    if not isinstance(positions, Mapping):
+        raise TypeError(f"positions is a {type(positions).__name__}, not a map")
+    entry = positions.get(str(market_id))
+    if entry is None:
+        return None
+    size = Decimal(str(entry["position"]))
+    sign = int(entry["sign"])
+    if sign not in (-1, 1) or size < 0:
+        raise ValueError(f"position {size} with sign {sign}")
+    return -size if sign < 0 else size
 
 
 # -- order book ----------------------------------------------------------------------------------

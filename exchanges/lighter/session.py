@@ -7,6 +7,7 @@ from collections import OrderedDict
 from dataclasses import dataclass, field
 
 from exchanges.base import ConfigError, Market, VenueError
+from exchanges.common.budget import LIGHTER_TIERS, RequestBudget
 from exchanges.common.ws import ReconnectingWebSocket
 from exchanges.lighter.scaling import Scales
 from exchanges.lighter.transport import TxSender
@@ -31,6 +32,7 @@ class Stats:
     resubscribes: int = 0
     reconciles: int = 0
     invalid_nonces: int = 0
+    client_id_refusals: int = 0  # re-sends refused 21728: the first copy exists
 
 
 @dataclass(slots=True)
@@ -47,6 +49,8 @@ class Session:
     retry_attempts: int
     max_remembered: int
     stats: Stats = field(default_factory=Stats)
+    # The account's one request budget: every REST read and every sendTx passes it.
+    budget: RequestBudget = field(default_factory=lambda: RequestBudget(LIGHTER_TIERS["standard"]))
     market: Market | None = None
     scales: Scales | None = None
     sender: TxSender | None = None

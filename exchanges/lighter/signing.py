@@ -22,6 +22,7 @@ from typing import Any
 import lighter
 
 from exchanges.base import ConfigError, Side, VenueError
+from exchanges.common.budget import Priority
 from exchanges.lighter.constants import CANCEL_ALL_IMMEDIATE
 from exchanges.lighter.session import Session
 
@@ -115,7 +116,9 @@ class Signer:
         except Exception as exc:
             # The message never includes the key itself.
             raise ConfigError(f"LIGHTER_PRIVATE_KEY is not usable: {type(exc).__name__}") from None
-        # check_client does blocking HTTP inside the Go library: run it off the loop.
+        # check_client does blocking HTTP inside the Go library (GET apikeys): run it off the
+        # loop, after the budget allows it.
+        await session.budget.take("apikeys", Priority.READ)
         err = await asyncio.get_running_loop().run_in_executor(
             self._pool, self._client.check_client
         )

@@ -23,6 +23,7 @@ import certifi
 
 from exchanges.base import ConfigError, VenueError
 from exchanges.lighter.nonce import Mutex
+from exchanges.lighter.parsing import retry_after_s
 
 log = logging.getLogger(__name__)
 
@@ -40,12 +41,28 @@ class NotSent(Exception):
     """The venue certainly did not act on the request (429, connection refused)."""
 
 
+class RateLimited(NotSent):
+    """HTTP 429: not acted on; the venue allows again after `retry_after` seconds (if said)."""
+
+    def __init__(self, retry_after: float | None = None) -> None:
+        super().__init__("rate limited (429)")
+        self.retry_after = retry_after
+
+
 class MaybeSent(Exception):
     """The request may have reached the venue: timeout, 5xx, dropped connection."""
 
 
+class ClientOrderIndexExists(VenueError):
+    """21728: the account already has an order with this client order index, so this copy was
+    refused (its nonce not used). After a lost reply it means the first copy was placed."""
+
+
+CLIENT_ORDER_INDEX_EXISTS = 21728
+
+
 class TxSender:
-    """One keep-alive HTTP/1.1 connection for `POST /api/v1/sendTx` (and a warm-up GET).
+    """One keep-alive HTTP/1.1 connection for `POST /api/v1/sendTx` (and tests' GETs).
 
     A request is written to the socket synchronously once the connection is held: a
     general-purpose client (aiohttp: ~0.1-0.3 ms of request building and scheduling per call
@@ -54,6 +71,9 @@ class TxSender:
     `read_reply`, which gives the connection back. Outcomes: `NotSent` when the connection
     could not be opened (nothing left us), `MaybeSent` when the request was written but no
     complete answer came back; otherwise (status, body text).
+
+    The connection is opened ahead (`preconnect`) and renewed while idle (`refresh`) without
+    sending anything: a TCP/TLS handshake costs no request of the venue's budget.
     """
 
     def __init__(self, api_url: str, timeout: float, connect_timeout: float | None = None) -> None:
@@ -73,7 +93,32 @@ class TxSender:
         self._lock = Mutex()  # held from writing a request until its reply is read
         self.connections = 0
         self.last_write_ns = 0  # perf_counter_ns() right after the last request was written
-        self.last_used = 0.0
+        self.last_used = 0.0  # monotonic time of the last answer read (or connection opened)
+        self.retry_after: float | None = None  # `Retry-After` of the last answer, if any
+
+    async def preconnect(self) -> None:
+        """Open the connection now if it is not open (a hedge then pays no handshake). A
+        failure is only logged: the next request connects again."""
+        await self._lock.acquire()
+        try:
+            await self._connection()
+        except NotSent as exc:
+            log.warning("lighter sendTx connection: %s", exc)
+        finally:
+            self._lock.release()
+
+    async def refresh(self) -> None:
+        """Replace an idle connection with a fresh one before servers drop it for idling:
+        nothing is sent on either. A busy connection is left alone (it is in use)."""
+        if not self._lock.try_acquire():
+            return
+        try:
+            self._drop()
+            await self._connection()
+        except NotSent as exc:
+            log.warning("lighter sendTx connection refresh: %s", exc)
+        finally:
+            self._lock.release()
 
     def _request(self, method: str, path: str, body: bytes = b"") -> bytes:
         head = f"{method} {self.prefix}{path} HTTP/1.1\r\nHost: {self._host_header}\r\n"
@@ -151,7 +196,7 @@ class TxSender:
         try:
             try:
                 async with asyncio.timeout(self.timeout):
-                    status, text, keep_alive = await _read_response(reader)
+                    status, text, keep_alive, headers = await _read_response(reader)
             except (OSError, TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
                 self._drop()
                 raise MaybeSent(f"{type(exc).__name__}: {exc}") from None
@@ -159,6 +204,7 @@ class TxSender:
                 self._drop()  # cancelled mid-answer: the connection is out of step
                 raise
             self.last_used = time.monotonic()
+            self.retry_after = retry_after_s(headers.get("retry-after"))
             if not keep_alive:
                 self._drop()
             return status, text
@@ -197,6 +243,7 @@ class TxSender:
             with contextlib.suppress(OSError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.connections += 1
+        self.last_used = time.monotonic()
         self._reader, self._writer = reader, writer
         return reader, writer
 
@@ -215,9 +262,11 @@ class TxSender:
                     await writer.wait_closed()
 
 
-async def _read_response(reader: asyncio.StreamReader) -> tuple[int, str, bool]:
-    """(status, body, keep-alive) of one HTTP/1.1 response: Content-Length, chunked, or
-    delimited by the connection closing."""
+async def _read_response(
+    reader: asyncio.StreamReader,
+) -> tuple[int, str, bool, dict[str, str]]:
+    """(status, body, keep-alive, headers by lower-case name) of one HTTP/1.1 response:
+    Content-Length, chunked, or delimited by the connection closing."""
     status_line = await reader.readline()
     if not status_line:
         raise asyncio.IncompleteReadError(b"", None)
@@ -251,7 +300,7 @@ async def _read_response(reader: asyncio.StreamReader) -> tuple[int, str, bool]:
     else:
         body = await reader.read()
         keep_alive = False
-    return status, body.decode("utf-8", "replace"), keep_alive
+    return status, body.decode("utf-8", "replace"), keep_alive, headers
 
 
 @functools.cache
@@ -259,10 +308,10 @@ def _ssl_context() -> ssl.SSLContext:
     return ssl.create_default_context(cafile=certifi.where())
 
 
-def check_tx_reply(status: int, text: str, what: str) -> None:
+def check_tx_reply(status: int, text: str, what: str, retry_after: float | None = None) -> None:
     """What a sendTx answer means; returns only when the venue accepted the transaction."""
     if status == 429:
-        raise NotSent("rate limited (429)")
+        raise RateLimited(retry_after)
     if status >= 500:
         raise MaybeSent(f"HTTP {status}")
     if status == 400 and "invalid nonce" in text.lower():
@@ -274,6 +323,10 @@ def check_tx_reply(status: int, text: str, what: str) -> None:
         if status == 200:
             raise MaybeSent(f"unreadable reply {text[:200]!r}") from None
         raise VenueError(f"lighter {what}: HTTP {status}: {text[:200]}", status=status) from None
+    if code == CLIENT_ORDER_INDEX_EXISTS:
+        raise ClientOrderIndexExists(
+            f"lighter {what} refused: code {code}: {body.get('message', '')}", status=status
+        )
     if status != 200 or code != 200:
         error = TxRefused if status == 200 else VenueError
         raise error(

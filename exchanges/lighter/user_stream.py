@@ -1,5 +1,6 @@
-"""The one WebSocket: `order_book/{m}` (the book behind `top()`, resubscribed on a nonce gap)
-and `account_orders/{m}/{account}` (auth token, renewed before expiry and on refusal).
+"""The one WebSocket: `order_book/{m}` (the book behind `top()`, resubscribed on a nonce gap),
+`account_orders/{m}/{account}` (auth token, renewed before expiry and on refusal) and
+`account_all/{account}` (no token: our position, `streamed_position()`, with no request).
 
 Our order updates become Fills and OrderEvents: a fill is the growth of an order's
 `filled_base_amount`, with trade id `"{order_index}:{filled_base_amount}"`, so a duplicated or
@@ -26,6 +27,8 @@ from exchanges.common.retry import until_done
 from exchanges.common.ws import ReconnectingWebSocket
 from exchanges.lighter.account import Account
 from exchanges.lighter.constants import (
+    ACCOUNT_ALL_SNAPSHOT,
+    ACCOUNT_ALL_UPDATE,
     ACCOUNT_ORDERS_SNAPSHOT,
     ACCOUNT_ORDERS_UPDATE,
     ORDER_BOOK_SNAPSHOT,
@@ -44,6 +47,7 @@ from exchanges.lighter.parsing import (
     frame_kind,
     is_error_frame,
     parse_order_update,
+    position_from_account_all,
     stream_error,
     trade_id,
 )
@@ -120,6 +124,7 @@ class UserStream:
         self._account_gap = False  # the account stream was down since the last subscription
         self._account_resubscribing = False
         self._book_resubscribing = False
+        self._position: Decimal | None = None  # from account_all, on this connection
 
     # -- the socket --------------------------------------------------------------------------
 
@@ -142,6 +147,13 @@ class UserStream:
     def ready(self) -> bool:
         return self.book.synced and (not self.session.keyed or self.account_subscribed)
 
+    def position(self) -> Decimal | None:
+        """Our market's signed position as account_all last said it on the live connection."""
+        ws = self.session.ws
+        if ws is None or not ws.connected:
+            return None
+        return self._position
+
     def account_live(self) -> bool:
         ws = self.session.ws
         return ws is not None and ws.connected and self.account_subscribed
@@ -150,16 +162,21 @@ class UserStream:
         self.book.reset()
         self._book_resubscribing = False
         self.account_subscribed = False
+        self._position = None  # until this connection's snapshot
         channel = f"order_book/{self.session.market_id}"
         await ws.send(json.dumps({"type": "subscribe", "channel": channel}))
         if self.session.keyed:
             await ws.send(json.dumps(self._account_subscribe(await self.signer.auth_token())))
+            # A new connection has no subscription: this is never a repeated subscribe.
+            channel = f"account_all/{self.session.account()}"
+            await ws.send(json.dumps({"type": "subscribe", "channel": channel}))
 
     def _account_subscribe(self, token: str) -> dict[str, object]:
         channel = f"account_orders/{self.session.market_id}/{self.session.account()}"
         return {"type": "subscribe", "channel": channel, "auth": token}
 
     def _on_disconnect(self) -> None:
+        self._position = None
         self.book.mark_gap("websocket disconnected")
         if self.account_subscribed:
             self._account_gap = True
@@ -183,6 +200,8 @@ class UserStream:
             self._on_book(message, kind == ORDER_BOOK_SNAPSHOT)
         elif kind in (ACCOUNT_ORDERS_UPDATE, ACCOUNT_ORDERS_SNAPSHOT):
             self._on_account_orders(message, recv_ns, kind == ACCOUNT_ORDERS_SNAPSHOT)
+        elif kind in (ACCOUNT_ALL_UPDATE, ACCOUNT_ALL_SNAPSHOT):
+            self._on_account_all(message, kind == ACCOUNT_ALL_SNAPSHOT)
         elif kind == "ping":
             if self.session.ws is not None:
                 self.session.ws.send_soon(json.dumps({"type": "pong"}))
@@ -225,6 +244,18 @@ class UserStream:
             return
         for raw in orders:
             self.on_order_state(raw, recv_ns)
+
+    def _on_account_all(self, message: Mapping[str, Any], snapshot: bool) -> None:
+        try:
+            position = position_from_account_all(message, self.session.market_id)
+        except PARSE_ERRORS as exc:
+            self.session.stats.malformed += 1
+            log.warning("lighter: malformed account_all skipped (%s): %.300s", exc, message)
+            return
+        if position is None and snapshot:
+            position = Decimal(0)  # a snapshot without our market: flat
+        if position is not None:
+            self._position = position
 
     # -- errors and subscriptions --------------------------------------------------------------
 
@@ -308,6 +339,11 @@ class UserStream:
         news = self.delivered.accept(update)
         if news is None:
             session.stats.duplicates_dropped += 1
+            # Nothing to deliver, but an order of ours tracked afresh under this client id
+            # (a re-send refused 21728: the first copy exists) learns its state here.
+            tracked = self.tracker.get(update.client_id) if update.client_id else None
+            if tracked is not None and tracked.is_live:
+                self._track(update, str(update.order_index))
             return
         delta, quote_delta = news
         order_id = str(update.order_index)

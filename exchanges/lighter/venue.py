@@ -48,6 +48,7 @@ from exchanges.base import (
     describe_orders,
     describe_top,
 )
+from exchanges.common.budget import LIGHTER_TIERS, RequestBudget
 from exchanges.common.orderbook import LIGHTER, OrderBook
 from exchanges.common.orders import OrderTracker
 from exchanges.common.tasks import Tasks
@@ -60,7 +61,7 @@ from exchanges.lighter.presign import Presigner
 from exchanges.lighter.rest import LighterRest
 from exchanges.lighter.session import Session
 from exchanges.lighter.signing import Signer
-from exchanges.lighter.transport import MaybeSent, NotSent, TxSender
+from exchanges.lighter.transport import TxSender
 from exchanges.lighter.user_stream import UserStream
 
 log = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ class LighterVenue(EventEmitter):
     token_margin_s = 3600
     presign_max_age_s = 300.0  # re-sign well before the signer's ~10 minute ExpiredAt
     resolve_timeout_s = 30.0  # an accepted order whose outcome is still unknown after this
-    keep_warm_s = 20.0  # an idle sendTx connection is touched this often
+    keep_warm_s = 20.0  # an idle sendTx connection is replaced (no request) this often
     max_remembered = 10_000
 
     sign_calls = _Stat[int]()
@@ -121,6 +122,7 @@ class LighterVenue(EventEmitter):
         confirm_timeout: float = 1.0,
         retry_attempts: int = 3,
         send_timeout: float = 1.0,
+        budget: RequestBudget | None = None,
     ) -> None:
         _check_settings(ticker, request_timeout, confirm_timeout, send_timeout, retry_attempts)
         _check_keys(private_key, account_index, api_key_index)
@@ -143,6 +145,7 @@ class LighterVenue(EventEmitter):
             send_timeout=min(send_timeout, request_timeout),
             retry_attempts=retry_attempts,
             max_remembered=self.max_remembered,
+            budget=budget or RequestBudget(LIGHTER_TIERS["standard"]),
         )
         self._reconnects_at_close = 0
         self._compose(session)
@@ -187,6 +190,11 @@ class LighterVenue(EventEmitter):
     @property
     def keyed(self) -> bool:
         return self._session.keyed
+
+    @property
+    def budget(self) -> RequestBudget:
+        """The account's request budget (every REST read and sendTx passes it)."""
+        return self._session.budget
 
     async def connect(self) -> None:
         """Load the market, check the API key, fetch the nonce, start the stream, wait for the
@@ -235,27 +243,20 @@ class LighterVenue(EventEmitter):
         await self._rest.close()
 
     async def _warm_up(self) -> None:
-        """Open (or keep open) the sendTx connection with a cheap read, so that a hedge never
-        pays for a TCP/TLS handshake."""
+        """Open the sendTx connection ahead, so that a hedge never pays for a TCP/TLS
+        handshake. Nothing is sent: a connection costs no request of the budget."""
         sender = self._session.sender
-        if sender is None:
-            return
-        path = (
-            f"/api/v1/nextNonce?account_index={self.account_index}"
-            f"&api_key_index={self.api_key_index}"
-        )
-        try:
-            await sender.get(path)
-        except (NotSent, MaybeSent) as exc:
-            log.warning("lighter sendTx connection warm-up failed: %s", exc)
+        if sender is not None:
+            await sender.preconnect()
 
     async def _keep_warm_loop(self) -> None:
-        """Owned task: touch the idle sendTx connection before servers drop it (~60 s)."""
+        """Owned task: replace the idle sendTx connection by a fresh one before servers drop
+        it (~60 s idle), without a request."""
         while True:
             await asyncio.sleep(self.keep_warm_s / 2)
             sender = self._session.sender
             if sender is not None and time.monotonic() - sender.last_used >= self.keep_warm_s:
-                await self._warm_up()
+                await sender.refresh()
 
     # -- what tests and the dashboard look at ---------------------------------------------------
 
@@ -367,6 +368,11 @@ class LighterVenue(EventEmitter):
     async def position(self) -> Decimal:
         """Signed position of our market."""
         return await self._account.position()
+
+    def streamed_position(self) -> Decimal | None:
+        """Signed position of our market as the account stream last said it (no request);
+        None until the stream has said it since it (re)connected, and while it is down."""
+        return self._stream.position()
 
     async def balance(self) -> Balance:
         return await self._account.balance()

@@ -32,6 +32,7 @@ from exchanges.base import (
     VenueError,
     VenueEvent,
 )
+from exchanges.common.budget import LIGHTER_TIERS, Priority, RequestBudget, TierLimits
 from exchanges.lighter import (
     MAX_PRICE,
     LighterVenue,
@@ -77,6 +78,13 @@ async def server(
 VenueFactory = Callable[..., Awaitable[LighterVenue]]
 
 
+def budget_for(tier: str) -> RequestBudget:
+    """Our request budget for the account tier the simulator runs (unlimited: none to speak
+    of)."""
+    limits = LIGHTER_TIERS.get(tier) or TierLimits("lighter unlimited", capacity=10**9)
+    return RequestBudget(limits)
+
+
 @pytest.fixture
 async def make_venue(
     server: LighterServer, keypair: tuple[str, str]
@@ -91,6 +99,7 @@ async def make_venue(
             "account_index": ACCOUNT,
             "api_key_index": KEY,
             "confirm_timeout": 0.5,
+            "budget": budget_for(server.tier.name),
         }
         args.update(kwargs)
         venue = LighterVenue(args.pop("ticker", "BTC"), **args)
@@ -396,6 +405,64 @@ async def test_a_429_on_send_is_retried(venue: LighterVenue, server: LighterServ
     server.market.faults.arm("http_429")
     order = await venue.place_hedge(Side.SELL, D("0.001"), far_sell(venue), 30)
     assert order.status is OrderStatus.FILLED and len(sim_orders(server, 30)) == 1
+    assert venue.budget.snapshot()["rejected_429"] == 1  # the budget paused, then sent again
+
+
+async def test_a_429_on_a_read_pauses_the_budget_and_is_read_again(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    server.market.faults.arm("http_429", 3)
+    assert await venue.position() == 0
+    assert venue.budget.snapshot()["rejected_429"] == 3
+
+
+async def test_every_request_the_venue_sends_passes_its_budget(
+    make_venue: VenueFactory, server: LighterServer
+) -> None:
+    venue = await make_venue()
+    assert venue.budget.limits is LIGHTER_TIERS["standard"]  # the default
+    await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue), 37)
+    await venue.position()
+    await venue.fills_since(int(time.time() * 1000) - 60_000)
+    await venue.find_order(37)
+    await venue.cancel_all()
+    [ip] = server.ledger.snapshot()["ips"].values()  # type: ignore[attr-defined]
+    # The signer's key check (GET apikeys, inside the Go library) is budgeted once; the
+    # library may answer it from what it fetched for an earlier client in this process.
+    key_checks = ip["requests"].get("/api/v1/apikeys", 0)
+    assert ip["requests_total"] + (1 - key_checks) == venue.budget.snapshot()["granted"]
+    assert ip["send_tx"] == venue.budget.snapshot()["tx_used"] == 2
+
+
+async def test_the_fast_path_declines_when_the_budget_is_spent_and_the_hedge_waits(
+    make_venue: VenueFactory, server: LighterServer
+) -> None:
+    budget = RequestBudget(LIGHTER_TIERS["standard"], window_s=1.0)
+    venue = await make_venue(budget=budget)
+    worst = await presign(venue, Side.BUY, D("0.001"), 38)
+    while budget.try_take("sendTx", Priority.HEDGE, tx=True):
+        pass
+    assert venue.try_send_now(Side.BUY, D("0.001"), worst, 38) is None
+    assert not server.sent_txs and venue.write_ns_by_client == {}
+    order = await venue.place_hedge(Side.BUY, D("0.001"), worst, 38)  # waits for room
+    assert order.status is OrderStatus.FILLED and len(server.sent_txs) == 1
+    assert budget.snapshot()["waited"] >= 1
+
+
+async def test_the_idle_sendtx_connection_is_renewed_without_a_request(
+    make_venue: VenueFactory, server: LighterServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(LighterVenue, "keep_warm_s", 0.2)
+    venue = await make_venue()
+    sender = venue._sender
+    assert sender is not None and sender.idle  # opened at connect, with no request
+    requests = server.ledger.account(str(ACCOUNT))["requests_total"]
+    opened = sender.connections
+    await wait_for(lambda: sender.connections >= opened + 2)
+    assert server.ledger.account(str(ACCOUNT))["requests_total"] == requests  # none for it
+    worst = await presign(venue, Side.BUY, D("0.001"), 39)
+    task = venue.try_send_now(Side.BUY, D("0.001"), worst, 39)  # the fresh one is warm
+    assert task is not None and (await task).status is OrderStatus.FILLED
 
 
 async def test_hedge_fills_are_delivered_once_despite_duplicated_and_reordered_updates(
@@ -427,6 +494,44 @@ async def test_dropped_ws_during_a_hedge_recovers_its_fill_over_rest(
     await wait_for(lambda: venue._account_live())
     assert venue.reconciles >= 1  # the outcome came over REST
     assert [f.qty for f in events.fills(34)] == [D("0.002")]  # exactly once
+
+
+async def test_streamed_position_follows_fills_without_a_request(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    await wait_for(lambda: venue.streamed_position() == 0)  # the account_all snapshot
+    account_reads = server.ledger.account(str(ACCOUNT))["requests"].get("/api/v1/account", 0)
+    await venue.place_hedge(Side.BUY, D("0.003"), far_buy(venue), 91)
+    await wait_for(lambda: venue.streamed_position() == D("0.003"))
+    await venue.place_hedge(Side.SELL, D("0.005"), far_sell(venue), 92)
+    await wait_for(lambda: venue.streamed_position() == D("-0.002"))
+    requests = server.ledger.account(str(ACCOUNT))["requests"]
+    assert requests.get("/api/v1/account", 0) == account_reads  # no REST read for it
+    assert await venue.position() == D("-0.002")  # REST agrees
+
+
+async def test_streamed_position_is_none_while_the_socket_is_down(venue: LighterVenue) -> None:
+    await wait_for(lambda: venue.streamed_position() == 0)
+    ws = venue._ws
+    assert ws is not None
+    await ws.close()
+    assert venue.streamed_position() is None
+
+
+async def test_streamed_position_after_a_reconnect_is_the_new_snapshots(
+    venue: LighterVenue, server: LighterServer
+) -> None:
+    top = venue.top()
+    assert top is not None
+    resting = await venue.place_post_only(Side.BUY, D("0.003"), top.bid - 5, 95)
+    await wait_for(lambda: venue.streamed_position() == 0)
+    reconnects = venue.reconnects
+    server.drop_ws()
+    btc(server).fill_resting(int(resting.order_id or 0), D("0.002"))  # while disconnected
+    await wait_for(lambda: venue.reconnects > reconnects)
+    await wait_for(lambda: venue.streamed_position() == D("0.002"))
+    channels = [c for c in server._conns if ACCOUNT in c.account_all]
+    assert len(channels) == 1  # one subscription, on the new connection
 
 
 async def test_token_expiry_mid_run_resumes_the_account_stream_without_losing_a_fill(
@@ -666,15 +771,15 @@ async def test_try_send_now_declines_and_changes_nothing(
     assert venue._nonces.lock.locked()
     assert venue.try_send_now(Side.BUY, D("0.002"), worst, 321) is None
     await cancelling
-    # The keep-alive connection is busy (a warm-up read in flight).
+    # The keep-alive connection is busy (a request in flight on it).
     worst = await presign(venue, Side.BUY, D("0.002"), 321)
     sender = venue._sender
     assert sender is not None
-    warming = asyncio.get_running_loop().create_task(venue._warm_up())
+    busy = asyncio.get_running_loop().create_task(sender.get("/api/v1/orderBooks"))
     await asyncio.sleep(0)  # one loop turn: it writes its GET and waits for the answer
     assert not sender.idle
     assert venue.try_send_now(Side.BUY, D("0.002"), worst, 321) is None
-    await warming
+    await busy
     # The connection is not open.
     await sender.close()
     assert venue.try_send_now(Side.BUY, D("0.002"), worst, 321) is None
@@ -722,27 +827,31 @@ async def test_try_send_now_connection_dropped_after_the_write_is_resolved_not_r
     assert venue.invalid_nonces == 0
 
 
-async def test_try_send_now_outcome_unknowable_raises_ambiguous_order_state(
+async def test_try_send_now_lost_reply_with_rest_down_is_resent_under_the_same_client_id(
     make_venue: VenueFactory, server: LighterServer
 ) -> None:
     venue = await make_venue(retry_attempts=1)
     worst = await presign(venue, Side.BUY, D("0.001"), 351)
+    refusals = spy_refusals(server)
     faults = server.market.faults
     faults.ambiguous_delay_s = 0.5
     faults.arm("ambiguous_order")
     task = venue.try_send_now(Side.BUY, D("0.001"), worst, 351)
     assert task is not None
     await wait_for(lambda: bool(server.sent_txs))
-    faults.arm("http_500", 5)  # nextNonce cannot say whether the tx was taken
+    silence_account_stream(server)
+    faults.set_probability("http_503", 1.0)  # nextNonce cannot say whether the tx was taken
     sender = venue._sender
     assert sender is not None and sender._writer is not None
     sender._writer.transport.abort()
-    with pytest.raises(AmbiguousOrderState) as info:
-        await task
-    assert info.value.client_id == 351
-    faults.disarm()
-    found = await venue.find_order(351)
-    assert found is not None and found.filled_qty == D("0.001")
+    await asyncio.sleep(1.0)
+    faults.set_probability("http_503", 0.0)
+    order = await task
+    assert order.status is OrderStatus.FILLED and order.filled_qty == D("0.001")
+    [truth] = sim_orders(server, 351)
+    assert truth.filled_qty == D("0.001")
+    assert [t["info"]["ClientOrderIndex"] for t in server.sent_txs] == [351]
+    assert refusals == [(351, 21728)]
 
 
 async def test_a_fast_hedge_cancelled_before_it_ran_gives_the_locks_back(
@@ -894,26 +1003,92 @@ async def test_fills_since_pages_past_the_apis_hundred_trade_limit(
     assert sum(f.qty for f in backfill) == sum(f.qty for f in events.fills())
 
 
-async def test_ambiguous_without_a_reachable_venue_raises_ambiguous_order_state(
+def spy_refusals(server: LighterServer) -> list[tuple[int, int]]:
+    """(client order index, code) of every create-order transaction the sim refuses."""
+    refused: list[tuple[int, int]] = []
+    accept = server._accept_tx
+
+    def accept_or_record(tx_type: int, info: Any, raw: str, recv_ns: int) -> Any:
+        try:
+            return accept(tx_type, info, raw, recv_ns)
+        except Exception as exc:
+            if tx_type == 14:
+                refused.append((info["ClientOrderIndex"], getattr(exc, "code", 0)))
+            raise
+
+    server._accept_tx = accept_or_record  # type: ignore[method-assign]
+    return refused
+
+
+def silence_account_stream(server: LighterServer) -> None:
+    """The venue stops sending our account's updates (we still believe we are subscribed):
+    only REST can tell an order's outcome from now on."""
+    for conn in server._conns:
+        conn.account_orders.clear()
+        conn.account_all.clear()
+
+
+async def test_a_hedge_whose_reply_is_lost_while_rest_is_down_executes_exactly_once(
     make_venue: VenueFactory, server: LighterServer
 ) -> None:
     venue = await make_venue(request_timeout=0.2, retry_attempts=1)
+    refusals = spy_refusals(server)
+    faults = server.market.faults
+    faults.ambiguous_delay_s = 0.5
+    faults.arm("ambiguous_order")  # accepted (and executed), its answer lost
+
+    async def rest_down_once_accepted(down_s: float) -> None:
+        await wait_for(lambda: bool(server.sent_txs))
+        silence_account_stream(server)
+        faults.set_probability("http_503", 1.0)
+        await asyncio.sleep(down_s)
+        faults.set_probability("http_503", 0.0)
+
+    outage = asyncio.get_running_loop().create_task(rest_down_once_accepted(10.0))
+    order = await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue), 81)
+    await outage
+
+    assert order.status is OrderStatus.FILLED and order.filled_qty == D("0.001")
+    [truth] = sim_orders(server, 81)  # the venue's own records: one order, filled once
+    assert truth.filled_qty == D("0.001") and not truth.is_open
+    assert [t["info"]["ClientOrderIndex"] for t in server.sent_txs] == [81]
+    # Re-sent under the same client order index (fresh nonce, fresh signature): refused.
+    assert refusals == [(81, 21728)]
+    assert venue._session.stats.client_id_refusals == 1
+    assert server.ledger.account(str(ACCOUNT))["send_tx"] >= 2
+
+
+async def test_a_hedge_still_unknown_after_the_resolve_timeout_is_ambiguous_then_resolved(
+    make_venue: VenueFactory, server: LighterServer
+) -> None:
+    venue = await make_venue(request_timeout=0.2, retry_attempts=1)
+    venue._execution.resolve_timeout_s = 1.0
+    refusals = spy_refusals(server)
     faults = server.market.faults
     faults.ambiguous_delay_s = 0.5
     faults.arm("ambiguous_order")
 
-    async def venue_unreachable_once_executed() -> None:
+    async def rest_down_once_accepted() -> None:
         await wait_for(lambda: bool(server.sent_txs))
-        faults.arm("http_500", 5)  # nextNonce cannot say whether the tx was taken
+        silence_account_stream(server)
+        faults.set_probability("http_503", 1.0)
 
-    arming = asyncio.get_running_loop().create_task(venue_unreachable_once_executed())
+    outage = asyncio.get_running_loop().create_task(rest_down_once_accepted())
     with pytest.raises(AmbiguousOrderState) as info:
-        await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue), 81)
-    await arming
-    assert info.value.client_id == 81
-    server.market.faults.disarm()
-    found = await venue.find_order(81)
-    assert found is not None and found.filled_qty == D("0.001")
+        await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue), 83)
+    await outage
+    assert info.value.client_id == 83
+    # A later send of the same client id that fails says nothing about the first: ambiguous.
+    with pytest.raises(AmbiguousOrderState):
+        await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue), 83)
+    faults.set_probability("http_503", 0.0)
+    faults.disarm()
+    # The hedger sends it again under the same client id: refused, and its outcome read.
+    order = await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue), 83)
+    assert order.status is OrderStatus.FILLED and order.filled_qty == D("0.001")
+    assert len(sim_orders(server, 83)) == 1
+    assert [t["info"]["ClientOrderIndex"] for t in server.sent_txs] == [83]
+    assert refusals and all(r == (83, 21728) for r in refusals)
 
 
 async def test_any_order_of_duplicated_and_reordered_updates_delivers_each_fill_once(

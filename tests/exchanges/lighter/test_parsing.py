@@ -26,6 +26,8 @@ from exchanges.lighter.parsing import (
     order_from_wire,
     parse_order_update,
     position_from_account,
+    position_from_account_all,
+    retry_after_s,
     stream_error,
     trade_id,
     ts_ms,
@@ -258,3 +260,61 @@ def test_a_malformed_book_frame_is_counted_and_marks_a_gap() -> None:
 def test_frames_not_for_the_book_are_ignored() -> None:
     book = OrderBook("BTC", LIGHTER)
     assert apply_lighter_order_book(book, {"type": "ping"})
+
+
+# An `update/account_all` frame as the simulator sends it after a fill (one market; trades
+# shortened), and the venue's shape per its docs: `position` unsigned, `sign` ±1.
+ACCOUNT_ALL_UPDATE = (
+    '{"type":"update/account_all","channel":"account_all:11","account":11,"positions":{"1":'
+    '{"market_id":1,"symbol":"BTC","initial_margin_fraction":"5.00","open_order_count":0,'
+    '"pending_order_count":0,"position_tied_order_count":0,"sign":-1,"position":"0.00300",'
+    '"avg_entry_price":"100012.3","position_value":"300.036900","unrealized_pnl":"0.000000",'
+    '"realized_pnl":"0.000000","liquidation_price":"0","total_funding_paid_out":"0",'
+    '"margin_mode":0,"allocated_margin":"0.000000","total_discount":"0","margin_set_flag":0}},'
+    '"trades":{"1":[]},"funding_histories":{}}'
+)
+ACCOUNT_ALL_SNAPSHOT = (
+    '{"type":"subscribed/account_all","channel":"account_all:11","account":11,"positions":{'
+    '"0":{"market_id":0,"symbol":"ETH","sign":1,"position":"0.0000"},'
+    '"1":{"market_id":1,"symbol":"BTC","sign":1,"position":"0.01250"}},'
+    '"trades":{},"funding_histories":{}}'
+)
+
+
+def test_an_account_all_update_gives_the_signed_position_of_our_market() -> None:
+    kind, message = frame_kind(ACCOUNT_ALL_UPDATE)
+    assert kind == "update/account_all"
+    assert position_from_account_all(message, 1) == D("-0.003")
+
+
+def test_an_account_all_snapshot_gives_each_markets_position() -> None:
+    _, message = frame_kind(ACCOUNT_ALL_SNAPSHOT)
+    assert position_from_account_all(message, 1) == D("0.0125")
+    assert position_from_account_all(message, 0) == 0
+
+
+def test_an_account_all_frame_without_our_market_says_nothing_about_it() -> None:
+    _, message = frame_kind(ACCOUNT_ALL_UPDATE)
+    assert position_from_account_all(message, 2) is None
+
+
+@pytest.mark.parametrize(
+    "positions",
+    [
+        [],  # not a map
+        {"1": {"sign": 0, "position": "1"}},  # a sign that is not ±1
+        {"1": {"sign": 1, "position": "-1"}},  # a signed size
+        {"1": {"sign": 1}},  # no size
+    ],
+)
+def test_a_malformed_account_all_frame_raises_a_parse_error(positions: Any) -> None:
+    with pytest.raises((KeyError, TypeError, ValueError)):
+        position_from_account_all({"positions": positions}, 1)
+
+
+def test_retry_after_is_read_in_seconds() -> None:
+    assert retry_after_s("2") == 2.0
+    assert retry_after_s(" 0.5 ") == 0.5
+    assert retry_after_s(None) is None
+    assert retry_after_s("Wed, 21 Oct 2026 07:28:00 GMT") is None
+    assert retry_after_s("-1") is None
