@@ -185,7 +185,7 @@ class Hedger:
         self._settled = asyncio.Event()
         self._settled.set()
         self._ambiguous = AmbiguousResolver(
-            venue, spawn=self._spawn, on_resolved=self._after_change
+            venue, spawn=self._spawn, on_resolved=self._after_change, resend=self._resend
         )
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -550,6 +550,11 @@ class Hedger:
                     hedge.qty,
                 )
         self._after_change()
+
+    def _resend(self, hedge: HedgeOrder) -> None:
+        """An ambiguous hedge not found: the same order again, same client id (the venue
+        places a client order index once, so this cannot hedge twice)."""
+        self._spawn(self._send(hedge, None), name=f"hedge-{hedge.client_id}-again")
 
     def _final(
         self, hedge: HedgeOrder, status: OrderStatus, filled: Decimal, order_id: str | None = None
