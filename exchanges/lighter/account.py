@@ -1,5 +1,6 @@
 """What the venue says about our account and its market over REST: market rules, position,
-balance, orders (active and recent), and fill history (`fills_since`, paged through `trades`)."""
+balance, orders (active and recent), and fill history (`fills_since`, paged by cursor through
+`trades`, newest first, never relying on `from`)."""
 
 from __future__ import annotations
 
@@ -125,7 +126,7 @@ class Account:
         """Our fills on this market from `since_ms`, oldest first, with the same trade ids as
         the stream gives (order index : cumulative filled). Cumulative amounts are counted from
         trades up to 10 minutes earlier, so an order straddling `since_ms` keeps its ids."""
-        trades = await self._trades_from(max(since_ms - 600_000, 0))
+        trades = await self._trades_since(max(since_ms - 600_000, 0))
         recv_ns = time.perf_counter_ns()
         account, scales = self.session.account(), self.session.require_scales()
         cumulative: dict[int, Decimal] = {}
@@ -152,36 +153,48 @@ class Account:
                 fills.append(fill)
         return fills
 
-    async def _trades_from(self, page_from: int) -> list[Any]:
-        """Every trade of ours on this market from `page_from`, deduped by trade id. Pages of
-        at most TRADES_PAGE, ascending, each starting at the last timestamp seen (inclusive):
-        a long run has more trades than one page holds, and the newest are the ones a crash
-        leaves unjournaled."""
+    async def _trades_since(self, lower_ms: int) -> list[Any]:
+        """Every trade of ours on this market from `lower_ms` on, deduped by trade id. Pages of
+        at most TRADES_PAGE, newest first (`sort_dir=desc`, the documented order), by cursor,
+        until a page reaches back past `lower_ms`: the time we already know. `from` is never
+        sent: whether the venue reads it as a lower bound or (as ccxt passes it) an upper
+        bound is unconfirmed, and relying on either reading would miss fills under the other."""
         api = lighter.OrderApi(self.rest.client())
         account, market_id = self.session.account(), self.session.market_id
 
-        def page_call(start: int) -> Callable[[str], Awaitable[Any]]:
+        def page_call(cursor: str | None) -> Callable[[str], Awaitable[Any]]:
             return lambda token: api.trades(
                 sort_by="timestamp",
                 limit=TRADES_PAGE,
                 authorization=token,
                 market_id=market_id,
                 account_index=account,
-                sort_dir="asc",
-                var_from=start,
+                sort_dir="desc",
+                cursor=cursor,
                 _request_timeout=self.session.request_timeout,
             )
 
         by_id: dict[object, Any] = {}
+        cursor: str | None = None
         for _ in range(MAX_TRADE_PAGES):
-            reply = await self.rest.private_read(page_call(page_from), "trades")
+            reply = await self.rest.private_read(page_call(cursor), "trades")
             page = reply.trades or []
-            new = [t for t in page if t.trade_id not in by_id]
-            for trade in new:
-                by_id[trade.trade_id] = trade
-            if len(page) < TRADES_PAGE or not new:
+            stamps = [_trade_ms(t) for t in page]
+            for trade, stamp in zip(page, stamps, strict=True):
+                if stamp is None or stamp >= lower_ms:  # (a malformed one is skipped later)
+                    by_id.setdefault(trade.trade_id, trade)
+            next_cursor = reply.next_cursor or None
+            reached = any(stamp is not None and stamp < lower_ms for stamp in stamps)
+            if not page or reached or next_cursor is None or next_cursor == cursor:
                 break
-            page_from = max(ts_ms(int(t.timestamp)) for t in page)
+            cursor = next_cursor
         else:
             log.warning("lighter fills_since: stopped after %s pages", MAX_TRADE_PAGES)
         return list(by_id.values())
+
+
+def _trade_ms(trade: Any) -> int | None:
+    try:
+        return ts_ms(int(trade.timestamp))
+    except PARSE_ERRORS:
+        return None

@@ -56,9 +56,10 @@ Account tiers (`tier=` for every account, `account_tiers={account: tier}` to ove
   the constructor and in a tx. A client order index the account ever had accepted (open,
   finished or canceled at matching) is refused with 21728.
 - `GET /api/v1/trades` pages by `cursor`/`next_cursor` with `limit` <= 100 and `sort_dir`
-  (`desc` default, `asc`). `from` is unconfirmed on the venue; ccxt passes its *upper* bound
-  (`until`) there, the bot pages ascending from a lower bound: the simulator reads `from` as
-  where the walk starts, an upper bound descending and a lower bound ascending.
+  (`desc` default, `asc`). `from` is unconfirmed on the venue, so the simulator serves either
+  reading (`trades_from=`): "start" (the default) reads it as where the walk starts, an upper
+  bound descending and a lower bound ascending; "upper" reads it as an upper bound in both
+  directions, as ccxt passes its `until` there. A client must be right under both.
 - Fees: the tier's fee fractions are charged on every fill (SimMarket.set_account_fees);
   Trade JSON shows what the account paid in `taker_fee`/`maker_fee` as an integer amount in
   micro-USDC (the SDK types them as ints; the venue's unit is unconfirmed).
@@ -353,6 +354,7 @@ class LighterServer:
         tier: str = "standard",
         account_tiers: dict[int, str] | None = None,
         connection_max_age_s: float = 24 * 3600,
+        trades_from: Literal["start", "upper"] = "start",
     ) -> None:
         for name in [tier, *(account_tiers or {}).values()]:
             if name not in TIERS:
@@ -368,6 +370,9 @@ class LighterServer:
         self.tier = TIERS[tier]
         self.account_tiers = {a: TIERS[name] for a, name in (account_tiers or {}).items()}
         self.connection_max_age_s = connection_max_age_s
+        if trades_from not in ("start", "upper"):
+            raise ValueError(f"trades_from must be 'start' or 'upper', got {trades_from!r}")
+        self.trades_from = trades_from  # how /api/v1/trades reads `from` (module docstring)
         self.ledger = RequestLedger("lighter")
         self.accounts: dict[int, dict[int, str]] = {
             account: {key: _strip_0x(pub) for key, pub in keys.items()}
@@ -1018,8 +1023,8 @@ class LighterServer:
     async def _trades(self, request: web.Request) -> web.Response:
         """Trades of an account (or of the market), paged: `limit` (1..100), `sort_dir`
         (`desc` default, `asc`), `cursor` from the previous page's `next_cursor`, and `from`
-        (ms) read as where the walk starts: an upper bound descending, a lower bound
-        ascending (see the module docstring)."""
+        (ms) read as `trades_from` says: where the walk starts (an upper bound descending, a
+        lower bound ascending), or an upper bound either way (see the module docstring)."""
         account = _opt_int(request, "account_index")
         limit = _opt_int(request, "limit") or MAX_TRADES_LIMIT
         if not 1 <= limit <= MAX_TRADES_LIMIT:
@@ -1040,10 +1045,11 @@ class LighterServer:
         else:
             trades = [self.fill_trade_json(book, f) for book in books for f in book.fills(account)]
         if start_ms is not None:
+            upper = descending or self.trades_from == "upper"
             trades = [
                 t
                 for t in trades
-                if (t["timestamp"] <= start_ms if descending else t["timestamp"] >= start_ms)
+                if (t["timestamp"] <= start_ms if upper else t["timestamp"] >= start_ms)
             ]
         trades.sort(key=_trade_key, reverse=descending)
         if after is not None:

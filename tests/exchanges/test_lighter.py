@@ -61,15 +61,27 @@ def keypair() -> tuple[str, str]:
 
 
 @pytest.fixture
+def trades_from() -> str:
+    """How the sim reads `/trades`' `from` (a test parametrizes it to run under both)."""
+    return "start"
+
+
+@pytest.fixture
 async def server(
-    keypair: tuple[str, str], request: pytest.FixtureRequest
+    keypair: tuple[str, str], request: pytest.FixtureRequest, trades_from: Any
 ) -> AsyncIterator[LighterServer]:
     """The strict simulated Lighter on the Standard tier, unless a test names another tier
     with `@pytest.mark.lighter_tier(...)`."""
     marker = request.node.get_closest_marker("lighter_tier")
     tier = marker.args[0] if marker is not None else "standard"
     market = SimMarket(seed=11, fill_rate=0.0, faults=FaultPlan("none", seed=11))
-    srv = LighterServer(market, accounts={ACCOUNT: {KEY: keypair[1]}}, ping_interval=0.2, tier=tier)
+    srv = LighterServer(
+        market,
+        accounts={ACCOUNT: {KEY: keypair[1]}},
+        ping_interval=0.2,
+        tier=tier,
+        trades_from=trades_from,
+    )
     await srv.start()
     yield srv
     await srv.stop()
@@ -967,6 +979,10 @@ async def test_balance_and_describe(venue: LighterVenue, server: LighterServer) 
     assert D(str(summary["min_qty"])) == btc(server).rules.min_qty
 
 
+BOTH_READINGS_OF_FROM = pytest.mark.parametrize("trades_from", ["start", "upper"])
+
+
+@BOTH_READINGS_OF_FROM
 async def test_fills_since_gives_the_stream_trade_ids(
     venue: LighterVenue, server: LighterServer, events: Events
 ) -> None:
@@ -980,6 +996,7 @@ async def test_fills_since_gives_the_stream_trade_ids(
     assert {f.side for f in backfill} == {Side.BUY, Side.SELL}
 
 
+@BOTH_READINGS_OF_FROM
 @pytest.mark.lighter_tier("premium")  # 130 orders: more than a Standard account's minute
 async def test_fills_since_pages_past_the_apis_hundred_trade_limit(
     venue: LighterVenue, server: LighterServer, events: Events
@@ -1001,6 +1018,52 @@ async def test_fills_since_pages_past_the_apis_hundred_trade_limit(
     assert {f.client_id for f in backfill} == set(range(1000, 1000 + hedges))
     assert len({f.trade_id for f in backfill}) == len(backfill)  # no page overlap twice
     assert sum(f.qty for f in backfill) == sum(f.qty for f in events.fills())
+
+
+@BOTH_READINGS_OF_FROM
+async def test_recovery_finds_the_fills_after_the_last_known_time_and_stops_there(
+    keypair: tuple[str, str], trades_from: Any
+) -> None:
+    offset_ms = [-3_600_000]  # the sim's clock: an hour ago, then now
+    market = SimMarket(
+        seed=11,
+        fill_rate=0.0,
+        faults=FaultPlan("none", seed=11),
+        clock_ms=lambda: int(time.time() * 1000) + offset_ms[0],
+    )
+    server = LighterServer(
+        market, accounts={ACCOUNT: {KEY: keypair[1]}}, tier="standard", trades_from=trades_from
+    )
+    await server.start()
+    venue = LighterVenue(
+        "BTC",
+        api_url=server.api_url,
+        ws_url=server.ws_url,
+        private_key=keypair[0],
+        account_index=ACCOUNT,
+        api_key_index=KEY,
+    )
+    try:
+        book = btc(server)
+        for client_id in range(1, 151):  # an hour ago: known long before the crash
+            side = Side.BUY if client_id % 2 else Side.SELL
+            worst = book.top()[2] * 2 if side is Side.BUY else book.top()[0] * D("0.98")
+            book.place_market(ACCOUNT, side, D("0.0002"), worst, client_id=client_id)
+        offset_ms[0] = 0
+        known_until = int(time.time() * 1000)
+        for client_id in range(151, 154):  # missed while we were down
+            worst = book.top()[2] * 2
+            book.place_market(ACCOUNT, Side.BUY, D("0.0002"), worst, client_id=client_id)
+        await venue.connect()
+        backfill = await venue.fills_since(known_until)
+        requests = server.ledger.account(str(ACCOUNT))["requests"]
+    finally:
+        await venue.close()
+        await server.stop()
+    assert sorted(f.client_id or 0 for f in backfill) == [151, 152, 153]
+    # Newest first: the first page already reaches back past the time known (and the ten
+    # minutes before it kept for cumulative amounts); the 150 older trades are not walked.
+    assert requests["/api/v1/trades"] == 1
 
 
 def spy_refusals(server: LighterServer) -> list[tuple[int, int]]:

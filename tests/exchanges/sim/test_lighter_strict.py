@@ -550,6 +550,26 @@ async def test_trades_page_by_cursor_in_both_directions(
     assert status == 400
 
 
+async def test_trades_from_can_be_served_as_an_upper_bound_in_both_directions(
+    make_server: MakeServer, http: aiohttp.ClientSession
+) -> None:
+    ticks = iter(range(1_700_000_000_000, 1_700_000_000_000 + 10**6, 1000))
+    server = await make_server(tier="unlimited", clock_ms=lambda: next(ticks), trades_from="upper")
+    book = server.market.book("lighter", "BTC")
+    for client_id in range(1, 6):
+        worst = book.top()[2] * 2
+        book.place_market(ACCOUNT, Side.BUY, Decimal("0.001"), worst, client_id=client_id)
+    middle = book.fills(ACCOUNT)[2].ts_ms
+    base = f"{server.api_url}/api/v1/trades?account_index={ACCOUNT}&market_id={BTC}&limit=100"
+    for sort_dir in ("desc", "asc"):
+        _, body = await get_json(http, f"{base}&sort_dir={sort_dir}&from={middle}")
+        stamps = [t["timestamp"] for t in body["trades"]]
+        assert len(stamps) == 3 and all(ts <= middle for ts in stamps)  # ccxt's `until`
+        assert stamps == sorted(stamps, reverse=sort_dir == "desc")
+    with pytest.raises(ValueError, match="trades_from"):
+        LighterServer(server.market, accounts={}, trades_from="lower")  # type: ignore[arg-type]
+
+
 async def test_ws_sendtx_answers_by_request_id_and_executes_after_the_delay(
     make_server: MakeServer, keypair: tuple[str, str]
 ) -> None:
