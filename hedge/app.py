@@ -27,6 +27,7 @@ def build_venues(settings: Settings, *, paper: bool | None = None) -> tuple[Venu
     """Backpack (maker) and Lighter (hedge) for these settings; paper-wrapped for a dry run
     (`paper=False` gives the bare public-data venues of a dry run, for `check`)."""
     from exchanges.backpack import BackpackVenue
+    from exchanges.common.budget import LIGHTER_TIERS, RequestBudget, backpack_limits
     from exchanges.lighter import LighterVenue
 
     def reveal(secret: Any) -> str | None:
@@ -38,6 +39,7 @@ def build_venues(settings: Settings, *, paper: bool | None = None) -> tuple[Venu
         ws_url=settings.backpack_ws_url,
         public_key=None if settings.dry_run else reveal(settings.backpack_public_key),
         secret_key=None if settings.dry_run else reveal(settings.backpack_secret_key),
+        budget=RequestBudget(backpack_limits(settings.backpack_rate_limit)),
     )
     hedge: Venue = LighterVenue(
         settings.ticker,
@@ -46,6 +48,7 @@ def build_venues(settings: Settings, *, paper: bool | None = None) -> tuple[Venu
         private_key=None if settings.dry_run else reveal(settings.lighter_private_key),
         account_index=None if settings.dry_run else settings.lighter_account_index,
         api_key_index=None if settings.dry_run else settings.lighter_api_key_index,
+        budget=RequestBudget(LIGHTER_TIERS[settings.lighter_account_tier]),
     )
     if settings.dry_run if paper is None else paper:
         from hedge.paper import PaperVenue
@@ -53,6 +56,18 @@ def build_venues(settings: Settings, *, paper: bool | None = None) -> tuple[Venu
         maker = PaperVenue(maker, role="maker")
         hedge = PaperVenue(hedge, role="hedge")
     return maker, hedge
+
+
+def _journal_budget(journal: Journal, venue: Venue) -> None:
+    """The run's request budget on `venue` (a paper venue has none): logged and journaled."""
+    budget = getattr(venue, "budget", None)
+    if budget is None:
+        return
+    state = budget.snapshot()
+    log.info("%s request budget at the end: %s", venue.name, budget.describe())
+    journal.set_counter(f"budget_requests_{venue.name}", float(state["granted"]))
+    journal.set_counter(f"budget_waited_{venue.name}", float(state["waited"]))
+    journal.set_counter(f"budget_http_429_{venue.name}", float(state["rejected_429"]))
 
 
 @dataclass
@@ -106,6 +121,7 @@ async def run_bot(
         for venue in (maker, hedge):
             reconnects = getattr(venue, "reconnects", 0)
             journal.set_counter(f"reconnects_{venue.name}", float(reconnects))
+            _journal_budget(journal, venue)
             try:
                 await venue.close()
             except Exception as exc:  # closing must not hide the run's own outcome

@@ -41,6 +41,7 @@ from exchanges.base import (
     VenueEvent,
     round_qty,
 )
+from exchanges.common.budget import Priority
 from hedge.closeout import NetFlattener, cancel_ours
 from hedge.config import Direction, Settings
 from hedge.hedger import ClientIds, Hedger
@@ -53,6 +54,10 @@ from hedge.risk import Halt, book_age, check_balance_patiently, tradable_minimum
 __all__ = ["EngineStatus", "HedgeEngine", "RunResult", "StopRequested", "missing_fills"]
 
 log = logging.getLogger(__name__)
+HEDGE_ROOM = 2  # requests a maker order keeps free on the hedge account: its hedge, a re-send
+BUDGET_WAIT = "waiting for the hedge venue's request budget"
+GUARD_INTERVAL_S = 10.0
+GUARD_REST_EVERY = 6  # one REST look a minute: a slow reconcile that fits any budget
 
 EXIT_OK, EXIT_ERROR, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 3, 130
 STALE_BOOK_S = 30.0
@@ -308,11 +313,30 @@ class HedgeEngine:
             self.maker_order.clear()
             self.status.maker_order = None
 
+    async def _wait_for_hedge_budget(self) -> None:
+        """No maker order goes out unless the hedge account's request budget can pay for its
+        hedge (and a re-send) outside the hedges' own reserve: on Lighter's Standard tier, 60
+        requests a minute, fills then come no faster than their hedges can go."""
+        budget = getattr(self.hedge, "budget", None)
+        if budget is None:
+            return
+        while (wait := budget.seconds_until_room("sendTx", HEDGE_ROOM, Priority.ORDER)) > 0:
+            if self.status.state != BUDGET_WAIT:
+                log.info(
+                    "%s request budget: %s; quoting again in %.1f s",
+                    self.hedge.name,
+                    budget.describe(),
+                    wait,
+                )
+            self.status.state = BUDGET_WAIT
+            await self._pause(min(wait, 1.0))
+
     async def _place_maker(self, side: Side, qty: Decimal) -> Decimal | None:
         """The order's price once it rests (or filled at once); None when there is nothing to
         wait for (rejected, failed or its state unknown and cancelled)."""
         assert self.maker_market is not None and self.hedger is not None
         assert self._client_ids is not None
+        await self._wait_for_hedge_budget()
         market = self.maker_market
         top = await self._fresh_top()
         price = maker_price(side, top, market.tick_size, self.settings.maker_ticks)
@@ -454,7 +478,7 @@ class HedgeEngine:
             self.status.state = "waiting for fresh book"
             await self._wait_wake(0.2)
 
-    async def _balance_check(self) -> None:
+    async def _balance_check(self, *, streamed: bool = True) -> None:
         assert self.hedger is not None
         hedger = self.hedger
         await check_balance_patiently(
@@ -462,16 +486,20 @@ class HedgeEngine:
             self.hedge,
             expected=lambda: (self.maker_position, self.hedge_position, not hedger.settled),
             tolerance=self._tolerance(),
+            streamed=streamed,
         )
 
     async def _guard(self) -> None:
-        """The balance guard on a timer, between steps."""
+        """The balance guard on a timer, between steps: from the account streams every
+        GUARD_INTERVAL_S, and over REST (the venues' own books) every GUARD_REST_EVERY looks."""
+        looks = 0
         while True:
-            await asyncio.sleep(10)
+            await asyncio.sleep(GUARD_INTERVAL_S)
             if self.hedger is None or not self.hedger.settled or self._active is not None:
                 continue
+            looks += 1
             try:
-                await self._balance_check()
+                await self._balance_check(streamed=looks % GUARD_REST_EVERY != 0)
             except Halt as halt:
                 self.request_halt(str(halt))
             except VenueError as exc:

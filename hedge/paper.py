@@ -169,6 +169,9 @@ class PaperVenue:
     async def position(self) -> Decimal:
         return self._position
 
+    def streamed_position(self) -> Decimal | None:
+        return self._position  # the paper account lives here: always known
+
     async def balance(self) -> Balance:
         return Balance(self.name, PAPER_EQUITY, PAPER_EQUITY, {"paper": "true"})
 

@@ -1,9 +1,11 @@
 """Risk guards: the balance guard, the stale-book guard, and the reasons a run halts.
 
-The balance guard compares the venues' own positions (REST) with what the journal and the
-hedger know. Outside an in-flight hedge, |maker + hedge| must be within one hedge step; and each
-venue's position must equal its start plus the fills we counted, or something traded that we
-did not see. Either breach halts the run (the kill switch lives in the engine).
+The balance guard compares the venues' own positions with what the journal and the hedger
+know: as the account streams last said them (no request), and over REST only to confirm what
+looks like a breach before it halts the run. Outside an in-flight hedge, |maker + hedge| must
+be within one hedge step; and each venue's position must equal its start plus the fills we
+counted, or something traded that we did not see. Either breach halts the run (the kill
+switch lives in the engine).
 """
 
 from __future__ import annotations
@@ -46,10 +48,11 @@ async def check_balance(
     hedge_expected: Decimal,
     tolerance: Decimal,
     hedge_in_flight: bool,
+    streamed: bool = False,
 ) -> BalanceReport:
-    """Read both positions and raise Halt on a breach; returns what it saw."""
-    maker_position = await maker.position()
-    hedge_position = await hedge.position()
+    """Read both positions and raise Halt on a breach; returns what it saw. `streamed`: take
+    them from the account streams when both venues know them (no request)."""
+    maker_position, hedge_position = await read_positions(maker, hedge, streamed=streamed)
     report = BalanceReport(maker_position, hedge_position, maker_expected, hedge_expected)
     if hedge_in_flight:
         return report
@@ -70,6 +73,15 @@ async def check_balance(
     return report
 
 
+async def read_positions(maker: Venue, hedge: Venue, *, streamed: bool) -> tuple[Decimal, Decimal]:
+    """Both signed positions: from the streams when asked and both know them, else REST."""
+    if streamed:
+        maker_position, hedge_position = maker.streamed_position(), hedge.streamed_position()
+        if maker_position is not None and hedge_position is not None:
+            return maker_position, hedge_position
+    return await maker.position(), await hedge.position()
+
+
 async def check_balance_patiently(
     maker: Venue,
     hedge: Venue,
@@ -77,10 +89,12 @@ async def check_balance_patiently(
     expected: Callable[[], tuple[Decimal, Decimal, bool]],
     tolerance: Decimal,
     attempts: int = BALANCE_RETRIES,
+    streamed: bool = True,
 ) -> None:
-    """`check_balance`, looked at again before a breach halts: venue REST views may lag their
-    own streams by a moment. `expected` gives (maker expected, hedge expected, hedge in
-    flight) as of each look."""
+    """`check_balance`, looked at again before a breach halts. The first look is the account
+    streams' (no request); a breach there is looked at again over REST, a few times, since a
+    venue's views may lag each other by a moment. `expected` gives (maker expected, hedge
+    expected, hedge in flight) as of each look."""
     for attempt in range(attempts):
         maker_expected, hedge_expected, hedge_in_flight = expected()
         try:
@@ -91,6 +105,7 @@ async def check_balance_patiently(
                 hedge_expected=hedge_expected,
                 tolerance=tolerance,
                 hedge_in_flight=hedge_in_flight,
+                streamed=streamed and attempt == 0,
             )
             return
         except Halt:
