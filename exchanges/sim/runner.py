@@ -105,6 +105,7 @@ class SimCluster:
         lighter_tier: str = "standard",
         backpack_rate_limit: int | None = 2000,
         backpack_history_lag_s: float = 0.5,
+        lighter_connection_max_age_s: float = 24 * 3600,
     ) -> None:
         self.fault_plan = FaultPlan(faults, seed=seed)
         self.market = SimMarket(
@@ -128,6 +129,7 @@ class SimCluster:
             accounts={LIGHTER_ACCOUNT: {LIGHTER_API_KEY_INDEX: keys.lighter_public}},
             port=lighter_port,
             tier=lighter_tier,
+            connection_max_age_s=lighter_connection_max_age_s,
         )
 
     async def start(self) -> None:

@@ -6,6 +6,8 @@ import asyncio
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
 from exchanges.sim.runner import BACKPACK_ACCOUNT, LIGHTER_ACCOUNT, SimCluster
 from hedge.app import run_bot
 from hedge.engine import HedgeEngine
@@ -99,3 +101,35 @@ async def test_chaos_twenty_iterations_never_double_hedge(tmp_path: Path) -> Non
         assert (maker, hedge) == (Decimal(0), Decimal(0))
         assert bot.summary["unhedged_max_s"] <= 1.5 * 3 + 1
     assert sum(sim.fault_plan.fired.values()) > 0  # the faults really happened
+
+
+async def test_a_long_run_loses_no_fill_to_token_expiry_or_dropped_connections(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Twenty minutes of a live run, test-sized: Lighter tokens that expire every few seconds
+    and are not rotated in time (the venue ends the private subscription, as it may), and
+    connections the venue closes at their maximum age. On the Standard tier."""
+    from exchanges.lighter import LighterVenue
+    from tests.e2e.conftest import sim_keys
+
+    monkeypatch.setattr(LighterVenue, "token_ttl_s", 3)
+    monkeypatch.setattr(LighterVenue, "token_margin_s", -60)  # never rotated before expiry
+    caplog.set_level("INFO")
+    sim = SimCluster(seed=7, fill_rate=4.0, keys=sim_keys(), lighter_connection_max_age_s=4.0)
+    await sim.start()
+    try:
+        settings = bot_settings(sim, tmp_path, iterations="6")
+        bot = await run_bot(settings, install_signals=False)
+        maker, hedge = positions(sim)
+        requests = sim.requests()
+    finally:
+        await sim.stop()
+
+    assert bot.result.exit_code == 0, bot.result.reason
+    assert (maker, hedge) == (Decimal(0), Decimal(0))
+    assert bot.summary["double_hedges"] == 0
+    assert_every_maker_fill_hedged_once(settings.journal)
+    assert [r["http_429"] for r in requests.values()] == [0, 0]
+    # It really happened: subscriptions ended by the venue, connections closed and reopened.
+    assert "token expired" in caplog.text
+    assert bot.summary["reconnects"] >= 1
