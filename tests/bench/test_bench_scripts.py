@@ -38,7 +38,9 @@ def check_percentiles(figures: dict[str, Any], n: int) -> None:
 
 
 def test_latency_measures_all_three_configurations_on_every_fill() -> None:
-    figures = run_bench("bench.latency", "--fills", "6", "--naive-fills", "2")
+    figures = run_bench(
+        "bench.latency", "--fills", "6", "--naive-fills", "2", "--lighter-tier", "standard"
+    )
 
     assert figures["bench"] == "latency"
     configs = figures["configs"]
@@ -85,3 +87,18 @@ def test_footprint_reports_cpu_and_rss_of_the_quoting_bot() -> None:
     assert figures["dashboard"]["ms_per_redraw"] > 0
     assert figures["exit_code"] == 130  # stopped cleanly after the window
     assert isinstance(figures["budget"]["met"], bool)
+
+
+def test_requests_counts_what_each_venue_received_per_maker_fill() -> None:
+    figures = run_bench("bench.requests", "--iterations", "1", "--tier", "standard")
+
+    assert figures["bench"] == "requests"
+    standard = figures["tiers"]["standard"]
+    assert standard["exit_code"] == 0 and standard["maker_fills"] >= 2
+    for venue in ("lighter", "backpack"):
+        counts = standard[venue]
+        assert counts["requests"] == sum(counts["by_endpoint"].values())
+        assert counts["http_429"] == 0
+    # Every hedge is one sendTx: at least one per maker fill.
+    assert standard["lighter"]["by_endpoint"]["/api/v1/sendTx"] >= standard["maker_fills"]
+    assert standard["targets_met"]["no_429"] is True
