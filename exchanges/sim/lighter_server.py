@@ -1182,6 +1182,11 @@ class LighterServer:
     # The sequencer: accepted transactions execute after the tier's delay, FIFO per account
     # ---------------------------------------------------------------------------------------
 
+    @property
+    def pending_executions(self) -> int:
+        """Accepted transactions the sequencer has not executed yet (tests wait for 0)."""
+        return len(self._planned)
+
     def _plan(self, account: int, delay_s: float, execute: Callable[[], None]) -> int:
         """Queue one execution; returns its planned time in unix ms."""
         loop = asyncio.get_running_loop()

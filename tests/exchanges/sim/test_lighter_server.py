@@ -37,13 +37,15 @@ def keypair() -> tuple[str, str]:
 
 
 @pytest.fixture
-async def server(keypair: tuple[str, str]) -> AsyncIterator[LighterServer]:
+async def server(
+    keypair: tuple[str, str], request: pytest.FixtureRequest
+) -> AsyncIterator[LighterServer]:
+    """The venue on the Standard tier (the rules themselves are in test_lighter_strict.py),
+    unless a test names another with `@pytest.mark.lighter_tier(...)`."""
+    marker = request.node.get_closest_marker("lighter_tier")
+    tier = marker.args[0] if marker is not None else "standard"
     market = SimMarket(seed=7, fill_rate=0.0, faults=FaultPlan("none", seed=7))
-    # Unlimited: these tests check shapes and faults with instant execution and no limits
-    # (test_lighter_strict.py covers the tiers).
-    srv = LighterServer(
-        market, accounts={ACCOUNT: {KEY: keypair[1]}}, ping_interval=0.2, tier="unlimited"
-    )
+    srv = LighterServer(market, accounts={ACCOUNT: {KEY: keypair[1]}}, ping_interval=0.2, tier=tier)
     await srv.start()
     yield srv
     await srv.stop()
@@ -305,6 +307,7 @@ async def test_sdk_limit_order_rests_and_cancel_cancels_it(
         signer.ORDER_TIME_IN_FORCE_GOOD_TILL_TIME,
     )
     assert err is None and resp.code == 200
+    await wait_for(lambda: server.pending_executions == 0)  # executed after the tier's delay
     [order] = book.open_orders(ACCOUNT)
     assert (order.client_id, order.qty, order.price, order.side) == (
         42,
@@ -314,6 +317,7 @@ async def test_sdk_limit_order_rests_and_cancel_cancels_it(
     )
     _, resp, err = await signer.cancel_order(BTC, order.order_id)
     assert err is None and resp.code == 200
+    await wait_for(lambda: server.pending_executions == 0)  # executed after the tier's delay
     assert book.open_orders(ACCOUNT) == []
     assert book.find_order(ACCOUNT, client_id=42).status == "cancelled"
 
@@ -326,6 +330,7 @@ async def test_sdk_market_order_fills_within_its_worst_price(
     worst = int((ask * Decimal("1.01")).scaleb(book.rules.price_decimals))
     _, resp, err = await signer.create_market_order(BTC, 43, 250, worst, False)
     assert err is None and resp.code == 200
+    await wait_for(lambda: server.pending_executions == 0)  # executed after the tier's delay
     order = book.find_order(ACCOUNT, client_id=43)
     assert order.status == "filled" and order.filled_qty == Decimal("0.00250")
     assert order.order_type == "market" and order.tif == "IOC"
@@ -346,6 +351,7 @@ async def test_sdk_cancel_all_cancels_every_resting_order(
         )
     _, resp, err = await signer.cancel_all_orders(signer.CANCEL_ALL_TIF_IMMEDIATE, 0)
     assert err is None and resp.code == 200
+    await wait_for(lambda: server.pending_executions == 0)  # executed after the tier's delay
     assert book.open_orders(ACCOUNT) == []
 
 
@@ -410,6 +416,7 @@ async def test_post_only_that_crosses_is_accepted_then_canceled_post_only(
     form = raw_order(server, nonce, client_id=9, price=ask, order_type=0, tif=2)
     status, body = await post_tx(http, server, form)
     assert (status, body["code"]) == (200, 200)
+    await wait_for(lambda: server.pending_executions == 0)  # executed after the tier's delay
     _, inactive = await get_json(
         http,
         f"{server.api_url}/api/v1/accountInactiveOrders?account_index={ACCOUNT}&limit=5",
@@ -719,6 +726,7 @@ async def test_ambiguous_order_executes_but_answers_after_the_client_gave_up(
     with pytest.raises(TimeoutError):
         async with asyncio.timeout(0.2):
             await post_tx(http, server, raw_order(server, nonce, client_id=31))
+    await wait_for(lambda: server.pending_executions == 0)  # executed after the tier's delay
     order = server.market.book("lighter", "BTC").find_order(ACCOUNT, client_id=31)
     assert order is not None and order.status == "filled"
     assert server.next_nonce(ACCOUNT, KEY) == nonce + 1
@@ -733,6 +741,7 @@ async def test_thin_book_fills_a_market_order_partly(
         http, server, raw_order(server, nonce, client_id=32, base_amount=1000)
     )
     assert (status, body["code"]) == (200, 200)
+    await wait_for(lambda: server.pending_executions == 0)  # executed after the tier's delay
     order = server.market.book("lighter", "BTC").find_order(ACCOUNT, client_id=32)
     assert order.filled_qty < order.qty
     assert server.lighter_status(order) == "canceled-not-enough-liquidity"
@@ -752,6 +761,7 @@ async def test_keep_alive_client_uses_one_connection(
     assert server.connections_opened - before == 1
 
 
+@pytest.mark.lighter_tier("unlimited")  # the server's own speed: hundreds of requests a second
 async def test_send_tx_throughput_floor(server: LighterServer) -> None:
     nonce = server.next_nonce(ACCOUNT, KEY)
     count = 400
