@@ -66,7 +66,9 @@ class LighterRest:
             raise VenueError("lighter: not connected; call connect() first")
         return self._api
 
-    async def read(self, call: Callable[[], Awaitable[_T]], what: str) -> _T:
+    async def read(
+        self, call: Callable[[], Awaitable[_T]], what: str, priority: Priority = Priority.READ
+    ) -> _T:
         """An idempotent read through the SDK, retried on retryable failures. `what` is the
         endpoint's name: the kind of request the budget counts."""
         # Reads are idempotent: ride out a burst of 5xx (a few in a row is normal).
@@ -75,14 +77,16 @@ class LighterRest:
         )
         async for attempt in retrying:
             with attempt:
-                return await self._attempt(call, what)
+                return await self._attempt(call, what, priority)
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
 
-    async def _attempt(self, call: Callable[[], Awaitable[_T]], what: str) -> _T:
+    async def _attempt(
+        self, call: Callable[[], Awaitable[_T]], what: str, priority: Priority
+    ) -> _T:
         """One attempt: budget, then the call; a 429 pauses the budget and asks again."""
         budget = self.session.budget
         for _ in range(MAX_RATE_LIMITED):
-            await budget.take(what, Priority.READ)
+            await budget.take(what, priority)
             try:
                 return await call()
             except lighter.ApiException as exc:
@@ -126,6 +130,8 @@ class LighterRest:
                 account_index=account, api_key_index=key, _request_timeout=session.request_timeout
             ),
             "nextNonce",
+            # Asked while a transaction holds the nonce (a hedge, often): never behind reads.
+            Priority.HEDGE,
         )
         if reply.code != 200:
             raise VenueError(
