@@ -10,8 +10,9 @@ eager import here would make every submodule import the whole venue (and a cycle
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from exchanges.common.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from exchanges.backpack.constants import VENUE
@@ -41,11 +42,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    found = _EXPORTS.get(name)
-    if found is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    module, attribute = found
-    value = getattr(importlib.import_module(module), attribute)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS)

@@ -10,8 +10,9 @@ eager import here would make every submodule import the whole venue (and a cycle
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from exchanges.common.lazy import lazy_exports
 
 if TYPE_CHECKING:
     from exchanges.lighter.constants import MAX_CLIENT_ORDER_INDEX, MAX_PRICE, VENUE
@@ -65,10 +66,6 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(
+    __name__, globals(), {name: (f"{__name__}.{module}", name) for name, module in _EXPORTS.items()}
+)
