@@ -327,7 +327,8 @@ def _endpoint_values(env_values: Mapping[str, str], problems: list[str]) -> dict
         ws = name.endswith("_WS_URL")
         if not _valid_url(value, ws=ws):
             expected = "ws:// or wss://" if ws else "http:// or https://"
-            problems.append(f"{name} {value!r}: expected a {expected} URL")
+            # Not echoed: a key pasted into the wrong variable must never be printed.
+            problems.append(f"{name}: expected a {expected} URL (host and port)")
         urls[name] = value
     if not urls["BACKPACK_API_URL"].endswith("/"):
         urls["BACKPACK_API_URL"] += "/"  # bpx-py appends "api/v1/..." to it
@@ -433,7 +434,7 @@ def _index(name: str, raw: str, problems: list[str]) -> int | None:
     if not raw:
         return None
     if not re.fullmatch(r"[0-9]+", raw):
-        problems.append(f"{name} {raw!r}: expected a non-negative whole number")
+        problems.append(f"{name}: expected a non-negative whole number (the value is not shown)")
         return None
     return int(raw)
 

@@ -234,3 +234,38 @@ def test_a_bad_budget_setting_is_one_line_naming_it(name: str, value: str) -> No
 def test_a_key_pasted_into_the_tier_is_not_echoed() -> None:
     [line] = problems({**GOOD_ENV, "LIGHTER_ACCOUNT_TIER": LT_KEY})
     assert LT_KEY not in line and "ab" * 40 not in line
+
+
+KEY_PLANTS = {
+    "raw": "s3cr3tK3yPaSTED-" + "Zq9" * 12,
+    "hex": "0x" + "9f3e" * 20,
+    "base64": base64.b64encode(b"planted-secret-" * 3).decode(),
+}
+ENV_VARIABLES = [
+    "LIGHTER_ACCOUNT_INDEX",
+    "LIGHTER_API_KEY_INDEX",
+    "BACKPACK_API_URL",
+    "BACKPACK_WS_URL",
+    "LIGHTER_API_URL",
+    "LIGHTER_WS_URL",
+    "LIGHTER_ACCOUNT_TIER",
+    "BACKPACK_RATE_LIMIT",
+    "BACKPACK_PUBLIC_KEY",
+    "BACKPACK_SECRET_KEY",
+    "LIGHTER_API_PRIVATE_KEY",
+]
+
+
+@pytest.mark.parametrize("kind", sorted(KEY_PLANTS))
+@pytest.mark.parametrize("name", ENV_VARIABLES)
+def test_a_key_pasted_into_any_variable_is_never_echoed(name: str, kind: str) -> None:
+    planted = KEY_PLANTS[kind]
+    try:
+        settings({**GOOD_ENV, name: planted})
+    except ConfigError as error:
+        text = str(error)
+        assert text.startswith(name), text
+    else:  # accepted (a key that is also valid where it was put): nothing printed at all
+        return
+    fragments = {planted[i : i + 12] for i in range(len(planted) - 11)}
+    assert not any(fragment in text for fragment in fragments), text
