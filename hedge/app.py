@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exchanges.base import Venue, VenueError
+from exchanges.base import ConfigError, Venue, VenueError
 from hedge.config import Settings
 from hedge.engine import EngineStatus, HedgeEngine, RunResult
 from hedge.journal import Journal
@@ -104,6 +104,15 @@ async def run_bot(
             unfinished,
         )
     journal = Journal(settings.journal, csv_path=csv_path)
+    foreign = journal.foreign_runs(settings.ticker, settings.mode.value)
+    if foreign:
+        journal.close()
+        held = ", ".join(f"{ticker} {mode}" for ticker, mode in foreign)
+        raise ConfigError(
+            f"--journal {settings.journal}: it holds {held} runs and this is a "
+            f"{settings.ticker} {settings.mode.value} run; a journal belongs to one ticker and "
+            "mode: choose another --journal"
+        )
     engine = HedgeEngine(settings, maker, hedge, journal, status=status, presign=presign)
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if install_signals else ()

@@ -317,6 +317,15 @@ class Journal:
         self._flush_csv()
 
     # -- runs --------------------------------------------------------------------------------
+    def foreign_runs(self, ticker: str, mode: str) -> list[tuple[str, str]]:
+        """(ticker, mode) of the runs in this journal that are not `ticker` in `mode`: a
+        journal belongs to one ticker and mode (its baseline and fills mean nothing to another)."""
+        rows = self.query(
+            "SELECT DISTINCT ticker, mode FROM runs WHERE ticker != ? OR mode != ? ORDER BY id",
+            (ticker, mode),
+        )
+        return [(str(t), str(m)) for t, m in rows]
+
     def start_run(self, *, mode: str, ticker: str, settings: dict[str, str]) -> int:
         cursor = self._db.execute(
             "INSERT INTO runs (started_at, mode, ticker, settings) VALUES (?, ?, ?, ?)",

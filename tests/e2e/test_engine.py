@@ -133,3 +133,22 @@ async def test_a_long_run_loses_no_fill_to_token_expiry_or_dropped_connections(
     # It really happened: subscriptions ended by the venue, connections closed and reopened.
     assert "token expired" in caplog.text
     assert bot.summary["reconnects"] >= 1
+
+
+@pytest.mark.parametrize(("ticker", "mode"), [("ETH", "demo"), ("BTC", "live")])
+async def test_a_journal_of_another_ticker_or_mode_is_refused_before_anything_is_sent(
+    cluster: SimCluster, tmp_path: Path, ticker: str, mode: str
+) -> None:
+    from exchanges.base import ConfigError
+
+    path = tmp_path / "other.sqlite"
+    other = Journal(path)
+    other.start_run(mode=mode, ticker=ticker, settings={})
+    other.close()
+    settings = bot_settings(cluster, tmp_path, journal=str(path))  # a BTC demo run
+
+    with pytest.raises(ConfigError, match=f"holds {ticker} {mode} runs"):
+        await run_bot(settings, install_signals=False)
+
+    assert cluster.requests()["backpack"]["send_tx"] == 0
+    assert cluster.requests()["lighter"]["requests_total"] == 0
