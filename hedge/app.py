@@ -58,6 +58,21 @@ def build_venues(settings: Settings, *, paper: bool | None = None) -> tuple[Venu
     return maker, hedge
 
 
+def _open_journal(settings: Settings, csv_path: Path) -> Journal:
+    """The run's journal; one of another ticker or mode is refused (ConfigError, exit 2)."""
+    journal = Journal(settings.journal, csv_path=csv_path)
+    foreign = journal.foreign_runs(settings.ticker, settings.mode.value)
+    if foreign:
+        journal.close()
+        held = ", ".join(f"{ticker} {mode}" for ticker, mode in foreign)
+        raise ConfigError(
+            f"--journal {settings.journal}: it holds {held} runs and this is a "
+            f"{settings.ticker} {settings.mode.value} run; a journal belongs to one ticker and "
+            "mode: choose another --journal"
+        )
+    return journal
+
+
 def _journal_budget(journal: Journal, venue: Venue) -> None:
     """The run's request budget on `venue` (a paper venue has none): logged and journaled."""
     budget = getattr(venue, "budget", None)
@@ -103,16 +118,7 @@ async def run_bot(
             settings.journal,
             unfinished,
         )
-    journal = Journal(settings.journal, csv_path=csv_path)
-    foreign = journal.foreign_runs(settings.ticker, settings.mode.value)
-    if foreign:
-        journal.close()
-        held = ", ".join(f"{ticker} {mode}" for ticker, mode in foreign)
-        raise ConfigError(
-            f"--journal {settings.journal}: it holds {held} runs and this is a "
-            f"{settings.ticker} {settings.mode.value} run; a journal belongs to one ticker and "
-            "mode: choose another --journal"
-        )
+    journal = _open_journal(settings, csv_path)
     engine = HedgeEngine(settings, maker, hedge, journal, status=status, presign=presign)
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if install_signals else ()
