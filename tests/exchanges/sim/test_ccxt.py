@@ -173,6 +173,32 @@ def _min_qty(cluster: SimCluster, venue: str) -> Decimal:
     return max(rules.min_qty, rules.step) * 10
 
 
+def _limit_buy(
+    amount: Decimal, price: Decimal, client_id: int | None = None, **params: object
+) -> dict[str, Any]:
+    """ccxt `create_order` arguments of a limit buy; `client_id` becomes its clientOrderId."""
+    if client_id is not None:
+        params["clientOrderId"] = client_id
+    return {
+        "type": "limit",
+        "side": "buy",
+        "amount": str(amount),
+        "price": str(price),
+        "params": params,
+    }
+
+
+def _assert_trades_are_the_fills(trades: list[dict[str, Any]], fills: list[Any]) -> None:
+    """ccxt's trades are exactly the simulator's fills of a buy: ids, orders, prices, sizes."""
+    assert sorted(t["id"] for t in trades) == sorted(str(f.trade_id) for f in fills)
+    by_id = {t["id"]: t for t in trades}
+    for fill in fills:
+        trade = by_id[str(fill.trade_id)]
+        assert trade["side"] == "buy" and trade["order"] == str(fill.order_id)
+        assert Decimal(str(trade["price"])) == fill.price
+        assert Decimal(str(trade["amount"])) == fill.qty
+
+
 # -- Backpack -----------------------------------------------------------------------------------
 
 BP_SYMBOL = "BTC/USDC:USDC"
@@ -222,13 +248,7 @@ async def test_backpack_position_side(ccxt_python: Path, still: SimCluster) -> N
 
 async def test_backpack_create_list_cancel(ccxt_python: Path, still: SimCluster) -> None:
     price, qty = _away_price(still, "backpack"), _min_qty(still, "backpack")
-    args = {
-        "type": "limit",
-        "side": "buy",
-        "amount": str(qty),
-        "price": str(price),
-        "params": {"postOnly": True, "clientOrderId": 4242},
-    }
+    args = _limit_buy(qty, price, 4242, postOnly=True)
     created = await run(ccxt_python, still, "backpack", "create_order", args)
     [order] = _open(still, "backpack", BACKPACK_ACCOUNT)
     assert str(order.order_id) == created["id"] and order.client_id == 4242
@@ -245,40 +265,29 @@ async def test_backpack_create_list_cancel(ccxt_python: Path, still: SimCluster)
 
 
 async def test_backpack_my_trades(ccxt_python: Path, still: SimCluster) -> None:
-    args = {
-        "type": "limit",
-        "side": "buy",
-        "amount": str(_min_qty(still, "backpack")),
-        "price": str(_crossing_price(still, "backpack")),
-        "params": {"timeInForce": "IOC"},
-    }
+    args = _limit_buy(
+        _min_qty(still, "backpack"), _crossing_price(still, "backpack"), timeInForce="IOC"
+    )
     await run(ccxt_python, still, "backpack", "create_order", args)
     fills = still.market.book("backpack", TICKER).fills(BACKPACK_ACCOUNT)
     assert fills, "the crossing order did not fill in the sim"
     trades = await run(ccxt_python, still, "backpack", "my_trades")
-    assert sorted(t["id"] for t in trades) == sorted(str(f.trade_id) for f in fills)
-    by_id = {t["id"]: t for t in trades}
-    for fill in fills:
-        trade = by_id[str(fill.trade_id)]
-        assert trade["side"] == "buy" and trade["order"] == str(fill.order_id)
-        assert Decimal(str(trade["price"])) == fill.price
-        assert Decimal(str(trade["amount"])) == fill.qty
-        assert trade["takerOrMaker"] == "taker"
+    _assert_trades_are_the_fills(trades, fills)
+    assert all(t["takerOrMaker"] == "taker" for t in trades)
 
 
-async def test_backpack_watch_order_book(ccxt_python: Path, ticking: SimCluster) -> None:
-    result = await run(ccxt_python, ticking, "backpack", "watch_order_book")
+@pytest.mark.parametrize("venue", ["backpack", "lighter"])
+async def test_watch_order_book(ccxt_python: Path, ticking: SimCluster, venue: str) -> None:
+    result = await run(ccxt_python, ticking, venue, "watch_order_book")
     assert result["matched"], f"ccxt's streamed top never equalled the sim's: {result}"
 
 
 async def test_backpack_watch_orders(ccxt_python: Path, ticking: SimCluster) -> None:
     args = {
-        "type": "limit",
-        "side": "buy",
-        "amount": str(_min_qty(ticking, "backpack")),
-        "price": str(_away_price(ticking, "backpack")),
-        "params": {"postOnly": True, "clientOrderId": 777},
-        "client_id": 777,
+        **_limit_buy(
+            _min_qty(ticking, "backpack"), _away_price(ticking, "backpack"), 777, postOnly=True
+        ),
+        "client_id": 777,  # what the scenario waits for on the stream
     }
     result = await run(ccxt_python, ticking, "backpack", "watch_orders", args)
     [order] = _open(ticking, "backpack", BACKPACK_ACCOUNT)
@@ -328,13 +337,7 @@ async def test_lighter_balance_and_positions(ccxt_python: Path, still: SimCluste
 
 async def test_lighter_create_list_cancel(ccxt_python: Path, still: SimCluster) -> None:
     price, qty = _away_price(still, "lighter"), _min_qty(still, "lighter")
-    args = {
-        "type": "limit",
-        "side": "buy",
-        "amount": str(qty),
-        "price": str(price),
-        "params": {"clientOrderId": 4242},
-    }
+    args = _limit_buy(qty, price, 4242)
     await run(ccxt_python, still, "lighter", "create_order", args)
     await wait_for(lambda: bool(_open(still, "lighter", LIGHTER_ACCOUNT)), 5, "the order")
     [order] = _open(still, "lighter", LIGHTER_ACCOUNT)
@@ -350,41 +353,22 @@ async def test_lighter_create_list_cancel(ccxt_python: Path, still: SimCluster) 
 
 
 async def test_lighter_my_trades(ccxt_python: Path, still: SimCluster) -> None:
-    args = {
-        "type": "limit",
-        "side": "buy",
-        "amount": str(_min_qty(still, "lighter")),
-        "price": str(_crossing_price(still, "lighter")),
-        "params": {"timeInForce": "IOC", "clientOrderId": 99},
-    }
+    args = _limit_buy(
+        _min_qty(still, "lighter"), _crossing_price(still, "lighter"), 99, timeInForce="IOC"
+    )
     await run(ccxt_python, still, "lighter", "create_order", args)
     book = still.market.book("lighter", TICKER)
     # Premium tier: the sequencer executes a taker order 200 ms after accepting it.
     await wait_for(lambda: bool(book.fills(LIGHTER_ACCOUNT)), 5, "the IOC's fill")
     fills = book.fills(LIGHTER_ACCOUNT)
     trades = await run(ccxt_python, still, "lighter", "my_trades")
-    assert sorted(t["id"] for t in trades) == sorted(str(f.trade_id) for f in fills)
-    by_id = {t["id"]: t for t in trades}
-    for fill in fills:
-        trade = by_id[str(fill.trade_id)]
-        assert trade["side"] == "buy" and trade["order"] == str(fill.order_id)
-        assert Decimal(str(trade["price"])) == fill.price
-        assert Decimal(str(trade["amount"])) == fill.qty
-
-
-async def test_lighter_watch_order_book(ccxt_python: Path, ticking: SimCluster) -> None:
-    result = await run(ccxt_python, ticking, "lighter", "watch_order_book")
-    assert result["matched"], f"ccxt's streamed top never equalled the sim's: {result}"
+    _assert_trades_are_the_fills(trades, fills)
 
 
 async def test_lighter_watch_orders(ccxt_python: Path, ticking: SimCluster) -> None:
     args = {
-        "type": "limit",
-        "side": "buy",
-        "amount": str(_min_qty(ticking, "lighter")),
-        "price": str(_away_price(ticking, "lighter")),
-        "params": {"clientOrderId": 777},
-        "client_id": 777,
+        **_limit_buy(_min_qty(ticking, "lighter"), _away_price(ticking, "lighter"), 777),
+        "client_id": 777,  # what the scenario waits for on the stream
     }
     result = await run(ccxt_python, ticking, "lighter", "watch_orders", args)
     [order] = _open(ticking, "lighter", LIGHTER_ACCOUNT)
@@ -395,13 +379,9 @@ async def test_lighter_watch_orders(ccxt_python: Path, ticking: SimCluster) -> N
 
 
 async def test_lighter_watch_my_trades(ccxt_python: Path, ticking: SimCluster) -> None:
-    args = {
-        "type": "limit",
-        "side": "buy",
-        "amount": str(_min_qty(ticking, "lighter")),
-        "price": str(_crossing_price(ticking, "lighter")),
-        "params": {"timeInForce": "IOC", "clientOrderId": 55},
-    }
+    args = _limit_buy(
+        _min_qty(ticking, "lighter"), _crossing_price(ticking, "lighter"), 55, timeInForce="IOC"
+    )
     result = await run(ccxt_python, ticking, "lighter", "watch_my_trades", args)
     book = ticking.market.book("lighter", TICKER)
     await wait_for(lambda: bool(book.fills(LIGHTER_ACCOUNT)), 5, "the IOC's fill")
