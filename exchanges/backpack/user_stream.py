@@ -19,7 +19,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from exchanges.backpack import parsing
@@ -38,11 +38,10 @@ from exchanges.base import Fill, OrderEvent, VenueError, VenueEvent
 from exchanges.common.orderbook import OrderBook
 from exchanges.common.orders import OrderTracker, TrackedOrder
 from exchanges.common.retry import until_done
+from exchanges.common.tasks import Spawn
 from exchanges.common.ws import ReconnectingWebSocket
 
 log = logging.getLogger(__name__)
-
-Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
 
 
 class UserStream:

@@ -15,7 +15,7 @@ import json
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -24,6 +24,7 @@ from exchanges.base import Fill, OrderEvent, VenueError, VenueEvent
 from exchanges.common.orderbook import OrderBook
 from exchanges.common.orders import OrderTracker
 from exchanges.common.retry import until_done
+from exchanges.common.tasks import Spawn
 from exchanges.common.ws import ReconnectingWebSocket
 from exchanges.lighter.account import Account
 from exchanges.lighter.constants import (
@@ -56,8 +57,6 @@ from exchanges.lighter.session import Session
 from exchanges.lighter.signing import Signer
 
 log = logging.getLogger(__name__)
-
-Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
 
 
 @dataclass(slots=True)
