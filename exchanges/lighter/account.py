@@ -13,6 +13,7 @@ from typing import Any
 import lighter
 
 from exchanges.base import Balance, ConfigError, Fill, Order, VenueError
+from exchanges.common.budget import Priority
 from exchanges.lighter.constants import (
     MAX_TRADE_PAGES,
     PARSE_ERRORS,
@@ -88,7 +89,7 @@ class Account:
     async def balance(self) -> Balance:
         return balance_from_account(await self._detailed_account())
 
-    async def _active_orders_reply(self) -> Any:
+    async def _active_orders_reply(self, priority: Priority = Priority.READ) -> Any:
         api = lighter.OrderApi(self.rest.client())
         account, market_id = self.session.account(), self.session.market_id
         return await self.rest.private_read(
@@ -99,17 +100,19 @@ class Account:
                 _request_timeout=self.session.request_timeout,
             ),
             "accountActiveOrders",
+            priority,
         )
 
     async def open_orders(self) -> list[Order]:
         reply = await self._active_orders_reply()
         return [order_from_wire(o.to_dict(), self.session.symbol) for o in reply.orders or []]
 
-    async def recent_orders(self) -> list[dict[str, Any]]:
-        """Our active orders and the most recent inactive ones on this market."""
+    async def recent_orders(self, priority: Priority = Priority.READ) -> list[dict[str, Any]]:
+        """Our active orders and the most recent inactive ones on this market (a hedge's
+        outcome is looked up at HEDGE priority: it must not queue behind routine reads)."""
         api = lighter.OrderApi(self.rest.client())
         account, market_id = self.session.account(), self.session.market_id
-        active = await self._active_orders_reply()
+        active = await self._active_orders_reply(priority)
         inactive = await self.rest.private_read(
             lambda token: api.account_inactive_orders(
                 authorization=token,
@@ -119,6 +122,7 @@ class Account:
                 _request_timeout=self.session.request_timeout,
             ),
             "accountInactiveOrders",
+            priority,
         )
         return [o.to_dict() for o in (active.orders or []) + (inactive.orders or [])]
 

@@ -598,7 +598,9 @@ class Execution:
         while not known():
             log.info("lighter order %d: no stream confirmation; asking REST", order.client_id)
             try:
-                await self.stream.reconcile()
+                await self.stream.reconcile(
+                    Priority.HEDGE if order.kind is OrderKind.IOC else Priority.READ
+                )
             except VenueError as exc:
                 log.warning("lighter lookup of order %d failed: %s", order.client_id, exc)
             if known():

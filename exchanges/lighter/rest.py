@@ -106,19 +106,24 @@ class LighterRest:
                 ) from exc
         raise VenueError(f"lighter {what}: rate limited (429)", retryable=True, status=429)
 
-    async def private_read(self, call: Callable[[str], Awaitable[_T]], what: str) -> _T:
+    async def private_read(
+        self,
+        call: Callable[[str], Awaitable[_T]],
+        what: str,
+        priority: Priority = Priority.READ,
+    ) -> _T:
         """A read that needs an auth token; a refused token is replaced once."""
         if self.tokens is None:
             raise VenueError("lighter: no signer for private reads")
         token = await self.tokens(False)
         try:
-            return await self.read(lambda: call(token), what)
+            return await self.read(lambda: call(token), what, priority)
         except VenueError as exc:
             if exc.status != 400 or "auth" not in str(exc).lower():
                 raise
             log.info("lighter %s: auth token refused (%s); refreshing it", what, exc)
         token = await self.tokens(True)
-        return await self.read(lambda: call(token), what)
+        return await self.read(lambda: call(token), what, priority)
 
     async def next_nonce(self) -> int:
         session = self.session

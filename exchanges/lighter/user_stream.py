@@ -21,6 +21,7 @@ from decimal import Decimal
 from typing import Any
 
 from exchanges.base import Fill, OrderEvent, VenueError, VenueEvent
+from exchanges.common.budget import Priority
 from exchanges.common.orderbook import OrderBook
 from exchanges.common.orders import OrderTracker
 from exchanges.common.retry import until_done
@@ -407,10 +408,10 @@ class UserStream:
 
     # -- recovery ----------------------------------------------------------------------------
 
-    async def reconcile(self) -> None:
+    async def reconcile(self, priority: Priority = Priority.READ) -> None:
         """Feed the venue's view of our tracked orders through the event path: fills missed
         by the stream are emitted (exactly once: fills are the growth of filled amounts)."""
-        rows = await self.account.recent_orders()
+        rows = await self.account.recent_orders(priority)
         self.session.stats.reconciles += 1
         recv_ns = time.perf_counter_ns()
         for raw in reversed(rows):  # oldest first
