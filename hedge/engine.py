@@ -8,8 +8,9 @@ only decides what to quote and when to stop.
 Stops:
 - clean stop (SIGINT/SIGTERM): stop quoting, cancel maker orders, let in-flight hedges finish,
   check the legs are balanced, exit 130;
-- halt (a risk guard or the hedger's escalation): stop quoting, cancel maker orders, flatten the
-  net on the hedge venue, exit 3 with the reason.
+- halt (a risk guard or the hedger's escalation): stop quoting, cancel maker orders, balance
+  the legs (hedge/closeout.py: the hedge venue first, the maker venue for what it cannot
+  take), exit 3 with the reason; exit 4, naming what is left, when the legs stay unbalanced.
 
 Restart safety: on start, stray orders of ours are cancelled, fills missed while the bot was
 down are recovered over REST and hedged, and an imbalance the journal cannot explain stops the
@@ -42,7 +43,7 @@ from exchanges.base import (
     round_qty,
 )
 from exchanges.common.budget import Priority
-from hedge.closeout import NetFlattener, cancel_ours
+from hedge.closeout import Closed, Closeout, cancel_ours
 from hedge.config import Direction, Settings
 from hedge.hedger import ClientIds, Hedger
 from hedge.journal import Journal
@@ -59,7 +60,7 @@ BUDGET_WAIT = "waiting for the hedge venue's request budget"
 GUARD_INTERVAL_S = 10.0
 GUARD_REST_EVERY = 6  # one REST look a minute: a slow reconcile that fits any budget
 
-EXIT_OK, EXIT_ERROR, EXIT_HALTED, EXIT_INTERRUPTED = 0, 1, 3, 130
+EXIT_OK, EXIT_ERROR, EXIT_HALTED, EXIT_UNBALANCED, EXIT_INTERRUPTED = 0, 1, 3, 4, 130
 STALE_BOOK_S = 30.0
 BOOK_WAIT_S = 20.0
 
@@ -156,41 +157,18 @@ class HedgeEngine:
 
     # -- the run -------------------------------------------------------------------------------
     async def run(self) -> RunResult:
-        reason = "done"
-        code = EXIT_OK
         try:
-            await self._start()
-            await self._cycles()
-            await self._settle_and_check()
-            await cancel_ours(self.maker, self.journal)  # normally none: never leave one resting
-        except Halt as halt:
-            code, reason = EXIT_HALTED, str(halt)
-            await self._kill_switch(reason)
-        except StopRequested:
-            code, reason = EXIT_INTERRUPTED, "interrupted"
-            try:
-                await self._clean_stop()
-            except (Halt, VenueError) as exc:
-                code, reason = EXIT_HALTED, str(exc)
-                await self._kill_switch(reason)
-        except VenueError as exc:
-            # A venue kept failing where the engine could not simply wait (retries exhausted):
-            # stop the same way a risk guard does, legs balanced, never a crash.
-            code, reason = EXIT_HALTED, f"venue error: {exc}"
-            await self._kill_switch(reason)
-        except Exception as exc:  # a bug or a broken disk: still leave nothing behind
-            log.exception("unexpected error: stopping with the kill switch")
-            code, reason = EXIT_ERROR, f"unexpected error: {type(exc).__name__}: {exc}"
-            try:
-                await self._kill_switch(reason)
-            except Exception:
-                log.exception("kill switch failed after an unexpected error")
+            code, reason, closed = await self._run_to_end()
         finally:
             if self._guard_task is not None:
                 self._guard_task.cancel()
                 await asyncio.gather(self._guard_task, return_exceptions=True)
             if self.hedger is not None:
                 await self.hedger.close()
+        if closed is not None and not closed.balanced:
+            code, reason = EXIT_UNBALANCED, f"{closed.left(self.settings.ticker)}; {reason}"
+            log.critical("%s", reason)
+            self.status.warn(reason)
         maker_position, hedge_position = await self._positions()
         self.journal.end_run(code, reason)
         self.status.state = {EXIT_OK: "done", EXIT_HALTED: "halted"}.get(code, "stopped")
@@ -204,6 +182,36 @@ class HedgeEngine:
             hedge_position,
         )
         return RunResult(code, reason, maker_position, hedge_position)
+
+    async def _run_to_end(self) -> tuple[int, str, Closed | None]:
+        """(exit code, reason, the kill switch's closeout when there was one)."""
+        try:
+            await self._start()
+            await self._cycles()
+            await self._settle_and_check()
+            await cancel_ours(self.maker, self.journal)  # normally none: never leave one resting
+            return EXIT_OK, "done", None
+        except Halt as halt:
+            return EXIT_HALTED, str(halt), await self._kill_switch(str(halt))
+        except StopRequested:
+            try:
+                await self._clean_stop()
+                return EXIT_INTERRUPTED, "interrupted", None
+            except (Halt, VenueError) as exc:
+                return EXIT_HALTED, str(exc), await self._kill_switch(str(exc))
+        except VenueError as exc:
+            # A venue kept failing where the engine could not simply wait (retries exhausted):
+            # stop the same way a risk guard does, legs balanced, never a crash.
+            reason = f"venue error: {exc}"
+            return EXIT_HALTED, reason, await self._kill_switch(reason)
+        except Exception as exc:  # a bug or a broken disk: still leave nothing behind
+            log.exception("unexpected error: stopping with the kill switch")
+            reason = f"unexpected error: {type(exc).__name__}: {exc}"
+            try:
+                return EXIT_ERROR, reason, await self._kill_switch(reason)
+            except Exception:
+                log.exception("kill switch failed after an unexpected error")
+                return EXIT_ERROR, reason, None
 
     async def _start(self) -> None:
         self.status.state = "connecting"
@@ -531,7 +539,9 @@ class HedgeEngine:
         await self._settle("stop: hedge")
         await self._balance_check()
 
-    async def _kill_switch(self, reason: str) -> None:
+    async def _kill_switch(self, reason: str) -> Closed | None:
+        """Stop quoting, cancel our maker orders, balance the legs; what the venues said at the
+        end (None when nothing of this run may be traded: halted before reconciling)."""
         log.error("HALT: %s", reason)
         self.status.state = "halting"
         self.status.halt_reason = reason
@@ -546,25 +556,23 @@ class HedgeEngine:
         if self.hedger is not None:
             self.hedger.halted = True
             if not await self.hedger.wait_in_flight(self.settings.hedge_timeout * 2):
-                log.error("hedges still in flight at the halt: flattening from positions")
-        if not self._reconciled:
+                log.error("hedges still in flight at the halt: closing out from positions")
+        if not self._reconciled or self._client_ids is None:
             log.warning("halted before reconciling with the venues: nothing traded")
-            return
-        await self._flatten_net()
-
-    async def _flatten_net(self) -> None:
-        """Trade the net of both legs flat on the hedge venue (hedge/closeout.py)."""
-        if self.hedge_market is None or self._client_ids is None:
-            return
-        await NetFlattener(
+            return None
+        closeout = Closeout(
+            self.maker,
             self.hedge,
-            self.hedge_market,
             self.journal,
             self._client_ids,
             max_slippage_bps=self.settings.max_slippage_bps,
             positions=lambda: self._positions(strict=True),
-            tolerance=self._tolerance,
-        ).run()
+        )
+        try:
+            return await closeout.run()
+        except VenueError as exc:
+            log.error("closeout: the venues' positions cannot be read: %s", exc)
+            return Closed(self.maker.name, self.hedge.name, *await self._positions(), False, 0)
 
     async def _positions(self, *, strict: bool = False) -> tuple[Decimal, Decimal]:
         try:

@@ -32,6 +32,7 @@ from exchanges.base import (
     AmbiguousOrderState,
     BookTop,
     Fill,
+    InsufficientLiquidity,
     Market,
     Order,
     OrderEvent,
@@ -55,6 +56,7 @@ log = logging.getLogger(__name__)
 
 ESCALATION_FACTORS = (Decimal(1), Decimal(2), Decimal(4))
 RETRY_BACKOFF_S = 0.05
+EMPTY_BACKOFF_MAX_S = 2.0  # hedges that fill nothing (an empty book) are re-sent this seldom
 WATCHDOG_INTERVAL_S = 0.05
 LAST_TOP_MAX_AGE_S = 10.0  # hedge on a top this recent while the book resyncs
 
@@ -177,6 +179,7 @@ class Hedger:
         self._watchdog: asyncio.Task[None] | None = None
         self._level = 0
         self._retry_after = 0.0
+        self._empty_in_a_row = 0  # hedges in a row that filled nothing (the book is empty)
         self._presigned: tuple[Side, Decimal, int] | None = None
         self._latency_from_ns = 0
         self._seen: set[tuple[str, str]] = journal.trade_keys()  # fills already counted
@@ -352,6 +355,7 @@ class Hedger:
             return
         if abs(self.exposure) < abs(before) and self._stalled_since is not None:
             self._stalled_since = self.clock()  # progress: the watchdog's clock restarts
+        self._empty_in_a_row = 0
         self.hedge_net += signed
         self.stats.hedge_fills += 1
         order = self._orders.get(fill.client_id) if fill.client_id is not None else None
@@ -525,7 +529,12 @@ class Hedger:
         except VenueError as exc:
             self.stats.hedge_failures += 1
             hedge.final_filled = hedge.filled
-            self._retry_after = self.clock() + RETRY_BACKOFF_S
+            # Nothing within the price: an empty book refills in its own time, and every
+            # re-send spends the account's budget (60 a minute on Standard): back off.
+            empty = isinstance(exc, InsufficientLiquidity)
+            self._empty_in_a_row = self._empty_in_a_row + 1 if empty else 0
+            backoff = RETRY_BACKOFF_S * 2**self._empty_in_a_row
+            self._retry_after = self.clock() + min(backoff, EMPTY_BACKOFF_MAX_S)
             log.warning("hedge %s failed (%s): will retry", hedge.client_id, exc)
             self.journal.defer(
                 "update_order",

@@ -154,6 +154,15 @@ class PaperVenue:
         self._emit(self._event(order))
         return order
 
+    async def place_ioc(
+        self, side: Side, qty: Decimal, worst_price: Decimal, client_id: int, *, reduce_only: bool
+    ) -> Order:
+        """An IOC; reduce-only takes at most the position it trades down (else nothing)."""
+        if reduce_only:
+            reducible = -self._position * side.sign
+            qty = min(qty, max(reducible, Decimal(0)))
+        return await self.place_hedge(side, qty, worst_price, client_id)
+
     async def cancel(self, order: Order) -> None:
         resting = self._resting.pop(order.client_id, None)
         if resting is not None:

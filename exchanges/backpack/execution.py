@@ -96,8 +96,23 @@ class Execution:
             )
         return order
 
+    async def place_ioc(
+        self, side: Side, qty: Decimal, worst_price: Decimal, client_id: int, *, reduce_only: bool
+    ) -> Order:
+        """An IOC that may fill nothing (no InsufficientLiquidity): the closeout's unwind."""
+        return await self.place(
+            side, qty, worst_price, client_id, OrderKind.IOC, reduce_only=reduce_only
+        )
+
     async def place(
-        self, side: Side, qty: Decimal, price: Decimal, client_id: int, kind: OrderKind
+        self,
+        side: Side,
+        qty: Decimal,
+        price: Decimal,
+        client_id: int,
+        kind: OrderKind,
+        *,
+        reduce_only: bool = False,
     ) -> Order:
         """Track, send (resolving an ambiguous answer), and bind the venue's order id."""
         self.rest.trading_account()
@@ -109,7 +124,7 @@ class Execution:
         priority = Priority.HEDGE if kind is OrderKind.IOC else Priority.ORDER
         try:
             with request_priority(priority):
-                order = await self._send(tracked, quantity, limit_price)
+                order = await self._send(tracked, quantity, limit_price, reduce_only)
         except PostOnlyRejected:
             self.tracker.move(tracked, OrderStatus.REJECTED, venue_status="PostOnlyRejected")
             raise
@@ -132,7 +147,9 @@ class Execution:
             raise ValueError(f"price {price} is not a positive multiple of {market.tick_size}")
         return parsing.fmt(qty), parsing.fmt(price)
 
-    async def _send(self, tracked: TrackedOrder, quantity: str, limit_price: str) -> Order:
+    async def _send(
+        self, tracked: TrackedOrder, quantity: str, limit_price: str, reduce_only: bool
+    ) -> Order:
         """Send until placed: again after a failure that proves it was not placed; after an
         ambiguous one, only once a lookup proved it was never placed."""
         client_id, kind = tracked.client_id, tracked.kind
@@ -141,7 +158,7 @@ class Execution:
         while attempt <= self.session.retry_attempts:
             sent_ms = now_ms()
             try:
-                reply = await self._execute(tracked, quantity, limit_price)
+                reply = await self._execute(tracked, quantity, limit_price, reduce_only)
             except PostOnlyRejected:
                 log.info("backpack post-only %d rejected: would take", client_id)
                 raise
@@ -181,7 +198,9 @@ class Execution:
             retryable=True,
         )
 
-    async def _execute(self, tracked: TrackedOrder, quantity: str, limit_price: str) -> Any:
+    async def _execute(
+        self, tracked: TrackedOrder, quantity: str, limit_price: str, reduce_only: bool
+    ) -> Any:
         post_only = tracked.kind is OrderKind.POST_ONLY
         return await self.rest.trading_account().execute_order(
             symbol=self.session.symbol,
@@ -192,6 +211,7 @@ class Execution:
             price=limit_price,
             client_id=tracked.client_id,
             post_only=post_only,
+            reduce_only=reduce_only or None,  # bpx-py sends the field only when given
             window=self.session.order_window_ms,
         )
 

@@ -253,6 +253,15 @@ class BackpackVenue(EventEmitter):
         what filled; InsufficientLiquidity when nothing did within the price."""
         return await self._execution.place_hedge(side, qty, worst_price, client_id)
 
+    async def place_ioc(
+        self, side: Side, qty: Decimal, worst_price: Decimal, client_id: int, *, reduce_only: bool
+    ) -> Order:
+        """An IOC limit that may fill nothing; reduce-only trades our position down and never
+        past zero (the kill switch's unwind of an uncovered maker quantity)."""
+        return await self._execution.place_ioc(
+            side, qty, worst_price, client_id, reduce_only=reduce_only
+        )
+
     async def cancel(self, order: Order) -> None:
         await self._execution.cancel(order)
 
