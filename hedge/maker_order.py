@@ -4,12 +4,15 @@ The order lives in an `OrderTracker` (exchanges/common/orders.py), as the venues
 tracked before it is sent, its status moved only through `transition()` (an illegal move is
 ignored, never applied), its fills counted once per trade id. A cancel is confirmed by the
 venue's event or, failing that, by asking the venue, and a fill whose event was lost on the way
-is still delivered.
+is still delivered. A burst of venue errors is ridden out: the cancel is asked again until the
+outage window (exchanges/common/retry.py) has passed, and only then does the run halt.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import random
 import time
 from collections.abc import Awaitable, Callable
 
@@ -23,12 +26,14 @@ from exchanges.base import (
     VenueEvent,
 )
 from exchanges.common.orders import OrderTracker, TrackedOrder
+from exchanges.common.retry import OUTAGE_WINDOW_S
 from hedge.journal import Journal
 from hedge.risk import Halt
 
 log = logging.getLogger(__name__)
 
 CANCEL_CONFIRM_S = 5.0
+FIRST_RETRY_S, MAX_RETRY_S = 0.2, 5.0  # a cancel asked again, backing off with jitter
 HISTORY_MARGIN_MS = 60_000  # fills looked up from this long before the order was placed
 
 
@@ -145,21 +150,22 @@ class ActiveMakerOrder:
         return current is None or current.status.is_terminal
 
     async def cancel(self) -> None:
-        """Cancel and wait for the outcome; raises Halt when the order stays open."""
+        """Cancel and wait for the outcome, asking again through a burst of venue errors;
+        raises Halt only when the order stays open for the whole outage window."""
         active = self.order
         if active is None:
             return
         self.set_status(OrderStatus.PENDING_CANCEL)
-        try:
-            await self.venue.cancel(active)
-        except VenueError as exc:
-            log.warning("cancel of %s failed: %s", active.client_id, exc)
-        deadline = time.monotonic() + CANCEL_CONFIRM_S
-        while time.monotonic() < deadline and not self._done():
-            await self.wait(0.1)
-        current = self.order
-        if current is not None and not current.status.is_terminal:
-            await self._confirm_gone(current)
+        give_up = time.monotonic() + OUTAGE_WINDOW_S
+        delay = FIRST_RETRY_S
+        while not await self._cancel_once(active):
+            if time.monotonic() >= give_up:
+                raise Halt(
+                    f"maker order {active.client_id} could not be cancelled in "
+                    f"{OUTAGE_WINDOW_S:g} s"
+                )
+            await asyncio.sleep(delay * random.uniform(0.5, 1.0))
+            delay = min(delay * 2, MAX_RETRY_S)
         final = self.order
         if final is not None:
             self.journal.update_order(
@@ -169,14 +175,34 @@ class ActiveMakerOrder:
                 filled_qty=final.filled_qty,
             )
 
-    async def _confirm_gone(self, current: Order) -> None:
+    async def _cancel_once(self, active: Order) -> bool:
+        """One cancel request and its confirmation; True once the order is known finished."""
+        try:
+            await self.venue.cancel(active)
+        except VenueError as exc:
+            log.warning("cancel of %s failed: %s", active.client_id, exc)
+        deadline = time.monotonic() + CANCEL_CONFIRM_S
+        while time.monotonic() < deadline and not self._done():
+            await self.wait(0.1)
+        current = self.order
+        if current is None or current.status.is_terminal:
+            return True
+        try:
+            return await self._confirm_gone(current)
+        except VenueError as exc:
+            log.warning("cannot confirm the cancel of %s: %s", current.client_id, exc)
+            return False
+
+    async def _confirm_gone(self, current: Order) -> bool:
         """No event confirmed the cancel: ask the venue. Gone from the open orders means done,
         but a fill whose event was lost must still be hedged: fetch the order's fills first
         (the hedger counts each trade id once, so overlap is harmless)."""
         still_open = any(o.client_id == current.client_id for o in await self.venue.open_orders())
         if still_open:
-            raise Halt(f"maker order {current.client_id} could not be cancelled")
+            log.warning("maker order %s is still open: cancelling again", current.client_id)
+            return False
         for fill in await self.venue.fills_since(self._since_ms - HISTORY_MARGIN_MS):
             if fill.client_id == current.client_id:
                 self.deliver(fill)
         self.set_status(OrderStatus.CANCELED)
+        return True

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
 from exchanges.base import BookTop, Market, Venue
+from exchanges.common.retry import within_window
 
 log = logging.getLogger(__name__)
 
@@ -52,7 +53,9 @@ async def check_balance(
 ) -> BalanceReport:
     """Read both positions and raise Halt on a breach; returns what it saw. `streamed`: take
     them from the account streams when both venues know them (no request)."""
-    maker_position, hedge_position = await read_positions(maker, hedge, streamed=streamed)
+    maker_position, hedge_position = await within_window(
+        lambda: read_positions(maker, hedge, streamed=streamed), what="reading positions"
+    )
     report = BalanceReport(maker_position, hedge_position, maker_expected, hedge_expected)
     if hedge_in_flight:
         return report

@@ -7,7 +7,8 @@ bounded attempts, retrying only errors that say so (`VenueError.retryable`: tran
             return await call()
 
 or, for a plain awaitable factory, `await with_retries(call, attempts=4, venue="backpack")`.
-Work that must finish whatever it takes (recovery after a reconnect) runs `until_done`.
+Work that must finish whatever it takes (recovery after a reconnect) runs `until_done`; work
+that must ride out a burst but not a sustained outage runs `within_window`.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from tenacity import (
     RetryCallState,
     retry_if_exception,
     stop_after_attempt,
+    stop_after_delay,
     wait_exponential_jitter,
 )
 
@@ -92,3 +94,39 @@ async def until_done(
             logger.warning("%s failed: %s; retrying", what, exc)
         await asyncio.sleep(delay)
         delay = min(delay * 2, max_delay)
+
+
+OUTAGE_WINDOW_S = 60.0  # a venue failing longer than this is down, not in a burst
+WINDOW_FIRST_WAIT_S = 0.2
+WINDOW_MAX_WAIT_S = 5.0
+
+
+async def within_window(
+    call: Callable[[], Awaitable[_T]],
+    *,
+    what: str,
+    window_s: float = OUTAGE_WINDOW_S,
+    logger: logging.Logger = log,
+) -> _T:
+    """Run `call` again after each retryable VenueError (backoff with jitter) until it
+    succeeds or `window_s` has passed since the first try: a burst of 5xx/429 is ridden out,
+    only a sustained outage raises (its last error). Each call spends its own requests from
+    the venue's budget, so the retries stay inside it."""
+    retrying = AsyncRetrying(
+        stop=stop_after_delay(window_s),
+        wait=wait_exponential_jitter(
+            initial=WINDOW_FIRST_WAIT_S, max=WINDOW_MAX_WAIT_S, jitter=WINDOW_FIRST_WAIT_S
+        ),
+        retry=retry_if_exception(is_retryable),
+        before_sleep=lambda state: logger.warning(
+            "%s failed (%s); trying again within %.0f s",
+            what,
+            state.outcome.exception() if state.outcome is not None else None,
+            window_s,
+        ),
+        reraise=True,
+    )
+    async for attempt in retrying:
+        with attempt:
+            return await call()
+    raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover
