@@ -107,12 +107,14 @@ class Account:
         reply = await self._active_orders_reply()
         return [order_from_wire(o.to_dict(), self.session.symbol) for o in reply.orders or []]
 
-    async def recent_orders(self, priority: Priority = Priority.READ) -> list[dict[str, Any]]:
+    async def recent_orders(
+        self, priority: Priority = Priority.READ, *, active: bool = True
+    ) -> list[dict[str, Any]]:
         """Our active orders and the most recent inactive ones on this market (a hedge's
         outcome is looked up at HEDGE priority: it must not queue behind routine reads)."""
         api = lighter.OrderApi(self.rest.client())
         account, market_id = self.session.account(), self.session.market_id
-        active = await self._active_orders_reply(priority)
+        resting = (await self._active_orders_reply(priority)).orders or [] if active else []
         inactive = await self.rest.private_read(
             lambda token: api.account_inactive_orders(
                 authorization=token,
@@ -124,7 +126,7 @@ class Account:
             "accountInactiveOrders",
             priority,
         )
-        return [o.to_dict() for o in (active.orders or []) + (inactive.orders or [])]
+        return [o.to_dict() for o in resting + (inactive.orders or [])]
 
     async def fills_since(self, since_ms: int) -> list[Fill]:
         """Our fills on this market from `since_ms`, oldest first, with the same trade ids as

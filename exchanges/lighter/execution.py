@@ -72,6 +72,8 @@ Build = Callable[[int], Awaitable[SignedTx]]  # nonce -> the transaction signed 
 MAX_RATE_LIMITED = 20  # 429s on one transaction before it counts as not sent
 RESEND_FIRST_DELAY_S = 0.1  # an ambiguous hedge: first wait for the stream, then re-send
 RESEND_MAX_DELAY_S = 2.0
+LOOK_FIRST_S = 0.5  # without a live stream, the first REST look at an order waits this long
+LOOK_MAX_S = 2.0
 
 
 @dataclass(slots=True)
@@ -580,26 +582,27 @@ class Execution:
         return await self.await_outcome(order)
 
     async def await_outcome(self, order: TrackedOrder) -> Order:
-        """Wait until the order's state is known: from the account stream, else over REST."""
+        """Wait until the order's state is known: from the account stream, else over REST.
+        Without a live stream the first look waits a moment (a taker executes 200-300 ms after
+        it is accepted; asking sooner only spends the account's 60 requests a minute) and the
+        looks grow apart; a hedge's look reads the inactive orders only (an IOC never rests)
+        at HEDGE priority."""
         deadline = time.monotonic() + self.resolve_timeout_s
+        ioc = order.kind is OrderKind.IOC
 
         def known() -> bool:
-            if order.kind is OrderKind.IOC:
+            if ioc:
                 return order.status.is_terminal
             return order.status is not OrderStatus.PENDING_NEW
 
-        if self.stream.account_live():
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self.session.confirm_timeout):
-                    while not known():
-                        order.changed.clear()
-                        await order.changed.wait()
-        delay = 0.05
+        first_wait = self.session.confirm_timeout if self.stream.account_live() else LOOK_FIRST_S
+        await _wait_changed(order, known, first_wait)
+        delay = LOOK_FIRST_S
         while not known():
             log.info("lighter order %d: no stream confirmation; asking REST", order.client_id)
             try:
                 await self.stream.reconcile(
-                    Priority.HEDGE if order.kind is OrderKind.IOC else Priority.READ
+                    Priority.HEDGE if ioc else Priority.READ, active=not ioc
                 )
             except VenueError as exc:
                 log.warning("lighter lookup of order %d failed: %s", order.client_id, exc)
@@ -611,11 +614,8 @@ class Execution:
                     f"{self.resolve_timeout_s:.0f}s",
                     client_id=order.client_id,
                 )
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    order.changed.clear()
-                    await order.changed.wait()
-            delay = min(delay * 2, 1.0)
+            await _wait_changed(order, known, delay)
+            delay = min(delay * 2, LOOK_MAX_S)
         return order.as_order(VENUE, self.session.symbol)
 
     async def find_order(self, client_id: int) -> Order | None:
@@ -625,3 +625,12 @@ class Execution:
                 self.stream.on_order_state(raw, time.perf_counter_ns())
                 return order_from_wire(raw, self.session.symbol)
         return None
+
+
+async def _wait_changed(order: TrackedOrder, known: Callable[[], bool], timeout: float) -> None:
+    """Wait until `known()` holds (woken by the order's changes) or `timeout` passes."""
+    with contextlib.suppress(TimeoutError):
+        async with asyncio.timeout(timeout):
+            while not known():
+                order.changed.clear()
+                await order.changed.wait()

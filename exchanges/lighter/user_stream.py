@@ -408,10 +408,11 @@ class UserStream:
 
     # -- recovery ----------------------------------------------------------------------------
 
-    async def reconcile(self, priority: Priority = Priority.READ) -> None:
+    async def reconcile(self, priority: Priority = Priority.READ, *, active: bool = True) -> None:
         """Feed the venue's view of our tracked orders through the event path: fills missed
-        by the stream are emitted (exactly once: fills are the growth of filled amounts)."""
-        rows = await self.account.recent_orders(priority)
+        by the stream are emitted (exactly once: fills are the growth of filled amounts).
+        `active=False` reads the finished orders only (enough for IOCs, one request less)."""
+        rows = await self.account.recent_orders(priority, active=active)
         self.session.stats.reconciles += 1
         recv_ns = time.perf_counter_ns()
         for raw in reversed(rows):  # oldest first
