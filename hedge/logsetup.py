@@ -1,13 +1,23 @@
 """Logging for operators: one line per decision, to a per-run file and (optionally) the terminal.
 
-A redacting filter is installed on every handler: any registered secret value that reaches a
-log record (message, arguments or traceback text) is replaced by `***`. Code never logs
-secrets on purpose; this is the belt to that pair of braces.
+A redacting filter is installed on every handler, Python's last-resort stderr handler included:
+any registered secret that reaches a log record (message, arguments or traceback text) is
+replaced by `***`. Code never logs secrets on purpose; this is the belt to that pair of braces.
+The crash log goes through the same `redact`.
+
+A secret is recognised in every spelling of its bytes (as given, hex in either case with or
+without 0x, base64) and by any 12-character piece of one: a library that prints a key's prefix
+or lower-cases it still prints nothing usable.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
 import logging
+import re
+import string
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
@@ -15,38 +25,99 @@ from pathlib import Path
 _FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s"
 _DATEFMT = "%Y-%m-%d %H:%M:%S"
 
+FRAGMENT = 12  # the shortest piece of a secret that is redacted
+_HALF = FRAGMENT // 2
+_FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # keeps every offset
+_HEX = re.compile(r"(?:0[xX])?((?:[0-9a-fA-F]{2})+)")
+
+
+def spellings(secret: str) -> set[str]:
+    """The secret as given and its bytes (read as hex, or as base64) spelled both ways."""
+    text = secret.strip()
+    forms = {text}
+    decoded: list[bytes] = []
+    hex_digits = _HEX.fullmatch(text)
+    if hex_digits is not None:
+        forms.add(hex_digits.group(1))
+        decoded.append(bytes.fromhex(hex_digits.group(1)))
+    with contextlib.suppress(binascii.Error, ValueError):  # not base64: nothing to add
+        decoded.append(base64.b64decode(text, validate=True))
+    for raw in decoded:
+        if raw:
+            forms |= {raw.hex(), base64.b64encode(raw).decode()}
+    return forms
+
 
 class SecretRedactor(logging.Filter):
-    """Replaces registered secret strings in every record with `***`."""
+    """Replaces every piece of a registered secret (FRAGMENT characters or longer) by `***`."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._secrets: set[str] = set()
+        self._windows: set[str] = set()  # every FRAGMENT-character piece, case-folded
+        self._grams: set[str] = set()  # every half-FRAGMENT piece: a cheap first test
 
     def add(self, secret: str) -> None:
-        if len(secret) >= 8:  # short strings would redact innocent text
-            self._secrets.add(secret)
+        """Register a secret; one shorter than FRAGMENT is not a key and is ignored (it would
+        redact innocent text)."""
+        for form in spellings(secret):
+            folded = form.translate(_FOLD)
+            if len(folded) >= FRAGMENT:
+                self._windows |= _pieces(folded, FRAGMENT)
+                self._grams |= _pieces(folded, _HALF)
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            if secret in text:
-                text = text.replace(secret, "***")
-        return text
+        if not self._windows or len(text) < FRAGMENT:
+            return text
+        folded = text.translate(_FOLD)
+        # Any FRAGMENT-long piece holds a half-piece that starts at a multiple of _HALF.
+        starts = range(0, len(folded) - _HALF + 1, _HALF)
+        if not any(folded[i : i + _HALF] in self._grams for i in starts):
+            return text
+        hidden = [False] * len(text)
+        for start in range(len(folded) - FRAGMENT + 1):
+            if folded[start : start + FRAGMENT] in self._windows:
+                hidden[start : start + FRAGMENT] = [True] * FRAGMENT
+        return _mask(text, hidden)
 
     def filter(self, record: logging.LogRecord) -> bool:
-        if not self._secrets:
+        if not self._windows:
             return True
-        message = record.getMessage()
+        try:
+            message = record.getMessage()
+        except (TypeError, ValueError):  # bad arguments: the handler reports it, unformatted
+            message = str(record.msg)
         record.msg = self.redact(message)
         record.args = None
         if record.exc_info:
             formatted = logging.Formatter().formatException(record.exc_info)
-            record.exc_text = self.redact(formatted)
             record.exc_info = None
+            record.exc_text = formatted
+        if record.exc_text:
+            record.exc_text = self.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redact(record.stack_info)
         return True
 
 
+def _pieces(text: str, length: int) -> set[str]:
+    return {text[i : i + length] for i in range(len(text) - length + 1)}
+
+
+def _mask(text: str, hidden: list[bool]) -> str:
+    """`text` with each run of hidden characters replaced by one `***`."""
+    parts: list[str] = []
+    for position, char in enumerate(text):
+        if not hidden[position]:
+            parts.append(char)
+        elif position == 0 or not hidden[position - 1]:
+            parts.append("***")
+    return "".join(parts)
+
+
 REDACTOR = SecretRedactor()
+# Records logged before (or without) setup_logging reach stderr through this handler.
+if logging.lastResort is not None:
+    logging.lastResort.addFilter(REDACTOR)
 
 
 def setup_logging(
