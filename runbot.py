@@ -77,6 +77,11 @@ _ENV_FILE = (
 EnvFileOpt = Annotated[Path | None, Opt("--env-file", metavar="PATH", help=_ENV_FILE)]
 _REBALANCE = "On start, close an unbalanced net on Lighter instead of refusing to quote."
 RebalanceOpt = Annotated[bool, Opt("--rebalance", help=_REBALANCE)]
+_EXTERNAL = (
+    "A trade on the account not made by the bot: halt (stop, own legs balanced, exit 3) or "
+    "ignore (keep trading around it). Never hedged either way."
+)
+ExternalOpt = Annotated[str, Opt("--on-external-change", metavar="halt|ignore", help=_EXTERNAL)]
 _PLAIN = (
     "One log line per event instead of the live dashboard (automatic when stdout is not a "
     "terminal)."
@@ -193,6 +198,7 @@ def check(
     env_file: EnvFileOpt = None,
     dry_run: CheckDryRunOpt = False,
     connect: ConnectOpt = True,
+    on_external_change: ExternalOpt = "halt",
 ) -> None:
     """Validate settings, connect to both venues and show what a run would do. Sends no order."""
     settings = resolve_settings(flags_from(locals()), mode=_mode(dry_run), env_file=env_file)
@@ -240,6 +246,7 @@ def run(
     log_dir: LogDirOpt = "logs",
     env_file: EnvFileOpt = None,
     rebalance: RebalanceOpt = False,
+    on_external_change: ExternalOpt = "halt",
     dry_run: DryRunOpt = False,
     plain: PlainOpt = False,
 ) -> None:
@@ -267,6 +274,7 @@ def demo(
     faults: FaultsOpt = "none",
     seed: SeedOpt = "0",
     lighter_tier: LighterTierOpt = "standard",
+    on_external_change: ExternalOpt = "halt",
     plain: PlainOpt = False,
 ) -> None:
     """Offline demo: simulated Backpack and Lighter on loopback, the real bot against them."""

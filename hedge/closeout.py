@@ -77,6 +77,7 @@ class Closed:
     hedge_position: Decimal
     balanced: bool
     orders: int
+    readable: bool = True  # False: the venues' positions could not be read at the end
 
     @property
     def net(self) -> Decimal:
@@ -84,6 +85,12 @@ class Closed:
 
     def left(self, ticker: str) -> str:
         """One line naming the venue holding the uncovered quantity, and how much."""
+        if not self.readable:
+            return (
+                f"legs NOT confirmed balanced: the venues' positions could not be read after "
+                f"{self.orders} closing order(s); check {self.maker} and {self.hedge} by hand "
+                "or run `runbot.py flatten`"
+            )
         net = self.net
         where = self.maker if net * self.maker_position > 0 else self.hedge
         return (
@@ -258,6 +265,32 @@ class Closeout:
         if balanced:
             log.info("closeout: legs balanced (net %s)", closed.net)
         return closed
+
+
+async def close_out(
+    maker: Venue,
+    hedge: Venue,
+    journal: Journal,
+    client_ids: ClientIds,
+    *,
+    max_slippage_bps: Decimal,
+    positions: Positions,
+) -> Closed:
+    """Balance the legs (Closeout); when the positions cannot be read at all, say so as not
+    balanced, with the last positions the caller knows."""
+    closeout = Closeout(
+        maker,
+        hedge,
+        journal,
+        client_ids,
+        max_slippage_bps=max_slippage_bps,
+        positions=positions,
+    )
+    try:
+        return await closeout.run()
+    except VenueError as exc:
+        log.error("closeout: the venues' positions cannot be read: %s", exc)
+        return Closed(maker.name, hedge.name, Decimal(0), Decimal(0), False, closeout.orders, False)
 
 
 async def cancel_ours(venue: Venue, journal: Journal) -> None:

@@ -27,6 +27,7 @@ from urllib.parse import urlparse
 from dotenv import dotenv_values
 
 from exchanges.base import ConfigError
+from hedge.external import ExternalPolicy
 
 
 class Mode(Enum):
@@ -104,6 +105,7 @@ class Settings:
     journal: Path
     log_dir: Path
     rebalance: bool = False
+    on_external_change: ExternalPolicy = ExternalPolicy.HALT  # a trade not ours (G9)
     backpack_public_key: Secret | None = None
     backpack_secret_key: Secret | None = None
     lighter_private_key: Secret | None = None
@@ -154,6 +156,7 @@ class TradingFlags:
     journal: str | None = None
     log_dir: str = "logs"
     rebalance: bool = False
+    on_external_change: str = "halt"
 
 
 def read_env(env_file: Path | None, *, explicit: bool) -> tuple[dict[str, str], list[str]]:
@@ -264,6 +267,9 @@ def _trading_values(flags: TradingFlags, problems: list[str]) -> dict[str, Any] 
         "maker_ticks": _int_at_least("--maker-ticks", flags.maker_ticks, 1, problems),
         "max_slippage_bps": _positive_decimal(
             "--max-slippage-bps", flags.max_slippage_bps, problems
+        ),
+        "on_external_change": _choice(
+            "--on-external-change", flags.on_external_change, ExternalPolicy, problems
         ),
     }
     slippage = values["max_slippage_bps"]

@@ -24,6 +24,7 @@ import contextlib
 import logging
 import time
 from collections import deque
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from decimal import Decimal
 
@@ -43,14 +44,22 @@ from exchanges.base import (
     round_qty,
 )
 from exchanges.common.budget import Priority
-from hedge.closeout import Closed, Closeout, cancel_ours
+from hedge.closeout import Closed, cancel_ours, close_out
 from hedge.config import Direction, Settings
+from hedge.external import ExternalChanges
 from hedge.hedger import ClientIds, Hedger
 from hedge.journal import Journal
+from hedge.logsetup import REDACTOR
 from hedge.maker_order import ActiveMakerOrder
 from hedge.quoting import RateLimiter, maker_price, should_requote
 from hedge.recovery import StartupRecovery, missing_fills
-from hedge.risk import Halt, book_age, check_balance_patiently, tradable_minimum
+from hedge.risk import (
+    Halt,
+    PositionMoved,
+    book_age,
+    check_balance_patiently,
+    tradable_minimum,
+)
 
 __all__ = ["EngineStatus", "HedgeEngine", "RunResult", "StopRequested", "missing_fills"]
 
@@ -133,6 +142,7 @@ class HedgeEngine:
         self._requote_limit = RateLimiter(limit=10, window=1.0)
         self._guard_task: asyncio.Task[None] | None = None
         self._client_ids: ClientIds | None = None
+        self.external: ExternalChanges | None = None  # G9: trades on the account not ours
         # False until restart recovery has reconciled the venues with the journal: before that
         # a halt must not trade (a refused start leaves the account exactly as it found it).
         self._reconciled = False
@@ -159,6 +169,7 @@ class HedgeEngine:
     async def run(self) -> RunResult:
         try:
             code, reason, closed = await self._run_to_end()
+            reason = REDACTOR.redact(reason)  # exception texts may quote anything (G7)
         finally:
             if self._guard_task is not None:
                 self._guard_task.cancel()
@@ -170,7 +181,10 @@ class HedgeEngine:
             log.critical("%s", reason)
             self.status.warn(reason)
         maker_position, hedge_position = await self._positions()
-        self.journal.end_run(code, reason)
+        try:
+            self.journal.end_run(code, reason)
+        except Exception:  # a broken journal: the outcome is still printed and logged
+            log.exception("could not journal the end of the run")
         self.status.state = {EXIT_OK: "done", EXIT_HALTED: "halted"}.get(code, "stopped")
         log.info(
             "run ended (exit %s): %s; %s %s, %s %s",
@@ -220,8 +234,19 @@ class HedgeEngine:
         self.maker_market = self.maker.market()
         self.hedge_market = self.hedge.market()
         previous = self.journal.unfinished_run()
-        self._start_journal(self.hedge_market)
+        start_journal(self.journal, self.settings, self.hedge_market)
         self._client_ids = ClientIds(self.journal)
+        self.external = ExternalChanges(
+            self.settings.on_external_change,
+            self.settings.ticker,
+            (self.maker.name, self.hedge.name),
+            owns=self._client_ids.owns,
+            journal=self.journal,
+            warn=self.status.warn,
+            halt=self.request_halt,
+        )
+        loop = asyncio.get_running_loop()
+        self.journal.on_write_error = lambda why: loop.call_soon_threadsafe(self.request_halt, why)
         self.journal.start_writer()
         self.hedger = Hedger(
             self.hedge,
@@ -238,7 +263,7 @@ class HedgeEngine:
         self.hedger.start()
         self.maker.set_event_callback(self._on_maker_event)
         self.hedge.set_event_callback(self._on_hedge_event)
-        await self._wait_books()
+        await wait_books((self.maker, self.hedge), self._check_signals, self._wait_wake)
         self.status.state = "reconciling"
         await self._recover(previous)
         self.hedger.paused = False
@@ -247,17 +272,10 @@ class HedgeEngine:
         if not await self.hedger.wait_settled(self.settings.hedge_timeout * 4):
             raise Halt(f"could not hedge the recovered exposure {self.hedger.exposure}")
         self._check_signals()
-        self._guard_task = asyncio.create_task(self._guard(), name="balance-guard")
-
-    def _start_journal(self, hedge_market: Market) -> None:
-        self.journal.start_run(
-            mode=self.settings.mode.value,
-            ticker=self.settings.ticker,
-            settings={
-                **_public_settings(self.settings),
-                "hedge_min_qty": str(max(hedge_market.step_size, hedge_market.min_qty)),
-                "hedge_min_notional": str(hedge_market.min_notional),
-            },
+        self.external.halt_if_changed_while_down()
+        self._guard_task = asyncio.create_task(
+            guard_loop(self._guard_may_look, self._balance_check, self.request_halt),
+            name="balance-guard",
         )
 
     async def _cycles(self) -> None:
@@ -321,32 +339,14 @@ class HedgeEngine:
             self.maker_order.clear()
             self.status.maker_order = None
 
-    async def _wait_for_hedge_budget(self) -> None:
-        """No maker order goes out unless the hedge account's request budget can pay for its
-        hedge (and a re-send) outside the hedges' own reserve: on Lighter's Standard tier, 60
-        requests a minute, fills then come no faster than their hedges can go."""
-        budget = getattr(self.hedge, "budget", None)
-        if budget is None:
-            return
-        while (wait := budget.seconds_until_room("sendTx", HEDGE_ROOM, Priority.ORDER)) > 0:
-            if self.status.state != BUDGET_WAIT:
-                log.info(
-                    "%s request budget: %s; quoting again in %.1f s",
-                    self.hedge.name,
-                    budget.describe(),
-                    wait,
-                )
-            self.status.state = BUDGET_WAIT
-            await self._pause(min(wait, 1.0))
-
     async def _place_maker(self, side: Side, qty: Decimal) -> Decimal | None:
         """The order's price once it rests (or filled at once); None when there is nothing to
         wait for (rejected, failed or its state unknown and cancelled)."""
         assert self.maker_market is not None and self.hedger is not None
         assert self._client_ids is not None
-        await self._wait_for_hedge_budget()
+        await wait_for_hedge_budget(self.hedge, self.status, self._pause)
         market = self.maker_market
-        top = await self._fresh_top()
+        top = await fresh_top(self.maker, self.hedge, self.status, self._pause)
         price = maker_price(side, top, market.tick_size, self.settings.maker_ticks)
         client_id = self._client_ids.next()
         order = Order(
@@ -430,16 +430,30 @@ class HedgeEngine:
 
     # -- events --------------------------------------------------------------------------------
     def _on_maker_event(self, event: VenueEvent) -> None:
-        assert self.hedger is not None
-        if isinstance(event, Fill):
-            self.hedger.on_maker_fill(event)  # the hot path comes first
-        self.maker_order.on_event(event)
+        assert self.hedger is not None and self.external is not None
+        try:
+            if isinstance(event, Fill):
+                if not self.external.ours(event):
+                    return  # someone else's trade: never hedged (G9)
+                self.hedger.on_maker_fill(event)  # the hot path comes first
+            self.maker_order.on_event(event)
+        except Exception as exc:  # never swallowed: the books may be wrong, stop (legs balanced)
+            self._event_failed(self.maker.name, event, exc)
         self._wake.set()
 
     def _on_hedge_event(self, event: VenueEvent) -> None:
-        assert self.hedger is not None
-        self.hedger.on_hedge_event(event)
+        assert self.hedger is not None and self.external is not None
+        try:
+            if isinstance(event, Fill) and not self.external.ours(event):
+                return
+            self.hedger.on_hedge_event(event)
+        except Exception as exc:
+            self._event_failed(self.hedge.name, event, exc)
         self._wake.set()
+
+    def _event_failed(self, venue: str, event: VenueEvent, exc: Exception) -> None:
+        log.exception("handling a %s event failed: %s", venue, event)
+        self.request_halt(f"internal error handling a {venue} event: {type(exc).__name__}: {exc}")
 
     # -- guards --------------------------------------------------------------------------------
     def _check_signals(self) -> None:
@@ -461,57 +475,27 @@ class HedgeEngine:
             await self._wait_wake(min(left, 0.2))
         self._check_signals()
 
-    async def _wait_books(self) -> None:
-        deadline = time.monotonic() + BOOK_WAIT_S
-        while self.maker.top() is None or self.hedge.top() is None:
-            if time.monotonic() > deadline:
-                missing = [v.name for v in (self.maker, self.hedge) if v.top() is None]
-                raise Halt(f"no order book from {', '.join(missing)} after {BOOK_WAIT_S:g} s")
-            self._check_signals()
-            await self._wait_wake(0.05)
-
-    async def _fresh_top(self) -> BookTop:
-        """The maker top, waiting while either book is stale (no quoting on stale data)."""
-        warned = False
-        while True:
-            self._check_signals()
-            top = self.maker.top()
-            stale = [v.name for v in (self.maker, self.hedge) if book_age(v.top()) > STALE_BOOK_S]
-            if top is not None and not stale:
-                return top
-            if not warned:
-                log.warning("book stale on %s: not quoting until it is fresh", ", ".join(stale))
-                self.status.warn(f"stale book: {', '.join(stale)}")
-                warned = True
-            self.status.state = "waiting for fresh book"
-            await self._wait_wake(0.2)
-
     async def _balance_check(self, *, streamed: bool = True) -> None:
-        assert self.hedger is not None
+        """The balance guard (hedge/risk.py) on the bot's own positions. A position that moved
+        without a fill of ours is an external change: kept out of the books, then the policy."""
+        assert self.hedger is not None and self.external is not None
         hedger = self.hedger
-        await check_balance_patiently(
-            self.maker,
-            self.hedge,
-            expected=lambda: (self.maker_position, self.hedge_position, not hedger.settled),
-            tolerance=self._tolerance(),
-            streamed=streamed,
-        )
+        try:
+            await check_balance_patiently(
+                self.maker,
+                self.hedge,
+                expected=lambda: (self.maker_position, self.hedge_position, not hedger.settled),
+                tolerance=self._tolerance(),
+                streamed=streamed,
+                own=self.external.own_pair,
+            )
+        except PositionMoved as moved:
+            if not self.external.position_moved(moved.venue, moved.delta):
+                raise
+            self._check_signals()
 
-    async def _guard(self) -> None:
-        """The balance guard on a timer, between steps: from the account streams every
-        GUARD_INTERVAL_S, and over REST (the venues' own books) every GUARD_REST_EVERY looks."""
-        looks = 0
-        while True:
-            await asyncio.sleep(GUARD_INTERVAL_S)
-            if self.hedger is None or not self.hedger.settled or self._active is not None:
-                continue
-            looks += 1
-            try:
-                await self._balance_check(streamed=looks % GUARD_REST_EVERY != 0)
-            except Halt as halt:
-                self.request_halt(str(halt))
-            except VenueError as exc:
-                log.warning("balance guard could not read positions: %s", exc)
+    def _guard_may_look(self) -> bool:
+        return self.hedger is not None and self.hedger.settled and self._active is None
 
     async def _settle_and_check(self) -> None:
         self.status.state = "settling"
@@ -519,15 +503,26 @@ class HedgeEngine:
         await self._balance_check()
 
     async def _settle(self, what: str) -> None:
-        """Wait for in-flight hedges, then sweep a remainder below the hedge minimum so the
-        legs end exactly balanced."""
+        """Wait for in-flight hedges, then close a remainder below the hedge minimum so the legs
+        end exactly balanced: unwound on the maker venue first (it takes any step of it, and a
+        reduce-only IOC cannot overshoot), else swept on the hedge venue (minimum + remainder,
+        then the minimum back)."""
         assert self.hedger is not None
-        for _ in range(3):
+        for attempt in range(4):
             if not await self.hedger.wait_settled(self.settings.hedge_timeout * 4):
                 raise Halt(self._halt_reason or f"{what} not settled: {self.hedger.exposure}")
-            if not self.hedger.sweep_dust():
+            if not self.hedger.has_dust():
                 return
-        raise Halt(f"{what}: a remainder below the hedge minimum could not be swept")
+            if attempt == 0:
+                log.info("%s: unwinding %s below the hedge minimum", what, self.hedger.exposure)
+                self.hedger.paused = True  # the unwind's own fill must not be hedged
+                try:
+                    await self._close_out()
+                finally:
+                    self.hedger.paused = False
+            elif attempt < 3:
+                self.hedger.sweep_dust()
+        raise Halt(f"{what}: a remainder {self.hedger.exposure} below the hedge minimum is left")
 
     # -- stopping --------------------------------------------------------------------------------
     async def _clean_stop(self) -> None:
@@ -542,6 +537,7 @@ class HedgeEngine:
     async def _kill_switch(self, reason: str) -> Closed | None:
         """Stop quoting, cancel our maker orders, balance the legs; what the venues said at the
         end (None when nothing of this run may be traded: halted before reconciling)."""
+        reason = REDACTOR.redact(reason)
         log.error("HALT: %s", reason)
         self.status.state = "halting"
         self.status.halt_reason = reason
@@ -557,10 +553,16 @@ class HedgeEngine:
             self.hedger.halted = True
             if not await self.hedger.wait_in_flight(self.settings.hedge_timeout * 2):
                 log.error("hedges still in flight at the halt: closing out from positions")
-        if not self._reconciled or self._client_ids is None:
+        if not self._reconciled:
             log.warning("halted before reconciling with the venues: nothing traded")
             return None
-        closeout = Closeout(
+        return await self._close_out()
+
+    async def _close_out(self) -> Closed | None:
+        """Balance the legs from the venues' own positions (hedge/closeout.py)."""
+        if self._client_ids is None:
+            return None
+        return await close_out(
             self.maker,
             self.hedge,
             self.journal,
@@ -568,15 +570,12 @@ class HedgeEngine:
             max_slippage_bps=self.settings.max_slippage_bps,
             positions=lambda: self._positions(strict=True),
         )
-        try:
-            return await closeout.run()
-        except VenueError as exc:
-            log.error("closeout: the venues' positions cannot be read: %s", exc)
-            return Closed(self.maker.name, self.hedge.name, *await self._positions(), False, 0)
 
     async def _positions(self, *, strict: bool = False) -> tuple[Decimal, Decimal]:
+        """The bot's own positions: the venues' less any external change (G9)."""
         try:
-            return await self.maker.position(), await self.hedge.position()
+            maker, hedge = await self.maker.position(), await self.hedge.position()
+            return (maker, hedge) if self.external is None else self.external.own_pair(maker, hedge)
         except VenueError:
             if strict:
                 raise
@@ -588,14 +587,97 @@ class HedgeEngine:
     async def _recover(self, previous: tuple[int, Decimal, float] | None) -> None:
         """Reconcile both venues with the journal before the first quote (G4)."""
         assert self.hedger is not None
+        assert self.external is not None
         recovery = StartupRecovery(
-            self.settings, self.maker, self.hedge, self.journal, self.hedger, warn=self.status.warn
+            self.settings,
+            self.maker,
+            self.hedge,
+            self.journal,
+            self.hedger,
+            self.external,
+            warn=self.status.warn,
         )
         start = await recovery.reconcile(previous)
         # Start offsets so that maker_start + maker_net == the venue position.
         self.maker_start, self.hedge_start = start.maker_start, start.hedge_start
         self.maker_baseline = start.maker_baseline
         recovery.check_net(start, self._tolerance())
+
+
+async def fresh_top(
+    maker: Venue, hedge: Venue, status: EngineStatus, wait: Callable[[float], Awaitable[None]]
+) -> BookTop:
+    """The maker top, waiting while either book is stale (no quoting on stale data). `wait`
+    raises for a stop or a halt."""
+    warned = False
+    while True:
+        top = maker.top()
+        stale = [v.name for v in (maker, hedge) if book_age(v.top()) > STALE_BOOK_S]
+        if top is not None and not stale:
+            return top
+        if not warned:
+            log.warning("book stale on %s: not quoting until it is fresh", ", ".join(stale))
+            status.warn(f"stale book: {', '.join(stale)}")
+            warned = True
+        status.state = "waiting for fresh book"
+        await wait(0.2)
+
+
+async def wait_books(
+    venues: tuple[Venue, ...],
+    check_signals: Callable[[], None],
+    wait: Callable[[float], Awaitable[None]],
+) -> None:
+    """Until every venue has a book; Halt after BOOK_WAIT_S naming those without."""
+    deadline = time.monotonic() + BOOK_WAIT_S
+    while any(v.top() is None for v in venues):
+        if time.monotonic() > deadline:
+            missing = [v.name for v in venues if v.top() is None]
+            raise Halt(f"no order book from {', '.join(missing)} after {BOOK_WAIT_S:g} s")
+        check_signals()
+        await wait(0.05)
+
+
+async def guard_loop(
+    may_look: Callable[[], bool],
+    check: Callable[..., Awaitable[None]],
+    halt: Callable[[str], None],
+) -> None:
+    """The balance guard on a timer, between steps (when `may_look`): from the account streams
+    every GUARD_INTERVAL_S, and over REST (the venues' own books) every GUARD_REST_EVERY looks."""
+    looks = 0
+    while True:
+        await asyncio.sleep(GUARD_INTERVAL_S)
+        if not may_look():
+            continue
+        looks += 1
+        try:
+            await check(streamed=looks % GUARD_REST_EVERY != 0)
+        except Halt as halt_reason:
+            halt(str(halt_reason))
+        except VenueError as exc:
+            log.warning("balance guard could not read positions: %s", exc)
+
+
+async def wait_for_hedge_budget(
+    hedge: Venue, status: EngineStatus, pause: Callable[[float], Awaitable[None]]
+) -> None:
+    """No maker order goes out unless the hedge account's request budget can pay for its
+    hedge (and a re-send) outside the hedges' own reserve: on Lighter's Standard tier, 60
+    requests a minute, fills then come no faster than their hedges can go."""
+    budget = getattr(hedge, "budget", None)
+    if budget is None:
+        return
+    while (wait := budget.seconds_until_room("sendTx", HEDGE_ROOM, Priority.ORDER)) > 0:
+        if status.state != BUDGET_WAIT:
+            log.info(
+                "%s request budget: %s; quoting again in %.1f s",
+                hedge.name,
+                budget.describe(),
+                wait,
+            )
+        status.state = BUDGET_WAIT
+        await pause(min(wait, 1.0))
 
 
 def opening_side(direction: Direction, iteration: int) -> Side:
@@ -605,6 +687,18 @@ def opening_side(direction: Direction, iteration: int) -> Side:
     if direction is Direction.SELL:
         return Side.SELL
     return Side.BUY if iteration % 2 == 1 else Side.SELL
+
+
+def start_journal(journal: Journal, settings: Settings, hedge_market: Market) -> None:
+    journal.start_run(
+        mode=settings.mode.value,
+        ticker=settings.ticker,
+        settings={
+            **_public_settings(settings),
+            "hedge_min_qty": str(max(hedge_market.step_size, hedge_market.min_qty)),
+            "hedge_min_notional": str(hedge_market.min_notional),
+        },
+    )
 
 
 def _public_settings(settings: Settings) -> dict[str, str]:
@@ -620,6 +714,7 @@ def _public_settings(settings: Settings) -> dict[str, str]:
         "maker_ticks": str(settings.maker_ticks),
         "max_slippage_bps": str(settings.max_slippage_bps),
         "hedge_timeout": f"{settings.hedge_timeout:g}",
+        "on_external_change": settings.on_external_change.value,
         "mode": settings.mode.value,
         "backpack_api_url": settings.backpack_api_url,
         "lighter_api_url": settings.lighter_api_url,

@@ -19,6 +19,7 @@ that the hedger asks its owner to halt.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import time
@@ -93,7 +94,18 @@ class ClientIds:
         self._journal = journal
         self._next = max(journal.max_client_id() + 1, int(time.time()) % 4_000_000_000)
         self._end = self._next
+        # (start, end) of every block this journal reserved: the ids that are ours.
+        self._blocks = sorted(
+            (int(a), int(b)) for a, b in journal.query("SELECT start, end FROM id_blocks")
+        )
         self.top_up()
+
+    def owns(self, client_id: int | None) -> bool:
+        """Drawn from a block this journal reserved: an order of ours (G9)."""
+        if client_id is None:
+            return False
+        at = bisect.bisect_right(self._blocks, (client_id, 2**63)) - 1
+        return at >= 0 and client_id < self._blocks[at][1]
 
     def top_up(self) -> None:
         """Reserve the next block while at least half of this one is left (off the hot path)."""
@@ -101,6 +113,7 @@ class ClientIds:
             if self._end + self.BLOCK >= 2**32:
                 self._next = self._end = 1
             self._journal.reserve_ids(self._end, self._end + self.BLOCK)
+            bisect.insort(self._blocks, (self._end, self._end + self.BLOCK))
             self._end += self.BLOCK
 
     def next(self) -> int:
@@ -317,17 +330,19 @@ class Hedger:
 
     def on_maker_fill(self, fill: Fill) -> None:
         """The hot path: count the fill once, hedge what is uncovered at once, then record."""
-        signed = self._count(fill)
-        if signed is None:
+        if (fill.venue, fill.trade_id) in self._seen:
+            self.stats.duplicates_ignored += 1
             return
-        self.maker_net += signed
-        self.stats.maker_fills += 1
-        self._latency_from_ns = fill.recv_ns
         # One group for the fill, its allocations and the hedge it starts: the writer thread is
         # woken only when the group closes, after the hedge is on the wire, so it cannot take
-        # the GIL from the send.
+        # the GIL from the send. The fill is in the group before it counts.
         with self.journal.group():
             self.journal.defer("record_fill", fill)
+            signed = self._count(fill)
+            assert signed is not None
+            self.maker_net += signed
+            self.stats.maker_fills += 1
+            self._latency_from_ns = fill.recv_ns
             self._add_lot(Lot(fill.venue, fill.trade_id, signed, fill.recv_ns, True))
             self._kick()
         self.stats.count_fill(fill, maker=True)
@@ -349,22 +364,24 @@ class Hedger:
             self._on_hedge_order_event(event)
 
     def _on_hedge_fill(self, fill: Fill) -> None:
-        before = self.exposure
-        signed = self._count(fill)
-        if signed is None:
+        if (fill.venue, fill.trade_id) in self._seen:
+            self.stats.duplicates_ignored += 1
             return
-        if abs(self.exposure) < abs(before) and self._stalled_since is not None:
-            self._stalled_since = self.clock()  # progress: the watchdog's clock restarts
-        self._empty_in_a_row = 0
-        self.hedge_net += signed
-        self.stats.hedge_fills += 1
-        order = self._orders.get(fill.client_id) if fill.client_id is not None else None
-        if order is not None:
-            order.filled += fill.qty
-            order.trade_ids.add(fill.trade_id)
-        sent_ns = order.sent_ns if order is not None else 0
-        with self.journal.group():
+        with self.journal.group():  # the fill, journaled before it counts, and its allocations
             self.journal.defer("record_fill", fill)
+            before = self.exposure
+            signed = self._count(fill)
+            assert signed is not None
+            if abs(self.exposure) < abs(before) and self._stalled_since is not None:
+                self._stalled_since = self.clock()  # progress: the watchdog's clock restarts
+            self._empty_in_a_row = 0
+            self.hedge_net += signed
+            self.stats.hedge_fills += 1
+            order = self._orders.get(fill.client_id) if fill.client_id is not None else None
+            if order is not None:
+                order.filled += fill.qty
+                order.trade_ids.add(fill.trade_id)
+            sent_ns = order.sent_ns if order is not None else 0
             self._add_lot(
                 Lot(fill.venue, fill.trade_id, signed, 0, False, fill.client_id or 0, sent_ns),
                 over_hedge_counts=order is None or not order.sweep,
@@ -420,16 +437,20 @@ class Hedger:
             return  # the watchdog retries after the backoff
         self._start_hedge(Side.BUY if need > 0 else Side.SELL, qty)
 
+    def has_dust(self) -> bool:
+        """An exposure the hedge venue would not take on its own (below its minimum)."""
+        dust = round_qty(abs(self.exposure), self.market.step_size)
+        return dust != 0 and not self.hedgeable(dust)
+
     def sweep_dust(self) -> bool:
         """End of a run: a net below the hedge venue's minimum cannot be traded on its own, so
         trade minimum + remainder now; the hedger then trades the minimum back as an ordinary
         hedge, and the legs end exactly balanced. True when a sweep order was started."""
-        if self.halted or self.paused or any(not o.done for o in self._orders.values()):
+        in_flight = any(not o.done for o in self._orders.values())
+        if self.halted or self.paused or in_flight or not self.has_dust():
             return False
         need = -self.exposure
         dust = round_qty(abs(need), self.market.step_size)
-        if dust == 0 or self.hedgeable(dust):
-            return False
         minimum = tradable_minimum(self.market, self.venue.top())
         side = Side.BUY if need > 0 else Side.SELL
         log.info(

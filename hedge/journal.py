@@ -20,13 +20,13 @@ import queue
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Protocol, cast
 
 from exchanges.base import Fill, Order, OrderStatus, Side
 
@@ -109,6 +109,15 @@ CREATE TABLE IF NOT EXISTS id_blocks (  -- client ids reserved before use: ours 
     run_id INTEGER NOT NULL,
     created_at REAL NOT NULL
 );
+CREATE TABLE IF NOT EXISTS external_changes (  -- trades on the account not ours (G9)
+    venue TEXT NOT NULL,
+    key TEXT NOT NULL,              -- the trade id, or position-N for a move without a fill
+    run_id INTEGER NOT NULL,
+    qty TEXT NOT NULL,              -- signed
+    detail TEXT NOT NULL,
+    at REAL NOT NULL,
+    PRIMARY KEY (venue, key)
+);
 CREATE TABLE IF NOT EXISTS counters (
     run_id INTEGER NOT NULL,
     name TEXT NOT NULL,
@@ -123,6 +132,15 @@ _Item = object  # (run_id, [ops]) | threading.Event (flush marker) | _STOP
 _STOP = object()
 
 CSV_HEADER = ["time", "venue", "side", "price", "qty", "fee", "order_id", "trade_id"]
+
+
+class ExternalChangeRow(Protocol):
+    """What the journal keeps of an external change (hedge/external.py)."""
+
+    venue: str
+    key: str
+    qty: Decimal
+    detail: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -157,6 +175,7 @@ class Journal:
         self._writer: threading.Thread | None = None
         self._grouping: list[_Op] | None = None
         self.writer_errors = 0
+        self.on_write_error: Callable[[str], object] | None = None  # told of failed writes
         self._csv_path = csv_path
         self._csv_file = None
         self._csv: csv.writer | None = None  # type: ignore[valid-type]
@@ -271,9 +290,12 @@ class Journal:
                         try:
                             with writer.transaction():
                                 self._apply(writer, write)
-                        except Exception:
+                        except Exception as exc:
                             self.writer_errors += 1
-                            _log.exception("journal write failed: %s", write[1][0][0])
+                            what = write[1][0][0]
+                            _log.exception("journal write failed: %s", what)
+                            if self.on_write_error is not None:
+                                self.on_write_error(f"journal write failed ({what}): {exc}")
                 for waiter in waiters:
                     waiter.set()
                 if stop:
@@ -610,6 +632,13 @@ class Journal:
         self._db.execute(
             "UPDATE cycles SET ended_at = ?, result = ? WHERE id = ?",
             (time.time(), result, cycle_id),
+        )
+
+    def record_external(self, change: ExternalChangeRow) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO external_changes (venue, key, run_id, qty, detail, at)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            (change.venue, change.key, self.run_id, str(change.qty), change.detail, time.time()),
         )
 
     def record_halt(self, reason: str) -> None:

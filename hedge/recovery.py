@@ -1,22 +1,24 @@
 """Restart safety (G4): before the first quote, reconcile both venues with the journal.
 
 Stray orders of ours are cancelled (anyone else's are left alone), fills missed while the bot
-was down are replayed into the paused hedger, and the venues' net is compared with what the
-journal explains: an imbalance nobody can explain stops the run before any quote unless
-`--rebalance` was given. The hedger then trades whatever net is left flat.
+was down are replayed into the paused hedger (anyone else's are external changes, G9), and the
+venues' net is compared with what the journal explains: an imbalance nobody can explain stops
+the run before any quote unless `--rebalance` was given. The hedger then trades whatever net
+is left flat.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from decimal import Decimal
 
-from exchanges.base import Fill, Venue, VenueError, VenueEvent
+from exchanges.base import Fill, Order, Venue, VenueError, VenueEvent
+from exchanges.common.retry import within_window
 from hedge.config import Settings
+from hedge.external import ExternalChanges
 from hedge.hedger import Hedger
 from hedge.journal import Journal
 from hedge.risk import Halt
@@ -53,6 +55,7 @@ class StartupRecovery:
         hedge: Venue,
         journal: Journal,
         hedger: Hedger,
+        external: ExternalChanges,
         *,
         warn: Callable[[str], None],
     ) -> None:
@@ -61,6 +64,7 @@ class StartupRecovery:
         self.hedge = hedge
         self.journal = journal
         self.hedger = hedger
+        self.external = external
         self.warn = warn  # one line for the operator's dashboard
 
     async def reconcile(self, previous: tuple[int, Decimal, float] | None) -> StartPositions:
@@ -91,14 +95,25 @@ class StartupRecovery:
                         order.client_id,
                     )
                     self.warn(f"cancelled stray order {order.client_id} on {venue.name}")
-                    with contextlib.suppress(VenueError):
-                        await venue.cancel(order)
+                    await self._cancel_stray(venue, order)
                 else:
                     log.warning(
                         "an order not placed by this bot rests on %s (client=%s): left alone",
                         venue.name,
                         order.client_id,
                     )
+
+    @staticmethod
+    async def _cancel_stray(venue: Venue, order: Order) -> None:
+        """A stray of ours must be gone before quoting: a burst is ridden out, anything longer
+        stops the start (nothing has been traded yet)."""
+        try:
+            await within_window(lambda: venue.cancel(order), what=f"cancelling {order.client_id}")
+        except VenueError as exc:
+            raise Halt(
+                f"stray order {order.client_id} on {venue.name} could not be cancelled ({exc}); "
+                "not starting with an order of ours left open"
+            ) from None
 
     async def replay_missed_fills(self, since_ms: int) -> int:
         """Feed the hedger the fills of ours the journal does not hold; returns how many.
@@ -111,18 +126,22 @@ class StartupRecovery:
             (self.hedge, self.hedger.on_hedge_event),
         )
         for venue, handler in handlers:
-            ours = [
-                fill
-                for fill in await venue.fills_since(since_ms)
-                if self.journal.is_our_order(venue.name, fill.client_id)
-            ]
+            ours = []
+            for fill in await venue.fills_since(since_ms):
+                # Someone else's trade while we were down is recorded (G9); the engine applies
+                # the policy once the bot's own legs are balanced.
+                if self.journal.is_our_order(venue.name, fill.client_id):
+                    ours.append(fill)
+                else:
+                    self.external.ours(fill, act=False)
             for fill in missing_fills(ours, self.journal.filled_by_order(venue.name)):
                 recovered += 1
                 handler(fill)
         return recovered
 
     async def start_positions(self, previous: tuple[int, Decimal, float] | None) -> StartPositions:
-        maker_position, hedge_position = await self.maker.position(), await self.hedge.position()
+        maker_position = self.external.own(self.maker.name, await self.maker.position())
+        hedge_position = self.external.own(self.hedge.name, await self.hedge.position())
         self.journal.flush()  # the replayed fills are in the journal before it is read
         explained = self.journal.net_position(self.maker.name) + self.journal.net_position(
             self.hedge.name

@@ -20,6 +20,8 @@ Definitions:
   positive means the pair earned the spread.
 - pnl_quote: cash flow of all fills minus fees, plus any open position valued at the last
   fill price of its venue.
+- external_changes: trades on the account the bot did not make (never hedged, kept out of
+  every figure above): their count and signed net per venue.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ from decimal import Decimal
 from typing import Any
 
 from exchanges.base import Side
+from hedge.external import journaled
 from hedge.journal import Journal, JournalFill
 
 REPORT_KEYS = (
@@ -54,6 +57,7 @@ REPORT_KEYS = (
     "halt_reasons",
     "reconnects",
     "requests",
+    "external_changes",
 )
 
 
@@ -119,7 +123,17 @@ def summarize(
         "halt_reasons": [str(row[0]) for row in halts],
         "reconnects": _reconnects(journal, scope),
         "requests": _requests(journal, scope),
+        "external_changes": _external(journal, scope),
     }
+
+
+def _external(journal: Journal, scope: _Scope) -> dict[str, object]:
+    """Trades on the account not made by the bot (G9): how many, and their net per venue."""
+    changes = journaled(journal, scope.run_id)
+    net: dict[str, Decimal] = defaultdict(Decimal)
+    for venue, _, qty in changes:
+        net[venue] += qty
+    return {"count": len(changes), "net": {v: decimal_text(q) for v, q in sorted(net.items())}}
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,23 @@ class Halt(Exception):
     """A risk guard stopped the run. The message is for the operator."""
 
 
+class PositionMoved(Halt):
+    """A venue position differs from its start plus the fills we counted: something traded
+    that the bot did not see (an external change, G9)."""
+
+    def __init__(self, message: str, venue: str, delta: Decimal) -> None:
+        super().__init__(message)
+        self.venue = venue
+        self.delta = delta
+
+
+Own = Callable[[Decimal, Decimal], tuple[Decimal, Decimal]]
+
+
+def as_is(maker: Decimal, hedge: Decimal) -> tuple[Decimal, Decimal]:
+    return maker, hedge
+
+
 @dataclass(frozen=True, slots=True)
 class BalanceReport:
     maker_position: Decimal
@@ -50,11 +67,15 @@ async def check_balance(
     tolerance: Decimal,
     hedge_in_flight: bool,
     streamed: bool = False,
+    own: Own = as_is,
 ) -> BalanceReport:
     """Read both positions and raise Halt on a breach; returns what it saw. `streamed`: take
-    them from the account streams when both venues know them (no request)."""
-    maker_position, hedge_position = await within_window(
-        lambda: read_positions(maker, hedge, streamed=streamed), what="reading positions"
+    them from the account streams when both venues know them (no request). `own` takes the
+    external changes out of what the venues say (hedge/external.py)."""
+    maker_position, hedge_position = own(
+        *await within_window(
+            lambda: read_positions(maker, hedge, streamed=streamed), what="reading positions"
+        )
     )
     report = BalanceReport(maker_position, hedge_position, maker_expected, hedge_expected)
     if hedge_in_flight:
@@ -69,9 +90,11 @@ async def check_balance(
         (hedge.name, hedge_position, hedge_expected),
     ):
         if abs(seen - expected) > tolerance:
-            raise Halt(
+            raise PositionMoved(
                 f"{name} position {seen} differs from the journal's {expected}: something "
-                "traded that the bot did not see"
+                "traded that the bot did not see",
+                name,
+                seen - expected,
             )
     return report
 
@@ -93,6 +116,7 @@ async def check_balance_patiently(
     tolerance: Decimal,
     attempts: int = BALANCE_RETRIES,
     streamed: bool = True,
+    own: Own = as_is,
 ) -> None:
     """`check_balance`, looked at again before a breach halts. The first look is the account
     streams' (no request); a breach there is looked at again over REST, a few times, since a
@@ -109,6 +133,7 @@ async def check_balance_patiently(
                 tolerance=tolerance,
                 hedge_in_flight=hedge_in_flight,
                 streamed=streamed and attempt == 0,
+                own=own,
             )
             return
         except Halt:

@@ -634,22 +634,9 @@ def test_commands_that_read_no_key_show_none_of_the_planted_ones(
     assert_no_leak(outcome, needles)
 
 
-HALT_REASON_LEAK = pytest.mark.xfail(
-    strict=True,
-    reason="the halt reason is built from str(exc) unredacted in hedge/engine.py "
-    "HedgeEngine._run_to_end (`unexpected error: {type}: {exc}`, also `venue error: {exc}` and "
-    "str(halt)) and reaches the journal (halts.reason via _kill_switch -> record_halt, "
-    "runs.reason via end_run) and stdout (ops.print_summary's result row and `exit:` line); "
-    "fix: pass each reason through hedge.logsetup.REDACTOR.redact before _kill_switch / return",
-)
-
-
 @pytest.mark.parametrize(
     "name",
-    [
-        pytest.param(name, marks=HALT_REASON_LEAK) if name == "run | first maker order" else name
-        for name in INJECTED_CASES
-    ],
+    [name for name in INJECTED_CASES],
 )
 def test_an_exception_quoting_the_keys_is_redacted_everywhere(
     name: str, outcomes: dict[str, Outcome], needles: Needles
