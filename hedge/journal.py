@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import os
 import queue
 import sqlite3
 import threading
@@ -28,7 +29,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol, cast
 
-from exchanges.base import Fill, Order, OrderStatus, Side
+from exchanges.base import ConfigError, Fill, Order, OrderStatus, Side
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS runs (
@@ -157,19 +158,117 @@ class JournalFill:
     run_id: int = 0
 
 
+JOURNAL_MAGIC = b"SQLite format 3\x00"
+
+
+def _schema_columns() -> dict[str, set[str]]:
+    """Each journal table's columns, read from SCHEMA itself."""
+    db = sqlite3.connect(":memory:")
+    try:
+        db.executescript(SCHEMA)
+        return _columns(db)
+    finally:
+        db.close()
+
+
+def _columns(db: sqlite3.Connection) -> dict[str, set[str]]:
+    tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+    return {t: {str(c[1]) for c in db.execute(f'PRAGMA table_info("{t}")')} for t in tables}
+
+
+JOURNAL_COLUMNS = _schema_columns()
+
+
+def journal_problem(path: Path, *, readonly: bool = False) -> str | None:
+    """Why `path` cannot be opened as a hedgebot journal (for writing unless `readonly`), or
+    None when it can. Reads nothing but the file's header and schema; never writes."""
+    if path.is_dir():
+        return "is a folder, expected a journal file"
+    if not path.exists():
+        return "no such file" if readonly else _creatable(path)
+    try:
+        with path.open("rb") as file:
+            header = file.read(len(JOURNAL_MAGIC))
+    except OSError as exc:
+        return f"cannot be read ({exc.strerror or type(exc).__name__})"
+    if not header:
+        return "is empty, not a hedgebot journal" if readonly else None
+    if header != JOURNAL_MAGIC:
+        return "is not a SQLite database, so not a hedgebot journal"
+    try:
+        db = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            columns = _columns(db)
+        finally:
+            db.close()
+    except sqlite3.Error as exc:
+        return f"cannot be read as a SQLite database ({exc})"
+    if not columns:
+        return "holds no tables, not a hedgebot journal" if readonly else None
+    return _schema_problem(columns) or (
+        None if readonly or os.access(path, os.W_OK) else "is read-only"
+    )
+
+
+def _schema_problem(columns: dict[str, set[str]]) -> str | None:
+    """Why a database with these tables is not a hedgebot journal. A table it lacks is fine (an
+    older journal: opening it for writing adds the table); a table with other columns is not."""
+    ours = set(columns) & set(JOURNAL_COLUMNS)
+    if "runs" not in ours:
+        shown = ", ".join(sorted(columns)[:4])
+        return f"is another program's SQLite database (tables {shown}), not a hedgebot journal"
+    for table in sorted(ours):
+        missing = JOURNAL_COLUMNS[table] - columns[table]
+        if missing:
+            return (
+                f"has another schema than this hedgebot's journal (table {table} lacks "
+                f"{', '.join(sorted(missing))})"
+            )
+    return None
+
+
+def _creatable(path: Path) -> str | None:
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        return f"cannot be created: {folder} is not a folder"
+    if not os.access(folder, os.W_OK | os.X_OK):
+        return f"cannot be created: {folder} is not writable"
+    return None
+
+
+def open_database(path: Path, *, readonly: bool) -> sqlite3.Connection:
+    """The journal's connection: WAL, no automatic checkpoints, the schema in place (or, when
+    `readonly`, a read-only connection to an existing journal)."""
+    problem = journal_problem(path, readonly=readonly)
+    if problem is not None:
+        raise ConfigError(f"--journal {path}: {problem}")
+    if readonly:
+        uri = f"{path.resolve().as_uri()}?mode=ro"
+        return sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        db.execute("PRAGMA journal_mode=WAL")
+    except (OSError, sqlite3.Error) as exc:
+        raise ConfigError(f"--journal {path}: cannot be opened ({exc})") from None
+    db.execute("PRAGMA synchronous=NORMAL")
+    # No automatic checkpoints: one would stall the fill -> hedge path for milliseconds.
+    # The engine calls checkpoint() between steps, from a thread.
+    db.execute("PRAGMA wal_autocheckpoint=0")
+    db.executescript(SCHEMA)
+    return db
+
+
 class Journal:
     """One SQLite file per ticker and day; many runs append to it."""
 
-    def __init__(self, path: Path, *, csv_path: Path | None = None) -> None:
+    def __init__(self, path: Path, *, csv_path: Path | None = None, readonly: bool = False) -> None:
+        """Open (or create) the journal at `path`; `readonly` opens an existing one for reading
+        only (report, status). ConfigError naming the path when it is not a hedgebot journal."""
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        # No automatic checkpoints: one would stall the fill -> hedge path for milliseconds.
-        # The engine calls checkpoint() between steps, from a thread.
-        self._db.execute("PRAGMA wal_autocheckpoint=0")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(path, readonly=readonly)
         self.run_id: int = 0
         self._queue: queue.SimpleQueue[_Item] | None = None
         self._writer: threading.Thread | None = None
