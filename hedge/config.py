@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import math
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from decimal import Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation, localcontext
 from enum import Enum
 from pathlib import Path
 from typing import Any, TypeVar
@@ -26,7 +27,7 @@ from urllib.parse import urlparse
 
 from dotenv import dotenv_values
 
-from exchanges.base import ConfigError
+from exchanges.base import ConfigError, Market
 from hedge.external import ExternalPolicy
 
 
@@ -51,6 +52,18 @@ DEFAULT_URLS: dict[str, str] = {
 }
 
 LIGHTER_TIERS = ("standard", "premium")
+
+# Sane bounds of the trading flags: beyond them a value is a typo, not a strategy. The market's
+# own limits (minimum, maximum, step, minimum notional) are checked against the venues at start.
+MAX_QUANTITY = Decimal(10) ** 12
+MAX_DECIMALS = 18
+MAX_SLIPPAGE_BPS = Decimal(1000)
+MAX_COUNT = 1_000_000
+FILL_TIMEOUT_S = (0.5, 86_400.0)  # below half a second a maker order never gets a chance
+HEDGE_TIMEOUT_S = (1.0, 600.0)  # above ten minutes "bounded exposure" means nothing
+SLEEP_S = (0.0, 86_400.0)
+LIGHTER_ACCOUNT_INDEX_RANGE = (1, 2**63 - 1)  # lighter-sdk's signer refuses 0 and above int64
+LIGHTER_API_KEY_INDEX_RANGE = (0, 254)
 DEFAULT_BACKPACK_RATE_LIMIT = 2000  # reported by a connector citing Backpack's support
 
 SECRET_VARS = ("BACKPACK_PUBLIC_KEY", "BACKPACK_SECRET_KEY", "LIGHTER_API_PRIVATE_KEY")
@@ -175,7 +188,8 @@ def read_env(env_file: Path | None, *, explicit: bool) -> tuple[dict[str, str], 
                 raise ConfigError(f"--env-file {env_file}: cannot be read ({reason})") from None
             file_values = {k: v for k, v in loaded.items() if v is not None}
         elif explicit:
-            raise ConfigError(f"--env-file {env_file}: no such file")
+            what = "is a folder, expected a file" if env_file.is_dir() else "no such file"
+            raise ConfigError(f"--env-file {env_file}: {what}")
     process = dict(os.environ)
     merged = {**file_values, **process} if not explicit else {**process, **file_values}
     notices: list[str] = []
@@ -246,9 +260,9 @@ def _trading_values(flags: TradingFlags, problems: list[str]) -> dict[str, Any] 
     ticker = flags.ticker.strip().upper()
     if not _TICKER_RE.match(ticker):
         problems.append(f"--ticker {flags.ticker!r}: expected letters and digits only, e.g. BTC")
-    size = _positive_decimal("--size", flags.size, problems, required=True)
+    size = _quantity("--size", flags.size, problems)
     max_position = (
-        _positive_decimal("--max-position", flags.max_position, problems, required=True)
+        _quantity("--max-position", flags.max_position, problems)
         if flags.max_position is not None
         else size
     )
@@ -258,23 +272,22 @@ def _trading_values(flags: TradingFlags, problems: list[str]) -> dict[str, Any] 
         "ticker": ticker,
         "size": size,
         "max_position": max_position,
-        "iterations": _int_at_least("--iterations", flags.iterations, 1, problems),
+        "iterations": _int_within("--iterations", flags.iterations, 1, MAX_COUNT, problems),
         "direction": _choice("--direction", flags.direction, Direction, problems),
-        "fill_timeout": _positive_float("--fill-timeout", flags.fill_timeout, problems),
-        "hedge_timeout": _positive_float("--hedge-timeout", flags.hedge_timeout, problems),
-        "sleep": _float_at_least("--sleep", flags.sleep, 0.0, problems),
-        "requote_ticks": _int_at_least("--requote-ticks", flags.requote_ticks, 1, problems),
-        "maker_ticks": _int_at_least("--maker-ticks", flags.maker_ticks, 1, problems),
-        "max_slippage_bps": _positive_decimal(
-            "--max-slippage-bps", flags.max_slippage_bps, problems
+        "fill_timeout": _seconds("--fill-timeout", flags.fill_timeout, FILL_TIMEOUT_S, problems),
+        "hedge_timeout": _seconds(
+            "--hedge-timeout", flags.hedge_timeout, HEDGE_TIMEOUT_S, problems
         ),
+        "sleep": _seconds("--sleep", flags.sleep, SLEEP_S, problems),
+        "requote_ticks": _int_within(
+            "--requote-ticks", flags.requote_ticks, 1, MAX_COUNT, problems
+        ),
+        "maker_ticks": _int_within("--maker-ticks", flags.maker_ticks, 1, MAX_COUNT, problems),
+        "max_slippage_bps": _slippage("--max-slippage-bps", flags.max_slippage_bps, problems),
         "on_external_change": _choice(
             "--on-external-change", flags.on_external_change, ExternalPolicy, problems
         ),
     }
-    slippage = values["max_slippage_bps"]
-    if slippage is not None and slippage > 1000:
-        problems.append(f"--max-slippage-bps {slippage}: at most 1000 (10 %) is accepted")
     if problems:
         return None
     assert None not in values.values()
@@ -346,56 +359,76 @@ def _endpoint_values(env_values: Mapping[str, str], problems: list[str]) -> dict
 # --------------------------------------------------------------------------------------------
 
 
-def _positive_decimal(
-    name: str, raw: str | None, problems: list[str], *, required: bool = True
-) -> Decimal | None:
+def _quantity(name: str, raw: str | None, problems: list[str]) -> Decimal | None:
+    """A size in base units: a positive, finite decimal of sane magnitude. The market's own
+    minimum, maximum and step are checked once the venues are known (`market_problems`)."""
     if raw is None or not raw.strip():
-        if required:
-            problems.append(f"{name}: required, a positive decimal number (e.g. 0.01)")
+        problems.append(f"{name}: required, a positive decimal number (e.g. 0.01)")
         return None
-    try:
-        value = Decimal(raw.strip())
-    except InvalidOperation:
+    value = _decimal(raw)
+    if value is None or value <= 0:
         problems.append(f"{name} {raw!r}: expected a positive decimal number (e.g. 0.01)")
         return None
-    if not value.is_finite() or value <= 0:
-        problems.append(f"{name} {raw!r}: must be a positive decimal number (e.g. 0.01)")
+    if value >= MAX_QUANTITY or _decimal_places(value) > MAX_DECIMALS:
+        problems.append(
+            f"{name} {raw!r}: expected a quantity below {MAX_QUANTITY:,} with at most "
+            f"{MAX_DECIMALS} decimal places"
+        )
         return None
     return value
 
 
-def _int_at_least(name: str, raw: str, minimum: int, problems: list[str]) -> int | None:
+def _slippage(name: str, raw: str, problems: list[str]) -> Decimal | None:
+    value = _decimal(raw)
+    if value is None or not 0 < value <= MAX_SLIPPAGE_BPS:
+        problems.append(
+            f"{name} {raw!r}: expected basis points above 0 and at most {MAX_SLIPPAGE_BPS} "
+            f"({MAX_SLIPPAGE_BPS // 100} %)"
+        )
+        return None
+    return value
+
+
+def parse_slippage(raw: str, name: str = "--max-slippage-bps") -> Decimal:
+    """One slippage flag on its own (`flatten`): the value, or ConfigError naming the flag."""
+    problems: list[str] = []
+    value = _slippage(name, raw, problems)
+    if value is None:
+        raise ConfigError("\n".join(problems))
+    return value
+
+
+def _decimal(raw: str) -> Decimal | None:
+    """A finite Decimal, or None for text that is not one (NaN and infinities included)."""
     try:
-        value = int(raw.strip())
-    except ValueError:
-        problems.append(f"{name} {raw!r}: expected a whole number >= {minimum}")
+        value = Decimal(raw.strip())
+    except (InvalidOperation, ValueError):
         return None
-    if value < minimum:
-        problems.append(f"{name} {value}: must be a whole number >= {minimum}")
-        return None
-    return value
+    return value if value.is_finite() else None
 
 
-def _float_at_least(name: str, raw: str, minimum: float, problems: list[str]) -> float | None:
+def _decimal_places(value: Decimal) -> int:
+    exponent = value.normalize().as_tuple().exponent
+    return max(0, -exponent) if isinstance(exponent, int) else 0
+
+
+def _int_within(name: str, raw: str, low: int, high: int, problems: list[str]) -> int | None:
+    text = raw.strip()
+    if not re.fullmatch(r"[+-]?[0-9]{1,18}", text) or not low <= int(text) <= high:
+        problems.append(f"{name} {raw!r}: expected a whole number from {low} to {high:,}")
+        return None
+    return int(text)
+
+
+def _seconds(name: str, raw: str, bounds: tuple[float, float], problems: list[str]) -> float | None:
+    """A duration within `bounds` (inclusive): finite, never NaN, never a denormal."""
+    low, high = bounds
     try:
         value = float(raw.strip())
     except ValueError:
-        problems.append(f"{name} {raw!r}: expected a number of seconds >= {minimum:g}")
-        return None
-    if value != value or value < minimum or value == float("inf"):
-        problems.append(f"{name} {raw!r}: must be a number of seconds >= {minimum:g}")
-        return None
-    return value
-
-
-def _positive_float(name: str, raw: str, problems: list[str]) -> float | None:
-    try:
-        value = float(raw.strip())
-    except ValueError:
-        problems.append(f"{name} {raw!r}: expected a number of seconds > 0")
-        return None
-    if value != value or value <= 0 or value == float("inf"):
-        problems.append(f"{name} {raw!r}: must be a number of seconds > 0")
+        value = math.nan
+    if not low <= value <= high:  # False for NaN
+        problems.append(f"{name} {raw!r}: expected a number of seconds from {low:g} to {high:g}")
         return None
     return value
 
@@ -436,11 +469,19 @@ def _lighter_key(raw: str, problems: list[str]) -> Secret | None:
     return Secret(digits)
 
 
+INDEX_RANGES = {
+    "LIGHTER_ACCOUNT_INDEX": (LIGHTER_ACCOUNT_INDEX_RANGE, "your account's index on Lighter"),
+    "LIGHTER_API_KEY_INDEX": (LIGHTER_API_KEY_INDEX_RANGE, "the index your API key was made at"),
+}
+
+
 def _index(name: str, raw: str, problems: list[str]) -> int | None:
     if not raw:
         return None
-    if not re.fullmatch(r"[0-9]+", raw):
-        problems.append(f"{name}: expected a non-negative whole number (the value is not shown)")
+    (low, high), meaning = INDEX_RANGES[name]
+    if not re.fullmatch(r"[0-9]{1,19}", raw) or not low <= int(raw) <= high:
+        # The value is not echoed: a key pasted into the wrong variable must not be printed.
+        problems.append(f"{name}: expected a whole number from {low} to {high} ({meaning})")
         return None
     return int(raw)
 
@@ -456,3 +497,43 @@ def with_endpoints(settings: Settings, env: Mapping[str, str]) -> Settings:
     from `env`, validated like any other environment."""
     assert settings.flags is not None, "settings not built by load_settings"
     return load_settings(settings.flags, mode=settings.mode, env=env, require_keys=True)
+
+
+# --------------------------------------------------------------------------------------------
+# The settings against the markets as the venues list them (at start, before any order)
+# --------------------------------------------------------------------------------------------
+
+
+def market_problems(settings: Settings, markets: list[tuple[Market, Decimal | None]]) -> list[str]:
+    """Why `--size` does not fit the markets' rules (at most one line, the first of: below a
+    minimum quantity, above a maximum, off a step, below a minimum notional at `price`), or [].
+    Every maker fill of `size` is hedged at once: the size must suit both venues' markets."""
+    size, ticker = settings.size, settings.ticker
+    flag = f"--size {format(size, 'f')}"
+    where = {m.venue: f"{m.venue.capitalize()} {m.symbol}" for m, _ in markets}
+    for market, _ in sorted(markets, key=lambda pair: pair[0].min_qty, reverse=True):
+        if size < market.min_qty:
+            smallest = f"({market.min_qty} {ticker})"
+            return [f"{flag}: below the smallest order {where[market.venue]} accepts {smallest}"]
+    for market, _ in markets:
+        max_qty: Decimal | None = getattr(market, "max_qty", None)  # when the venue lists one
+        if max_qty is not None and size > max_qty:
+            largest = f"({max_qty} {ticker})"
+            return [f"{flag}: above the largest order {where[market.venue]} accepts {largest}"]
+    for market, _ in markets:
+        if market.step_size > 0 and _remainder(size, market.step_size) != 0:
+            step = f"({market.step_size} {ticker})"
+            return [f"{flag}: not a multiple of the step of {where[market.venue]} {step}"]
+    for market, price in markets:
+        if price is not None and size * price < market.min_notional:
+            return [
+                f"{flag}: worth about {size * price:.2f} USDC at the current price, below the "
+                f"smallest order {where[market.venue]} accepts ({market.min_notional} USDC)"
+            ]
+    return []
+
+
+def _remainder(value: Decimal, step: Decimal) -> Decimal:
+    with localcontext() as context:
+        context.prec = 80  # exact for any quantity the flags accept
+        return value % step
