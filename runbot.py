@@ -18,7 +18,7 @@ import typer
 
 from exchanges.base import ConfigError, VenueError
 from hedge import ops
-from hedge.config import Mode
+from hedge.config import Mode, parse_slippage
 from hedge.logsetup import REDACTOR
 from hedge.ops import err, flags_from, out, resolve_settings
 
@@ -114,17 +114,17 @@ DryRunOpt = Annotated[bool, Opt("--dry-run", help=_DRY_RUN)]
 # sim
 _WRITE_ENV = "Write the venues' URLs and generated keys here, for `run --env-file PATH`."
 WriteEnvOpt = Annotated[Path, Opt("--write-env", metavar="PATH", help=_WRITE_ENV)]
-BackpackPortOpt = Annotated[int, Opt("--backpack-port", metavar="PORT", help="0 = any free port.")]
-LighterPortOpt = Annotated[int, Opt("--lighter-port", metavar="PORT", help="0 = any free port.")]
+BackpackPortOpt = Annotated[str, Opt("--backpack-port", metavar="PORT", help="0 = any free port.")]
+LighterPortOpt = Annotated[str, Opt("--lighter-port", metavar="PORT", help="0 = any free port.")]
 _FILL_RATE = (
     "How often background flow fills resting orders: 1 = typically within seconds, 0 = never by "
     "itself (fill them with POST /_sim/trade_through)."
 )
-FillRateOpt = Annotated[float, Opt("--fill-rate", metavar="RATE", help=_FILL_RATE)]
+FillRateOpt = Annotated[str, Opt("--fill-rate", metavar="RATE", help=_FILL_RATE)]
 _RATE_LIMIT = "Requests a rolling minute per Backpack API key (0 = unlimited)."
-RateLimitOpt = Annotated[int, Opt("--backpack-rate-limit", metavar="N", help=_RATE_LIMIT)]
+RateLimitOpt = Annotated[str, Opt("--backpack-rate-limit", metavar="N", help=_RATE_LIMIT)]
 _HISTORY_LAG = "How far Backpack's history endpoints trail its matching engine."
-HistoryLagOpt = Annotated[int, Opt("--history-lag-ms", metavar="MS", help=_HISTORY_LAG)]
+HistoryLagOpt = Annotated[str, Opt("--history-lag-ms", metavar="MS", help=_HISTORY_LAG)]
 # flatten / report
 YesOpt = Annotated[bool, Opt("--yes", "-y", help="Do not ask for confirmation.")]
 JsonOpt = Annotated[bool, Opt("--json", help="One JSON object with stable keys (see README).")]
@@ -144,6 +144,9 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
             for line in str(exc).splitlines():
                 err.print(f"[bold red]error:[/] {line}", markup=True, soft_wrap=True)
             raise typer.Exit(EXIT_USAGE) from None
+        except VenueError as exc:  # a venue unreachable or failing: not a bug, no crash log
+            err.print(f"[bold red]error:[/] {REDACTOR.redact(str(exc))}", soft_wrap=True)
+            raise typer.Exit(EXIT_ERROR) from None
         except KeyboardInterrupt:
             err.print("interrupted")
             raise typer.Exit(EXIT_INTERRUPTED) from None
@@ -202,12 +205,7 @@ def check(
 ) -> None:
     """Validate settings, connect to both venues and show what a run would do. Sends no order."""
     settings = resolve_settings(flags_from(locals()), mode=_mode(dry_run), env_file=env_file)
-    try:
-        ops.check(settings, connect=connect)
-    except VenueError as exc:
-        err.print(f"[bold red]error:[/] venue check failed: {exc}", soft_wrap=True)
-        bad_credentials = exc.status in (400, 401, 403)
-        raise typer.Exit(EXIT_USAGE if bad_credentials else EXIT_ERROR) from None
+    ops.check(settings, connect=connect)
 
 
 @app.command()
@@ -217,12 +215,12 @@ def sim(
     seed: SeedOpt = "0",
     faults: FaultsOpt = "none",
     write_env: WriteEnvOpt = Path("logs/sim.env"),
-    backpack_port: BackpackPortOpt = 0,
-    lighter_port: LighterPortOpt = 0,
-    fill_rate: FillRateOpt = 1.0,
+    backpack_port: BackpackPortOpt = "0",
+    lighter_port: LighterPortOpt = "0",
+    fill_rate: FillRateOpt = "1",
     lighter_tier: LighterTierOpt = "standard",
-    backpack_rate_limit: RateLimitOpt = 2000,
-    history_lag_ms: HistoryLagOpt = 500,
+    backpack_rate_limit: RateLimitOpt = "2000",
+    history_lag_ms: HistoryLagOpt = "500",
 ) -> None:
     """Run the simulated Backpack and Lighter venues on loopback until Ctrl-C."""
     ops.serve_sim(**locals())
@@ -303,8 +301,8 @@ def flatten(
     max_slippage_bps: SlippageOpt = "50",
 ) -> None:
     """Cancel open orders on both venues and close both positions with IOC orders."""
+    slippage = parse_slippage(max_slippage_bps)  # the flag first, then the environment
     settings = ops.account_settings(ticker, env_file)
-    slippage = ops.parse_slippage(max_slippage_bps)
     if not yes and not typer.confirm(
         f"Cancel all {settings.ticker} orders and close both positions at market?"
     ):

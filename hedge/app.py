@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from exchanges.base import ConfigError, Venue, VenueError
+from exchanges.base import ConfigError, Venue
 from hedge.config import Settings
 from hedge.engine import EngineStatus, HedgeEngine, RunResult
 from hedge.journal import Journal
@@ -147,36 +147,6 @@ async def run_bot(
     return BotRun(result, summary, settings.journal)
 
 
-CONNECT_TIMEOUT_S = 30.0
-
-
-async def describe_venues(settings: Settings) -> list[dict[str, object]]:
-    """Connect to both venues (public data only for a dry run) and describe each: market
-    rules, book top, and with keys collateral, position and open orders."""
-    maker, hedge = build_venues(settings, paper=False)
-    try:
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            await asyncio.gather(maker.connect(), hedge.connect())
-            return [await _describe(maker), await _describe(hedge)]
-    except TimeoutError:
-        raise VenueError(
-            f"no answer from the venues within {CONNECT_TIMEOUT_S:g} s "
-            f"({settings.backpack_api_url}, {settings.lighter_api_url})",
-            retryable=True,
-        ) from None
-    finally:
-        await asyncio.gather(maker.close(), hedge.close(), return_exceptions=True)
-
-
-async def _describe(venue: Venue) -> dict[str, object]:
-    describe = getattr(venue, "describe", None)
-    if describe is None:
-        market = venue.market()
-        return {"venue": venue.name, "symbol": market.symbol}
-    summary: dict[str, object] = await describe()
-    return summary
-
-
 def unfinished_elsewhere(path: Path) -> Path | None:
     """When `path` is a new journal (a new day), the latest other journal of the same ticker
     whose last run did not finish well: its state is what a restart would need."""
@@ -189,7 +159,10 @@ def unfinished_elsewhere(path: Path) -> Path | None:
     )
     if not others:
         return None
-    journal = Journal(others[-1])
+    try:
+        journal = Journal(others[-1], readonly=True)
+    except ConfigError:  # not a journal of ours: it holds no run to resume
+        return None
     try:
         return others[-1] if journal.unfinished_run() is not None else None
     finally:

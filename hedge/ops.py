@@ -7,16 +7,23 @@ goes to `out` (stdout) and `err` (stderr), the consoles the CLI shares.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import contextlib
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import fields
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
+from urllib.parse import urlparse
 
 from rich.console import Console
 from rich.table import Table
 
-from exchanges.base import ConfigError
+from exchanges.base import ConfigError, Venue, VenueError
 from hedge.config import (
     DEFAULT_URLS,
     Direction,
@@ -24,12 +31,14 @@ from hedge.config import (
     Settings,
     TradingFlags,
     load_settings,
+    market_problems,
     with_endpoints,
 )
 from hedge.logsetup import REDACTOR
 
 if TYPE_CHECKING:
     from exchanges.sim.runner import SimCluster
+    from hedge.journal import Journal
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -161,24 +170,219 @@ def _url(value: str, name: str) -> str:
     return value if value != DEFAULT_URLS[name] else f"{value} (default)"
 
 
+# -- start checks: before any order ----------------------------------------------------------
+
+CONNECT_TIMEOUT_S = 30.0
+PROBE_TIMEOUT_S = 5.0
+URL_VARIABLES = {
+    "backpack": ("BACKPACK_API_URL", "BACKPACK_WS_URL"),
+    "lighter": ("LIGHTER_API_URL", "LIGHTER_WS_URL"),
+}
+# What Lighter's key check answers for an account or key index it does not have. The adapter
+# reports these as a failed read (exchanges/lighter/signing.py); to the user they are a refusal.
+LIGHTER_REFUSALS = (
+    ("account not found", "LIGHTER_ACCOUNT_INDEX", "the venue has no account at that index"),
+    ("no api key returned", "LIGHTER_API_KEY_INDEX", "the account has no API key at that index"),
+    ("api key not found", "LIGHTER_API_KEY_INDEX", "the account has no API key at that index"),
+)
+
+
+def check_paths(settings: Settings) -> None:
+    """The log folder is usable and the journal is (or can become) this run's hedgebot journal:
+    ConfigError naming the path otherwise. Creates the log folder, nothing else."""
+    from hedge.journal import Journal, journal_problem
+
+    problem = _folder_problem(settings.log_dir)
+    if problem is not None:
+        raise ConfigError(f"--log-dir {settings.log_dir}: {problem}")
+    problem = journal_problem(settings.journal)
+    if problem is not None:
+        raise ConfigError(f"--journal {settings.journal}: {problem}")
+    if not settings.journal.exists() or settings.journal.stat().st_size == 0:
+        return
+    book = Journal(settings.journal, readonly=True)
+    try:
+        foreign = book.foreign_runs(settings.ticker, settings.mode.value)
+    finally:
+        book.close()
+    if foreign:
+        held = ", ".join(f"{ticker} {mode}" for ticker, mode in foreign)
+        raise ConfigError(
+            f"--journal {settings.journal}: it holds {held} runs and this is a "
+            f"{settings.ticker} {settings.mode.value} run; a journal belongs to one ticker and "
+            "mode: choose another --journal"
+        )
+
+
+@contextmanager
+def quiet_console() -> Iterator[None]:
+    """Log records stay out of the terminal while the start checks run (their retries are in
+    the log file): a refused start is the one error line the CLI prints."""
+    root = logging.getLogger()
+    consoles = [h for h in root.handlers if type(h) is logging.StreamHandler]
+    levels = [h.level for h in consoles]
+    silence = logging.NullHandler() if not root.handlers else None  # not Python's last resort
+    if silence is not None:
+        root.addHandler(silence)
+    for handler in consoles:
+        handler.setLevel(logging.CRITICAL + 1)
+    try:
+        yield
+    finally:
+        for handler, level in zip(consoles, levels, strict=True):
+            handler.setLevel(level)
+        if silence is not None:
+            root.removeHandler(silence)
+
+
+async def preflight(settings: Settings, *, describe: bool = False) -> list[dict[str, object]]:
+    """What a run checks before its first order: every venue address answers, both venues
+    accept the keys (when trading) and list the ticker, and `--size` fits both markets.
+    ConfigError (exit 2) for what the user must change, VenueError (exit 1) naming the URL
+    variable when a venue cannot be reached. With `describe`, each venue's summary."""
+    import asyncio
+
+    from hedge.app import build_venues
+
+    await probe_endpoints(settings)
+    maker, hedge = build_venues(settings, paper=False)
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            await connect_both(maker, hedge)
+            markets = [(v.market(), _mid(v)) for v in (maker, hedge)]
+            problems = market_problems(settings, markets)
+            if problems:
+                raise ConfigError("\n".join(problems))
+            return [await _describe(maker), await _describe(hedge)] if describe else []
+    except TimeoutError:
+        raise VenueError(
+            f"the venues did not come up within {CONNECT_TIMEOUT_S:g} s: check the network/DNS "
+            "or the BACKPACK_* and LIGHTER_* URL variables",
+            retryable=True,
+        ) from None
+    finally:
+        await asyncio.gather(maker.close(), hedge.close(), return_exceptions=True)
+
+
+async def connect_both(maker: Venue, hedge: Venue) -> None:
+    """Connect both venues; every refusal at once as one ConfigError line, else the first
+    failure as a VenueError naming the venue's URL variables."""
+    import asyncio
+
+    outcomes = await asyncio.gather(maker.connect(), hedge.connect(), return_exceptions=True)
+    errors = [
+        _start_error(venue.name, outcome)
+        for venue, outcome in zip((maker, hedge), outcomes, strict=True)
+        if isinstance(outcome, BaseException)
+    ]
+    refusals = [str(e) for e in errors if isinstance(e, ConfigError)]
+    if refusals:
+        raise ConfigError("; ".join(" ".join(r.split()) for r in refusals))
+    if errors:
+        raise errors[0]
+
+
+def _start_error(venue: str, exc: BaseException) -> BaseException:
+    """What a venue's failure to connect means to the user: a refusal (ConfigError), an
+    unreachable venue (VenueError), or a bug (as it is: the CLI writes a crash log)."""
+    if isinstance(exc, ConfigError) or not isinstance(exc, VenueError):
+        return exc
+    text = str(exc)
+    if venue == "lighter":
+        for marker, variable, meaning in LIGHTER_REFUSALS:
+            if marker in text.lower():
+                return ConfigError(f"Lighter refused {variable}: {meaning} (value not shown)")
+    if exc.status in (400, 401, 403):
+        return ConfigError(f"{venue.capitalize()} refused the API keys: {text}")
+    api, ws = URL_VARIABLES.get(venue, ("its URL", "its WebSocket URL"))
+    return VenueError(
+        f"{venue} did not come up at start ({text}): check the network/DNS, or {api} and {ws}",
+        retryable=True,
+    )
+
+
+async def probe_endpoints(settings: Settings) -> None:
+    """Open (and close) one TCP connection to each venue URL: an address that does not answer
+    is one line naming its variable, within seconds, instead of a run that retries forever."""
+    import asyncio
+
+    urls = {
+        "BACKPACK_API_URL": settings.backpack_api_url,
+        "BACKPACK_WS_URL": settings.backpack_ws_url,
+        "LIGHTER_API_URL": settings.lighter_api_url,
+        "LIGHTER_WS_URL": settings.lighter_ws_url,
+    }
+    problems = await asyncio.gather(*(_probe(name, url) for name, url in urls.items()))
+    found = [problem for problem in problems if problem is not None]
+    if found:
+        raise VenueError(found[0], retryable=True)
+
+
+async def _probe(variable: str, url: str) -> str | None:
+    """Why nothing answers at `url` (the value is never shown), or None."""
+    import asyncio
+    import socket
+
+    parsed = urlparse(url)
+    secure = parsed.scheme in ("https", "wss")
+    host, port = parsed.hostname or "", parsed.port or (443 if secure else 80)
+    try:
+        async with asyncio.timeout(PROBE_TIMEOUT_S):
+            _reader, writer = await asyncio.open_connection(host, port)
+    except TimeoutError:
+        return (
+            f"{variable}: no answer within {PROBE_TIMEOUT_S:g} s; check the network "
+            f"(firewall, proxy) or the URL in {variable}"
+        )
+    except socket.gaierror:
+        return f"{variable}: its host name does not resolve; check the network/DNS or {variable}"
+    except OSError as exc:  # its own text may name the address: only the errno's is shown
+        reason = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
+        return (
+            f"{variable}: nothing answers at that address ({reason}); check {variable} "
+            "or that the venue is up"
+        )
+    writer.close()
+    with contextlib.suppress(OSError):
+        await writer.wait_closed()
+    return None
+
+
+def _mid(venue: Venue) -> Decimal | None:
+    top = venue.top()
+    return None if top is None else top.mid
+
+
+async def _describe(venue: Venue) -> dict[str, object]:
+    describe = getattr(venue, "describe", None)
+    if describe is None:
+        return {"venue": venue.name, "symbol": venue.market().symbol}
+    summary: dict[str, object] = await describe()
+    return summary
+
+
 # -- check -----------------------------------------------------------------------------------
 
 
 def check(settings: Settings, *, connect: bool) -> None:
-    """Show the settings and the plan; with `connect`, what each venue says about the account.
-    A venue's refusal propagates as VenueError (the CLI maps it to an exit code)."""
+    """Show the settings and the plan; with `connect`, run the start checks of a run and show
+    what each venue says about the account. Nothing is sent."""
     out.print(settings_table(settings))
     out.print(f"[bold]Plan:[/] {plan_text(settings)}")
-    out.print("Settings are valid.")
     if not connect:
+        out.print("Settings are valid.")
         return
     import asyncio
 
-    from hedge.app import describe_venues
-
-    for summary in asyncio.run(describe_venues(settings)):
+    check_paths(settings)
+    with quiet_console():
+        summaries = asyncio.run(preflight(settings, describe=True))
+    for summary in summaries:
         out.print(_venue_table(summary))
-    out.print("Both venues answered; nothing was sent.")
+    out.print(
+        "Settings are valid. Both venues answered and accept the keys, the ticker and the "
+        "size; nothing was sent."
+    )
 
 
 def _venue_table(summary: dict[str, object]) -> Table:
@@ -233,6 +437,7 @@ def run(settings: Settings, *, plain: bool) -> int:
     """A live or paper run, after pointing at an unfinished run of another journal."""
     from hedge.app import unfinished_elsewhere
 
+    check_paths(settings)
     unfinished = unfinished_elsewhere(settings.journal)
     if unfinished is not None:
         err.print(
@@ -270,10 +475,17 @@ async def _execute(
 
     cluster = None
     run_settings = settings
-    if cluster_factory is not None:
-        cluster = cluster_factory()
-        await cluster.start()
-        run_settings = with_endpoints(settings, cluster.env())
+    with quiet_console():
+        if cluster_factory is not None:
+            cluster = cluster_factory()
+            await cluster.start()
+            run_settings = with_endpoints(settings, cluster.env())
+        try:
+            await preflight(run_settings)
+        except BaseException:
+            if cluster is not None:
+                await cluster.stop()
+            raise
     dashboard = None if plain else Dashboard(out)
     if dashboard is not None and cluster is not None:
         sim = cluster
@@ -346,6 +558,7 @@ def demo(
         journal=params["journal"] or str(Path(log_dir) / f"demo-{ticker}-{stamp}.sqlite"),
     )
     settings = load_settings(flags, mode=Mode.DEMO, env={})
+    check_paths(settings)
 
     def cluster_factory() -> SimCluster:
         return SimCluster(seed=seed_value, faults=faults, lighter_tier=lighter_tier)
@@ -367,21 +580,26 @@ def serve_sim(
     seed: str,
     faults: str,
     write_env: Path,
-    backpack_port: int,
-    lighter_port: int,
-    fill_rate: float,
+    backpack_port: str,
+    lighter_port: str,
+    fill_rate: str,
     lighter_tier: str,
-    backpack_rate_limit: int,
-    history_lag_ms: int,
+    backpack_rate_limit: str,
+    history_lag_ms: str,
 ) -> None:
-    """Run the simulated venues on loopback until SIGINT/SIGTERM."""
+    """Run the simulated venues on loopback until SIGINT/SIGTERM. Every flag is checked (and
+    the ports and the env file tried) before anything starts."""
     ticker, seed_value, faults = sim_options(ticker, seed, faults, lighter_tier)
-    if backpack_rate_limit < 0:
-        raise ConfigError(f"--backpack-rate-limit {backpack_rate_limit}: expected 0 or more")
-    if not 0 <= history_lag_ms <= 60_000:
-        raise ConfigError(f"--history-lag-ms {history_lag_ms}: expected 0 to 60000")
-    if not 0 <= fill_rate <= 100:
-        raise ConfigError(f"--fill-rate {fill_rate}: expected a number from 0 to 100")
+    problems: list[str] = []
+    ports = [_whole("--backpack-port", backpack_port, (0, 65535), problems)]
+    ports.append(_whole("--lighter-port", lighter_port, (0, 65535), problems))
+    rate_limit = _whole("--backpack-rate-limit", backpack_rate_limit, (0, 1_000_000), problems)
+    lag_ms = _whole("--history-lag-ms", history_lag_ms, (0, 60_000), problems)
+    rate = _rate("--fill-rate", fill_rate, problems)
+    if not problems:
+        problems += _port_problems(ports) + _writable_file("--write-env", write_env)
+    if problems:
+        raise ConfigError("\n".join(problems))
     import asyncio
 
     from exchanges.sim.runner import SimCluster
@@ -390,16 +608,78 @@ def serve_sim(
         return SimCluster(
             seed=seed_value,
             faults=faults,
-            fill_rate=fill_rate,
-            backpack_port=backpack_port,
-            lighter_port=lighter_port,
+            fill_rate=rate,
+            backpack_port=ports[0],
+            lighter_port=ports[1],
             lighter_tier=lighter_tier,
-            backpack_rate_limit=backpack_rate_limit or None,
-            backpack_history_lag_s=history_lag_ms / 1000,
+            backpack_rate_limit=rate_limit or None,
+            backpack_history_lag_s=lag_ms / 1000,
         )
 
     about = f"seed {seed_value}; faults {faults}; Lighter tier {lighter_tier}"
     asyncio.run(_serve(cluster_factory, ticker, write_env, about))
+
+
+def _whole(name: str, raw: str, bounds: tuple[int, int], problems: list[str]) -> int:
+    low, high = bounds
+    text = raw.strip()
+    if text.isascii() and text.isdigit() and len(text) <= 9 and low <= int(text) <= high:
+        return int(text)
+    problems.append(f"{name} {raw!r}: expected a whole number from {low} to {high}")
+    return 0
+
+
+def _rate(name: str, raw: str, problems: list[str]) -> float:
+    try:
+        value = float(raw.strip())
+    except ValueError:
+        value = math.nan
+    if not 0 <= value <= 100:  # False for NaN
+        problems.append(f"{name} {raw!r}: expected a number from 0 to 100")
+        return 0.0
+    return value
+
+
+def _port_problems(ports: list[int]) -> list[str]:
+    """Each chosen port is free on loopback (0 means any free port)."""
+    import socket
+
+    if ports[0] and ports[0] == ports[1]:
+        return [f"--lighter-port {ports[1]}: the same as --backpack-port; each venue needs its own"]
+    problems = []
+    for name, port in zip(("--backpack-port", "--lighter-port"), ports, strict=True):
+        if not port:
+            continue
+        with socket.socket() as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(("127.0.0.1", port))
+            except OSError as exc:
+                reason = (exc.strerror or type(exc).__name__).lower()
+                problems.append(f"{name} {port}: cannot listen on it ({reason}); choose another")
+    return problems
+
+
+def _writable_file(name: str, path: Path) -> list[str]:
+    """`path` can be written (its folder created): else one line naming it."""
+    if path.is_dir():
+        return [f"{name} {path}: is a folder, expected a file"]
+    problem = _folder_problem(path.parent)
+    return [] if problem is None else [f"{name} {path}: cannot be written: its folder {problem}"]
+
+
+def _folder_problem(folder: Path) -> str | None:
+    """Why files cannot be written in `folder` (created when missing), or None."""
+    if folder.exists() and not folder.is_dir():
+        return "is a file, expected a folder"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        reason = os.strerror(exc.errno).lower() if exc.errno else type(exc).__name__
+        return f"is not a writable folder ({reason})"
+    return None
 
 
 async def _serve(
@@ -409,7 +689,13 @@ async def _serve(
     import signal
 
     cluster = cluster_factory()
-    await cluster.start()
+    try:
+        await cluster.start()
+    except OSError as exc:  # a port taken between the check and the start
+        with contextlib.suppress(Exception):
+            await cluster.stop()
+        reason = (exc.strerror or type(exc).__name__).lower()
+        raise ConfigError(f"--backpack-port/--lighter-port: cannot listen ({reason})") from None
     cluster.write_env(write_env)
     spec = cluster.market.tickers[ticker]
     out.print(f"Backpack  REST {cluster.backpack.api_url}  WS {cluster.backpack.ws_url}")
@@ -446,6 +732,8 @@ def status(settings: Settings, journal: str | None) -> None:
     import asyncio
 
     journal_path = Path(journal) if journal else latest_journal(Path("logs"), settings.ticker)
+    if journal_path is not None and (journal or journal_path.exists()):
+        _readable_journal(journal_path).close()  # a bad one is refused before connecting
     asyncio.run(_status(settings, journal_path))
 
 
@@ -454,9 +742,10 @@ async def _status(settings: Settings, journal_path: Path | None) -> None:
 
     from hedge.app import build_venues
 
+    await probe_endpoints(settings)
     maker, hedge = build_venues(settings)
     try:
-        await asyncio.gather(maker.connect(), hedge.connect())
+        await connect_both(maker, hedge)
         table = Table(title=f"{settings.ticker} account status")
         for column in ("venue", "position", "open orders", "equity", "available"):
             table.add_column(column)
@@ -490,7 +779,7 @@ def _compare_with_journal(positions: dict[str, Decimal], journal_path: Path | No
     if journal_path is None or not journal_path.exists():
         out.print("no journal found to compare with")
         return
-    book = Journal(journal_path)
+    book = Journal(journal_path, readonly=True)
     try:
         for name, position in positions.items():
             expected = book.net_position(name)
@@ -501,13 +790,6 @@ def _compare_with_journal(positions: dict[str, Decimal], journal_path: Path | No
             )
     finally:
         book.close()
-
-
-def parse_slippage(max_slippage_bps: str) -> Decimal:
-    try:
-        return Decimal(max_slippage_bps)
-    except ArithmeticError:
-        raise ConfigError(f"--max-slippage-bps {max_slippage_bps!r}: expected a number") from None
 
 
 def flatten(settings: Settings, *, slippage_bps: Decimal) -> bool:
@@ -533,28 +815,36 @@ async def _flatten(
     from hedge.app import build_venues
     from hedge.flatten import flatten_account
 
+    await probe_endpoints(settings)
     maker, hedge = build_venues(settings)
     try:
-        await asyncio.gather(maker.connect(), hedge.connect())
+        await connect_both(maker, hedge)
         return await flatten_account((maker, hedge), slippage_bps=slippage_bps)
     finally:
         await asyncio.gather(maker.close(), hedge.close(), return_exceptions=True)
+
+
+def _readable_journal(path: Path) -> Journal:
+    """A hedgebot journal opened read-only (it is never written, nor is any other file):
+    ConfigError naming the path when it is not one."""
+    from hedge.journal import Journal
+
+    return Journal(path, readonly=True)
 
 
 def report(journal: str | None, *, as_json: bool) -> None:
     """Summarize a journal (the latest under logs/ when none is named) as a table or JSON."""
     import json
 
-    from hedge.journal import Journal
     from hedge.report import summarize
 
     path = Path(journal) if journal else latest_journal(Path("logs"))
-    if path is None or not path.exists():
+    if path is None:
         raise ConfigError(
-            f"--journal {journal or 'logs/*.sqlite'}: no journal found (run the bot first, or "
-            "name one with --journal)"
+            "--journal logs/*.sqlite: no journal found (run the bot first, or name one with "
+            "--journal)"
         )
-    book = Journal(path)
+    book = _readable_journal(path)
     try:
         summary = summarize(book)
     finally:
