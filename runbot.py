@@ -64,6 +64,8 @@ _HEDGE_TIMEOUT = (
     "Seconds an unhedged amount may wait before the escalation ladder (wider slippage, then halt)."
 )
 HedgeTimeoutOpt = Annotated[str, Opt("--hedge-timeout", metavar="SECONDS", help=_HEDGE_TIMEOUT)]
+_OUTAGE = "How long venue errors (5xx, 429, timeouts) are retried before they halt a run."
+OutageOpt = Annotated[str, Opt("--outage-window", metavar="SECONDS", help=_OUTAGE)]
 _SLEEP = "Pause between iterations, in seconds."
 SleepOpt = Annotated[str, Opt("--sleep", metavar="SECONDS", help=_SLEEP)]
 _JOURNAL = "SQLite journal of orders, fills and hedges. \\[default: logs/<TICKER>-<date>.sqlite]"
@@ -195,6 +197,7 @@ def check(
     maker_ticks: MakerTicksOpt = "1",
     max_slippage_bps: SlippageOpt = "20",
     hedge_timeout: HedgeTimeoutOpt = "5",
+    outage_window: OutageOpt = "60",
     sleep: SleepOpt = "1",
     journal: JournalOpt = None,
     log_dir: LogDirOpt = "logs",
@@ -239,6 +242,7 @@ def run(
     maker_ticks: MakerTicksOpt = "1",
     max_slippage_bps: SlippageOpt = "20",
     hedge_timeout: HedgeTimeoutOpt = "5",
+    outage_window: OutageOpt = "60",
     sleep: SleepOpt = "1",
     journal: JournalOpt = None,
     log_dir: LogDirOpt = "logs",
@@ -266,6 +270,7 @@ def demo(
     maker_ticks: MakerTicksOpt = "1",
     max_slippage_bps: SlippageOpt = "20",
     hedge_timeout: HedgeTimeoutOpt = "5",
+    outage_window: OutageOpt = "60",
     sleep: SleepOpt = "0.5",
     journal: JournalOpt = None,
     log_dir: LogDirOpt = "logs",

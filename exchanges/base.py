@@ -161,6 +161,7 @@ class Market:
     min_qty: Decimal
     min_notional: Decimal = Decimal(0)
     market_id: int | None = None  # Lighter's integer market index
+    max_qty: Decimal | None = None  # the largest order the venue accepts, when it says
 
 
 @dataclass(frozen=True, slots=True)

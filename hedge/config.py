@@ -62,6 +62,7 @@ MAX_COUNT = 1_000_000
 FILL_TIMEOUT_S = (0.5, 86_400.0)  # below half a second a maker order never gets a chance
 HEDGE_TIMEOUT_S = (1.0, 600.0)  # above ten minutes "bounded exposure" means nothing
 SLEEP_S = (0.0, 86_400.0)
+OUTAGE_WINDOW_S = (1.0, 3_600.0)  # how long a venue may fail before it counts as down
 LIGHTER_ACCOUNT_INDEX_RANGE = (1, 2**63 - 1)  # lighter-sdk's signer refuses 0 and above int64
 LIGHTER_API_KEY_INDEX_RANGE = (0, 254)
 DEFAULT_BACKPACK_RATE_LIMIT = 2000  # reported by a connector citing Backpack's support
@@ -118,6 +119,7 @@ class Settings:
     journal: Path
     log_dir: Path
     rebalance: bool = False
+    outage_window: float = 60.0  # seconds venue errors are retried before they halt a run
     on_external_change: ExternalPolicy = ExternalPolicy.HALT  # a trade not ours (G9)
     backpack_public_key: Secret | None = None
     backpack_secret_key: Secret | None = None
@@ -165,6 +167,7 @@ class TradingFlags:
     maker_ticks: str = "1"
     max_slippage_bps: str = "20"
     hedge_timeout: str = "5"
+    outage_window: str = "60"
     sleep: str = "1"
     journal: str | None = None
     log_dir: str = "logs"
@@ -277,6 +280,9 @@ def _trading_values(flags: TradingFlags, problems: list[str]) -> dict[str, Any] 
         "fill_timeout": _seconds("--fill-timeout", flags.fill_timeout, FILL_TIMEOUT_S, problems),
         "hedge_timeout": _seconds(
             "--hedge-timeout", flags.hedge_timeout, HEDGE_TIMEOUT_S, problems
+        ),
+        "outage_window": _seconds(
+            "--outage-window", flags.outage_window, OUTAGE_WINDOW_S, problems
         ),
         "sleep": _seconds("--sleep", flags.sleep, SLEEP_S, problems),
         "requote_ticks": _int_within(
@@ -516,7 +522,7 @@ def market_problems(settings: Settings, markets: list[tuple[Market, Decimal | No
             smallest = f"({market.min_qty} {ticker})"
             return [f"{flag}: below the smallest order {where[market.venue]} accepts {smallest}"]
     for market, _ in markets:
-        max_qty: Decimal | None = getattr(market, "max_qty", None)  # when the venue lists one
+        max_qty = market.max_qty  # when the venue lists one
         if max_qty is not None and size > max_qty:
             largest = f"({max_qty} {ticker})"
             return [f"{flag}: above the largest order {where[market.venue]} accepts {largest}"]

@@ -31,6 +31,7 @@ from decimal import Decimal
 from exchanges.base import (
     AmbiguousOrderState,
     BookTop,
+    ConfigError,
     Fill,
     Market,
     Order,
@@ -137,6 +138,7 @@ class HedgeEngine:
         self.maker_order = ActiveMakerOrder(
             maker, journal, wait=self._wait_wake, deliver=self._on_maker_event
         )
+        self.maker_order.outage_window_s = settings.outage_window
         self._stop_requested = False
         self._halt_reason: str | None = None
         self._requote_limit = RateLimiter(limit=10, window=1.0)
@@ -205,6 +207,8 @@ class HedgeEngine:
             await self._settle_and_check()
             await cancel_ours(self.maker, self.journal)  # normally none: never leave one resting
             return EXIT_OK, "done", None
+        except ConfigError:
+            raise  # refused keys or an unknown market, found while connecting: exit 2
         except Halt as halt:
             return EXIT_HALTED, str(halt), await self._kill_switch(str(halt))
         except StopRequested:
@@ -374,6 +378,7 @@ class HedgeEngine:
             log.warning("maker order %s failed: %s", client_id, exc)
             self.status.warn(f"maker order failed: {exc}")
             self._finish_active(OrderStatus.REJECTED)
+            self.maker_order.refused(exc)  # Halt after a few refusals in a row
             await self._pause(max(self._requote_limit.delay(), 0.5))
             return None
         self.maker_order.merge_reply(placed)
@@ -488,6 +493,7 @@ class HedgeEngine:
                 tolerance=self._tolerance(),
                 streamed=streamed,
                 own=self.external.own_pair,
+                window_s=self.settings.outage_window,
             )
         except PositionMoved as moved:
             if not self.external.position_moved(moved.venue, moved.delta):
@@ -714,6 +720,7 @@ def _public_settings(settings: Settings) -> dict[str, str]:
         "maker_ticks": str(settings.maker_ticks),
         "max_slippage_bps": str(settings.max_slippage_bps),
         "hedge_timeout": f"{settings.hedge_timeout:g}",
+        "outage_window": f"{settings.outage_window:g}",
         "on_external_change": settings.on_external_change.value,
         "mode": settings.mode.value,
         "backpack_api_url": settings.backpack_api_url,

@@ -57,7 +57,7 @@ log = logging.getLogger(__name__)
 
 ESCALATION_FACTORS = (Decimal(1), Decimal(2), Decimal(4))
 RETRY_BACKOFF_S = 0.05
-EMPTY_BACKOFF_MAX_S = 2.0  # hedges that fill nothing (an empty book) are re-sent this seldom
+EMPTY_BACKOFF_MAX_S = 1.0  # hedges that fill nothing (an empty book) are re-sent this seldom
 WATCHDOG_INTERVAL_S = 0.05
 LAST_TOP_MAX_AGE_S = 10.0  # hedge on a top this recent while the book resyncs
 
@@ -554,7 +554,7 @@ class Hedger:
             # re-send spends the account's budget (60 a minute on Standard): back off.
             empty = isinstance(exc, InsufficientLiquidity)
             self._empty_in_a_row = self._empty_in_a_row + 1 if empty else 0
-            backoff = RETRY_BACKOFF_S * 2**self._empty_in_a_row
+            backoff = RETRY_BACKOFF_S * 2 ** max(self._empty_in_a_row - 2, 0)
             self._retry_after = self.clock() + min(backoff, EMPTY_BACKOFF_MAX_S)
             log.warning("hedge %s failed (%s): will retry", hedge.client_id, exc)
             self.journal.defer(

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 CANCEL_CONFIRM_S = 5.0
 FIRST_RETRY_S, MAX_RETRY_S = 0.2, 5.0  # a cancel asked again, backing off with jitter
+MAX_REFUSALS = 5  # maker orders refused in a row (not retryable) before the run halts
 HISTORY_MARGIN_MS = 60_000  # fills looked up from this long before the order was placed
 
 
@@ -45,8 +46,11 @@ class ActiveMakerOrder:
         *,
         wait: Callable[[float], Awaitable[None]],
         deliver: Callable[[VenueEvent], None],
+        outage_window_s: float = OUTAGE_WINDOW_S,
     ) -> None:
         self.venue = venue
+        self.outage_window_s = outage_window_s  # a cancel is asked again this long
+        self.refusals = 0  # maker orders the venue refused in a row (not retryable)
         self.journal = journal
         self.wait = wait  # sleeps until an event arrives or the timeout passes
         self.deliver = deliver  # the maker event callback, for a fill found over REST
@@ -90,8 +94,16 @@ class ActiveMakerOrder:
         if current is not None and current.is_live:
             self.tracker.forget(current)
 
+    def refused(self, exc: VenueError) -> None:
+        """The venue refused a maker order. The same request refused for good several times
+        in a row would be refused forever: halt with the venue's own message."""
+        self.refusals = 0 if exc.retryable else self.refusals + 1
+        if self.refusals >= MAX_REFUSALS:
+            raise Halt(f"{self.venue.name} refused the maker order {self.refusals} times: {exc}")
+
     def merge_reply(self, placed: Order) -> None:
         """The venue's reply to the placement, merged with what events already said."""
+        self.refusals = 0
         current = self._current
         if current is None or placed.client_id != current.client_id:
             return
@@ -156,13 +168,13 @@ class ActiveMakerOrder:
         if active is None:
             return
         self.set_status(OrderStatus.PENDING_CANCEL)
-        give_up = time.monotonic() + OUTAGE_WINDOW_S
+        give_up = time.monotonic() + self.outage_window_s
         delay = FIRST_RETRY_S
         while not await self._cancel_once(active):
             if time.monotonic() >= give_up:
                 raise Halt(
                     f"maker order {active.client_id} could not be cancelled in "
-                    f"{OUTAGE_WINDOW_S:g} s"
+                    f"{self.outage_window_s:g} s"
                 )
             await asyncio.sleep(delay * random.uniform(0.5, 1.0))
             delay = min(delay * 2, MAX_RETRY_S)

@@ -178,15 +178,10 @@ URL_VARIABLES = {
     "backpack": ("BACKPACK_API_URL", "BACKPACK_WS_URL"),
     "lighter": ("LIGHTER_API_URL", "LIGHTER_WS_URL"),
 }
+
+
 # What Lighter's key check answers for an account or key index it does not have. The adapter
 # reports these as a failed read (exchanges/lighter/signing.py); to the user they are a refusal.
-LIGHTER_REFUSALS = (
-    ("account not found", "LIGHTER_ACCOUNT_INDEX", "the venue has no account at that index"),
-    ("no api key returned", "LIGHTER_API_KEY_INDEX", "the account has no API key at that index"),
-    ("api key not found", "LIGHTER_API_KEY_INDEX", "the account has no API key at that index"),
-)
-
-
 def check_paths(settings: Settings) -> None:
     """The log folder is usable and the journal is (or can become) this run's hedgebot journal:
     ConfigError naming the path otherwise. Creates the log folder, nothing else."""
@@ -288,10 +283,6 @@ def _start_error(venue: str, exc: BaseException) -> BaseException:
     if isinstance(exc, ConfigError) or not isinstance(exc, VenueError):
         return exc
     text = str(exc)
-    if venue == "lighter":
-        for marker, variable, meaning in LIGHTER_REFUSALS:
-            if marker in text.lower():
-                return ConfigError(f"Lighter refused {variable}: {meaning} (value not shown)")
     if exc.status in (400, 401, 403):
         return ConfigError(f"{venue.capitalize()} refused the API keys: {text}")
     api, ws = URL_VARIABLES.get(venue, ("its URL", "its WebSocket URL"))

@@ -103,12 +103,15 @@ class StartupRecovery:
                         order.client_id,
                     )
 
-    @staticmethod
-    async def _cancel_stray(venue: Venue, order: Order) -> None:
+    async def _cancel_stray(self, venue: Venue, order: Order) -> None:
         """A stray of ours must be gone before quoting: a burst is ridden out, anything longer
         stops the start (nothing has been traded yet)."""
         try:
-            await within_window(lambda: venue.cancel(order), what=f"cancelling {order.client_id}")
+            await within_window(
+                lambda: venue.cancel(order),
+                what=f"cancelling {order.client_id}",
+                window_s=self.settings.outage_window,
+            )
         except VenueError as exc:
             raise Halt(
                 f"stray order {order.client_id} on {venue.name} could not be cancelled ({exc}); "

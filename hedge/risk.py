@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 
 from exchanges.base import BookTop, Market, Venue
-from exchanges.common.retry import within_window
+from exchanges.common.retry import OUTAGE_WINDOW_S, within_window
 
 log = logging.getLogger(__name__)
 
@@ -68,13 +68,16 @@ async def check_balance(
     hedge_in_flight: bool,
     streamed: bool = False,
     own: Own = as_is,
+    window_s: float = OUTAGE_WINDOW_S,
 ) -> BalanceReport:
     """Read both positions and raise Halt on a breach; returns what it saw. `streamed`: take
     them from the account streams when both venues know them (no request). `own` takes the
     external changes out of what the venues say (hedge/external.py)."""
     maker_position, hedge_position = own(
         *await within_window(
-            lambda: read_positions(maker, hedge, streamed=streamed), what="reading positions"
+            lambda: read_positions(maker, hedge, streamed=streamed),
+            what="reading positions",
+            window_s=window_s,
         )
     )
     report = BalanceReport(maker_position, hedge_position, maker_expected, hedge_expected)
@@ -117,6 +120,7 @@ async def check_balance_patiently(
     attempts: int = BALANCE_RETRIES,
     streamed: bool = True,
     own: Own = as_is,
+    window_s: float = OUTAGE_WINDOW_S,
 ) -> None:
     """`check_balance`, looked at again before a breach halts. The first look is the account
     streams' (no request); a breach there is looked at again over REST, a few times, since a
@@ -134,6 +138,7 @@ async def check_balance_patiently(
                 hedge_in_flight=hedge_in_flight,
                 streamed=streamed and attempt == 0,
                 own=own,
+                window_s=window_s,
             )
             return
         except Halt:

@@ -33,7 +33,15 @@ class Account:
             if isinstance(raw, dict) and raw.get("symbol") == session.symbol:
                 session.market = parsing.market_from_wire(raw, session.ticker)
                 return
-        raise ConfigError(f"unknown Backpack market {session.symbol} for ticker {session.ticker!r}")
+        listed = sorted(
+            str(raw["symbol"]).split("_")[0]
+            for raw in markets
+            if isinstance(raw, dict) and str(raw.get("symbol", "")).endswith("_PERP")
+        )
+        raise ConfigError(
+            f"unknown Backpack market {session.symbol} for ticker {session.ticker!r}; "
+            f"perpetuals listed include {', '.join(listed[:8]) or 'none'}"
+        )
 
     async def position(self) -> Decimal:
         """Signed net position of our symbol (0 when none)."""

@@ -141,9 +141,14 @@ def market_from_wire(raw: Mapping[str, Any], ticker: str) -> Market:
             tick_size=dec(filters["price"]["tickSize"]),
             step_size=dec(filters["quantity"]["stepSize"]),
             min_qty=dec(filters["quantity"]["minQuantity"]),
+            max_qty=_optional_dec(filters["quantity"].get("maxQuantity")),
         )
     except PARSE_ERRORS as exc:
         raise VenueError(f"backpack market {symbol}: malformed rules: {exc}") from exc
+
+
+def _optional_dec(raw: object) -> Decimal | None:
+    return None if raw is None else dec(raw)
 
 
 def position_from_rows(rows: object, symbol: str) -> Decimal:

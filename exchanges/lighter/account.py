@@ -50,7 +50,11 @@ class Account:
         )
         entry = next((b for b in books.order_books or [] if b.symbol == session.ticker), None)
         if entry is None:
-            raise ConfigError(f"unknown Lighter market {session.ticker!r}")
+            listed = sorted(str(b.symbol) for b in books.order_books or [])
+            raise ConfigError(
+                f"unknown Lighter market {session.ticker!r}; markets listed include "
+                f"{', '.join(listed[:8]) or 'none'}"
+            )
         if entry.status != "active":
             raise ConfigError(f"Lighter market {session.ticker} is not trading ({entry.status})")
         market_id = int(entry.market_id)

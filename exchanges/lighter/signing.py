@@ -115,7 +115,9 @@ class Signer:
             )
         except Exception as exc:
             # The message never includes the key itself.
-            raise ConfigError(f"LIGHTER_PRIVATE_KEY is not usable: {type(exc).__name__}") from None
+            raise ConfigError(
+                f"LIGHTER_API_PRIVATE_KEY is not usable: {type(exc).__name__}"
+            ) from None
         # check_client does blocking HTTP inside the Go library (GET apikeys): run it off the
         # loop, after the budget allows it.
         await session.budget.take("apikeys", Priority.READ)
@@ -123,6 +125,9 @@ class Signer:
             self._pool, self._client.check_client
         )
         if err is not None:
+            refused = _refused_index(err)
+            if refused is not None:
+                raise ConfigError(refused)
             if "failed to get" in err:
                 raise VenueError(f"lighter: could not check the API key: {err}", retryable=True)
             raise ConfigError(
@@ -219,3 +224,19 @@ class Signer:
                 raise VenueError(f"lighter: could not create an auth token: {err}")
             self.token = (text, expiry)
             return text
+
+
+# The venue's words when an index names nothing: (marker, variable, meaning).
+_INDEX_REFUSALS = (
+    ("account not found", "LIGHTER_ACCOUNT_INDEX", "the venue has no account at that index"),
+    ("no api key returned", "LIGHTER_API_KEY_INDEX", "the account has no API key at that index"),
+    ("api key not found", "LIGHTER_API_KEY_INDEX", "the account has no API key at that index"),
+)
+
+
+def _refused_index(err: str) -> str | None:
+    """A key check's error that says an index is wrong, as one line naming the variable."""
+    for marker, variable, meaning in _INDEX_REFUSALS:
+        if marker in err.lower():
+            return f"Lighter refused {variable}: {meaning} (value not shown)"
+    return None

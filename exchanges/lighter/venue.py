@@ -439,7 +439,7 @@ def _check_keys(
         k is not None and k != "" for k in keys
     ):
         raise ConfigError(
-            "Lighter needs LIGHTER_PRIVATE_KEY, LIGHTER_ACCOUNT_INDEX and "
+            "Lighter needs LIGHTER_API_PRIVATE_KEY, LIGHTER_ACCOUNT_INDEX and "
             "LIGHTER_API_KEY_INDEX together"
         )
     if api_key_index is not None and not 0 <= api_key_index <= 254:

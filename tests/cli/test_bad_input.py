@@ -583,10 +583,6 @@ def check_against(sim_env: dict[str, str], folder: Path, *args: str) -> Outcome:
     return run_case(replace(case, venue=True), folder, {}, sim_env)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exchanges/base.py Market has no max_qty: Backpack's maxQuantity is not read",
-)
 def test_a_size_over_the_market_maximum_is_refused_naming_the_limit(
     sim_envs: list[dict[str, str]], tmp_path: Path
 ) -> None:
@@ -596,10 +592,6 @@ def test_a_size_over_the_market_maximum_is_refused_naming_the_limit(
     assert sum(outcome.orders.values()) == 0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the adapters' unknown-market ConfigError does not list the markets they have",
-)
 def test_an_unknown_ticker_lists_a_few_available_ones(
     sim_envs: list[dict[str, str]], tmp_path: Path
 ) -> None:

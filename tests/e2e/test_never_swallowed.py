@@ -71,3 +71,25 @@ async def test_a_failure_handling_a_fill_halts_with_the_legs_balanced(
     assert "internal error handling a backpack event: RuntimeError" in reason
     # The fill the hedger never saw is on the venue: the kill switch balanced it from there.
     assert maker + hedge == 0
+
+
+async def test_a_maker_order_the_venue_refuses_for_good_halts_instead_of_looping(
+    tmp_path: Path,
+) -> None:
+    """Issue 14, item 5: `--size 5000` (over the market's maximum) was refused every 0.5 s
+    forever. Past the CLI's own checks (run_bot directly), the engine halts after a few
+    refusals in a row, with the venue's message, having traded nothing."""
+    sim = SimCluster(seed=4, fill_rate=4.0, keys=sim_keys())
+    await sim.start()
+    try:
+        settings = bot_settings(sim, tmp_path, size="5000", iterations="1")
+        bot = await run_bot(settings, install_signals=False)
+        maker, hedge = positions(sim)
+        refused = sim.requests()["backpack"]["send_tx"]
+    finally:
+        await sim.stop()
+
+    assert bot.result.exit_code == 3, bot.result.reason
+    assert "backpack refused the maker order 5 times" in bot.result.reason
+    assert (maker, hedge) == (Decimal(0), Decimal(0))
+    assert refused == 5
