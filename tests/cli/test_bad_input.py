@@ -12,7 +12,6 @@ is its own.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import json
@@ -21,7 +20,6 @@ import socket
 import sqlite3
 import subprocess
 import sys
-import threading
 import urllib.request
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -32,6 +30,7 @@ import pytest
 
 from exchanges.sim.runner import SimCluster
 from hedge.journal import Journal
+from tests.sims import clusters_in_thread
 
 ROOT = Path(__file__).resolve().parents[2]
 OK_SIZE = "0.001"
@@ -471,25 +470,12 @@ def sim_envs() -> Iterator[list[dict[str, str]]]:
     """Simulated Backpack + Lighter pairs (one per lane) in a thread of this process. Unlimited
     Lighter tier, no Backpack limit: a request budget to run out of would only slow the table
     down, and what is checked is that no order arrives at all."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="simulated-venues", daemon=True)
-    thread.start()
     clusters = [
         SimCluster(seed=14 + lane, lighter_tier="unlimited", backpack_rate_limit=None)
         for lane in range(VENUE_LANES)
     ]
-    started: list[SimCluster] = []
-    try:
-        for cluster in clusters:
-            asyncio.run_coroutine_threadsafe(cluster.start(), loop).result(30)
-            started.append(cluster)
-        yield [cluster.env() for cluster in clusters]
-    finally:
-        for cluster in started:
-            asyncio.run_coroutine_threadsafe(cluster.stop(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with clusters_in_thread(clusters) as envs:
+        yield envs
 
 
 @pytest.fixture(scope="module")

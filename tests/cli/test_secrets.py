@@ -16,7 +16,6 @@ concurrently, each in its own folder, and each test below asserts on one of them
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hashlib
@@ -27,7 +26,6 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -40,6 +38,7 @@ from cryptography.hazmat.primitives.serialization import Encoding, PublicFormat
 
 from exchanges.sim.runner import SimCluster, SimKeys, generate_lighter_key
 from hedge.logsetup import SecretRedactor
+from tests.sims import clusters_in_thread
 from tests.waiting import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -534,27 +533,14 @@ def needles(planted: Planted) -> Needles:
 def venues(planted: Planted) -> Iterator[dict[str, dict[str, str]]]:
     """Two simulated Backpack + Lighter pairs that accept the planted keys, in a thread of
     this process: one for the trading run alone, one for every other case."""
-    loop = asyncio.new_event_loop()
-    thread = threading.Thread(target=loop.run_forever, name="simulated-venues", daemon=True)
-    thread.start()
     keys = SimKeys(planted.bp_public, planted.bp_secret, planted.lt_key, planted.lt_public)
     clusters = {
         "trading": SimCluster(seed=11, fill_rate=4.0, keys=keys, lighter_tier="premium"),
         # Many processes read this account at once: no request budget to run out of.
         "errors": SimCluster(seed=12, keys=keys, lighter_tier="unlimited"),
     }
-    started: list[SimCluster] = []
-    try:
-        for cluster in clusters.values():
-            asyncio.run_coroutine_threadsafe(cluster.start(), loop).result(30)
-            started.append(cluster)
-        yield {name: cluster.env() for name, cluster in clusters.items()}
-    finally:
-        for cluster in started:
-            asyncio.run_coroutine_threadsafe(cluster.stop(), loop).result(30)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(10)
-        loop.close()
+    with clusters_in_thread(list(clusters.values())) as envs:
+        yield dict(zip(clusters, envs, strict=True))
 
 
 @pytest.fixture(scope="module")
