@@ -20,7 +20,7 @@ import pytest
 from exchanges.sim.market import OrderUpdate
 from exchanges.sim.runner import BACKPACK_ACCOUNT, SimCluster
 from hedge.app import run_bot
-from hedge.engine import EngineStatus
+from hedge.engine import EngineStatus, HedgeEngine
 from tests.e2e.conftest import bot_settings, positions, sim_keys
 from tests.waiting import wait_for
 
@@ -92,3 +92,36 @@ async def test_a_thin_hedge_book_never_leaves_the_legs_unbalanced_unannounced(
     with contextlib.closing(sqlite3.connect(f"file:{settings.journal}?mode=ro", uri=True)) as db:
         ended = db.execute("SELECT exit_code FROM runs ORDER BY id DESC LIMIT 1").fetchone()
     assert ended[0] == code
+
+
+async def test_a_stop_during_a_partial_hedge_ends_with_the_legs_balanced(tmp_path: Path) -> None:
+    """Issue 14, item 1: a SIGINT while a partly filled hedge was being re-sent ended with
+    +0.00013 left. The stop now waits for the hedges, closes any remainder, and says so."""
+    sim = SimCluster(seed=5, fill_rate=4.0, keys=sim_keys())
+    await sim.start()
+    engines: list[HedgeEngine] = []
+    try:
+        thin_on_first_fill(sim, Decimal("0.0003"))
+        settings = bot_settings(sim, tmp_path, iterations="2", hedge_timeout="2")
+
+        async def stop_after_first_partial() -> None:
+            def partly_hedged() -> bool:
+                hedger = engines[0].hedger if engines else None
+                return hedger is not None and hedger.stats.hedge_fills > 0 and not hedger.settled
+
+            await wait_for(partly_hedged, 60, "a partly filled hedge")
+            engines[0].request_stop()
+
+        stopper = asyncio.create_task(stop_after_first_partial())
+        bot = await run_bot(settings, install_signals=False, on_started=engines.append)
+        await stopper
+        maker, hedge = positions(sim)
+    finally:
+        await sim.stop()
+
+    code, net = bot.result.exit_code, maker + hedge
+    assert code in (130, 3, 4), bot.result.reason
+    if code == 4:
+        assert f"{abs(net)} BTC left uncovered" in unbalanced_line(bot.result.reason)
+    else:
+        assert net == 0, (bot.result.reason, maker, hedge)
