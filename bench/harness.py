@@ -25,6 +25,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 SIM_START_TIMEOUT_S = 60.0
+SEQUENCER_WAIT_S = 10.0  # accepted Lighter transactions execute within this
 
 
 class SimProcess:
@@ -142,8 +143,13 @@ class SimProcess:
         }
 
     def account_state(self, ticker: str) -> dict[str, Any]:
-        """The bot accounts as the sim holds them: positions and open order counts."""
+        """The bot accounts as the sim holds them, once Lighter's sequencer has executed what
+        it accepted (a taker waits 200-300 ms there): positions and open order counts."""
         from exchanges.sim.runner import BACKPACK_ACCOUNT, LIGHTER_ACCOUNT
+
+        give_up = time.monotonic() + SEQUENCER_WAIT_S
+        while self.call("lighter", "timings")["pending_executions"] and time.monotonic() < give_up:
+            time.sleep(0.05)
 
         venues = self.call("backpack", "truth")["venues"]
         state: dict[str, Any] = {}

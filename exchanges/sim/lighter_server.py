@@ -534,7 +534,8 @@ class LighterServer:
 
     def timings(self) -> dict[str, object]:
         """Benchmark timestamps (perf_counter_ns): `send_tx_ns`, when the sendTx of each executed
-        create-order transaction reached its handler, by client order index (first one)."""
+        create-order transaction reached its handler, by client order index (first one); and
+        `pending_executions`, so a benchmark can wait for the sequencer before reading truth."""
         arrived: dict[str, int] = {}
         for tx in self.sent_txs:
             if tx["type"] != TX_TYPE_CREATE_ORDER:
@@ -542,7 +543,7 @@ class LighterServer:
             client_id = tx["info"].get("ClientOrderIndex")
             if client_id is not None:
                 arrived.setdefault(str(client_id), tx["recv_ns"])
-        return {"send_tx_ns": arrived}
+        return {"send_tx_ns": arrived, "pending_executions": self.pending_executions}
 
     # ---------------------------------------------------------------------------------------
     # REST plumbing
