@@ -125,6 +125,10 @@ class Closeout:
         self.orders = 0
         self._expected: tuple[Decimal, float] | None = None  # (net after our fill, until)
 
+    def expect(self, net: Decimal) -> None:
+        """Trade nothing until the venues show `net` (or VIEW_CATCH_UP_S passed)."""
+        self._expected = (net, time.monotonic() + VIEW_CATCH_UP_S)
+
     def balanced(self, net: Decimal) -> bool:
         """Within one step of the coarser market: nothing either venue could trade."""
         return abs(net) < self.step
@@ -275,9 +279,12 @@ async def close_out(
     *,
     max_slippage_bps: Decimal,
     positions: Positions,
+    expected_net: Decimal | None = None,
 ) -> Closed:
     """Balance the legs (Closeout); when the positions cannot be read at all, say so as not
-    balanced, with the last positions the caller knows."""
+    balanced. `expected_net`: the net the caller's own fills say; the venues' views are given
+    a few seconds to agree with it before anything is traded on them (a lagging view must
+    not be traded as a net that no longer exists)."""
     closeout = Closeout(
         maker,
         hedge,
@@ -286,6 +293,8 @@ async def close_out(
         max_slippage_bps=max_slippage_bps,
         positions=positions,
     )
+    if expected_net is not None:
+        closeout.expect(expected_net)
     try:
         return await closeout.run()
     except VenueError as exc:

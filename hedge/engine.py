@@ -575,6 +575,7 @@ class HedgeEngine:
             self._client_ids,
             max_slippage_bps=self.settings.max_slippage_bps,
             positions=lambda: self._positions(strict=True),
+            expected_net=None if self.hedger is None else self.maker_position + self.hedge_position,
         )
 
     async def _positions(self, *, strict: bool = False) -> tuple[Decimal, Decimal]:
