@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from exchanges.common.budget import DEFAULT_BACKOFF_S
 from exchanges.sim.runner import BACKPACK_ACCOUNT, LIGHTER_ACCOUNT, SimCluster
 from hedge.app import run_bot
 from hedge.engine import HedgeEngine
@@ -104,7 +105,10 @@ async def test_chaos_twenty_iterations_never_double_hedge(tmp_path: Path) -> Non
     assert abs(maker + hedge) <= Decimal("0.00001"), (maker, hedge)
     if bot.result.exit_code == 0:
         assert (maker, hedge) == (Decimal(0), Decimal(0))
-        assert bot.summary["unhedged_max_s"] <= 1.5 * 3 + 1
+        # Within the escalation ladder plus the pauses the venue itself imposed: each 429 it
+        # answered closes the budget for a second (hedges included), which no bot can beat.
+        rate_limited_s = bot.summary["requests"]["lighter"]["http_429"] * DEFAULT_BACKOFF_S
+        assert bot.summary["unhedged_max_s"] <= 1.5 * 3 + 1 + rate_limited_s
     assert sum(sim.fault_plan.fired.values()) > 0  # the faults really happened
 
 
