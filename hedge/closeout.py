@@ -113,7 +113,11 @@ class Closeout:
         *,
         max_slippage_bps: Decimal,
         positions: Positions,
+        expected_net: Decimal | None = None,
     ) -> None:
+        """`expected_net`: the net the caller's own fills say. The venues' views are given a
+        few seconds to agree with it before anything is traded on them (a lagging view must
+        not be traded as a net that no longer exists)."""
         self.maker = maker
         self.hedge = hedge
         self.journal = journal
@@ -123,17 +127,25 @@ class Closeout:
         self.markets = {maker.name: maker.market(), hedge.name: hedge.market()}
         self.step = max(m.step_size for m in self.markets.values())
         self.orders = 0
-        self._expected: tuple[Decimal, float] | None = None  # (net after our fill, until)
-
-    def expect(self, net: Decimal) -> None:
-        """Trade nothing until the venues show `net` (or VIEW_CATCH_UP_S passed)."""
-        self._expected = (net, time.monotonic() + VIEW_CATCH_UP_S)
+        self._expected: tuple[Decimal, float] | None = None  # (net we expect, until when)
+        if expected_net is not None:
+            self._expected = (expected_net, time.monotonic() + VIEW_CATCH_UP_S)
 
     def balanced(self, net: Decimal) -> bool:
         """Within one step of the coarser market: nothing either venue could trade."""
         return abs(net) < self.step
 
     async def run(self) -> Closed:
+        """What the venues say at the end; not balanced (and not `readable`) when their
+        positions cannot be read at all."""
+        try:
+            return await self._run()
+        except VenueError as exc:
+            log.error("closeout: the venues' positions cannot be read: %s", exc)
+            names = (self.maker.name, self.hedge.name)
+            return Closed(*names, Decimal(0), Decimal(0), False, self.orders, False)
+
+    async def _run(self) -> Closed:
         takers = [self.hedge]
         if isinstance(self.maker, IocCapable):
             takers.append(self.maker)
@@ -269,37 +281,6 @@ class Closeout:
         if balanced:
             log.info("closeout: legs balanced (net %s)", closed.net)
         return closed
-
-
-async def close_out(
-    maker: Venue,
-    hedge: Venue,
-    journal: Journal,
-    client_ids: ClientIds,
-    *,
-    max_slippage_bps: Decimal,
-    positions: Positions,
-    expected_net: Decimal | None = None,
-) -> Closed:
-    """Balance the legs (Closeout); when the positions cannot be read at all, say so as not
-    balanced. `expected_net`: the net the caller's own fills say; the venues' views are given
-    a few seconds to agree with it before anything is traded on them (a lagging view must
-    not be traded as a net that no longer exists)."""
-    closeout = Closeout(
-        maker,
-        hedge,
-        journal,
-        client_ids,
-        max_slippage_bps=max_slippage_bps,
-        positions=positions,
-    )
-    if expected_net is not None:
-        closeout.expect(expected_net)
-    try:
-        return await closeout.run()
-    except VenueError as exc:
-        log.error("closeout: the venues' positions cannot be read: %s", exc)
-        return Closed(maker.name, hedge.name, Decimal(0), Decimal(0), False, closeout.orders, False)
 
 
 async def cancel_ours(venue: Venue, journal: Journal) -> None:

@@ -45,7 +45,7 @@ from exchanges.base import (
     round_qty,
 )
 from exchanges.common.budget import Priority
-from hedge.closeout import Closed, cancel_ours, close_out
+from hedge.closeout import Closed, Closeout, cancel_ours
 from hedge.config import Direction, Settings
 from hedge.external import ExternalChanges
 from hedge.hedger import ClientIds, Hedger
@@ -568,7 +568,7 @@ class HedgeEngine:
         """Balance the legs from the venues' own positions (hedge/closeout.py)."""
         if self._client_ids is None:
             return None
-        return await close_out(
+        return await Closeout(
             self.maker,
             self.hedge,
             self.journal,
@@ -576,7 +576,7 @@ class HedgeEngine:
             max_slippage_bps=self.settings.max_slippage_bps,
             positions=lambda: self._positions(strict=True),
             expected_net=None if self.hedger is None else self.maker_position + self.hedge_position,
-        )
+        ).run()
 
     async def _positions(self, *, strict: bool = False) -> tuple[Decimal, Decimal]:
         """The bot's own positions: the venues' less any external change (G9)."""
