@@ -10,17 +10,46 @@ Everything is Decimal at the API. Inside a book, prices are integer ticks and si
 steps (exact, and several times cheaper than Decimal arithmetic on the hot path); they become
 Decimal again at the boundary. Listeners are called synchronously from the mutating call.
 
-Market model, per clock step:
-- the path moves (log-normal random walk with rare jumps, seeded per ticker);
-- each book follows the path at its venue's basis (Lighter drifts a few bps around Backpack),
-  with a 1-2 tick spread and ~40 levels per side whose sizes grow away from the top. The book
-  is reshaped incrementally and only levels whose visible size changed are emitted;
-- a price move through one of our resting orders fills it (the book never crosses us), and
-  background flow hits our orders at the top of the book at a rate scaled by `fill_rate`,
-  sometimes in several partial fills. With `fill_rate == 0` our orders never fill by
-  themselves: the background book keeps clear of them and only the control calls
-  (`trade_through`, `fill_resting`) or crossing orders fill them;
-- background public trades consume the top of the background book.
+Market model. Every parameter is a field of `MarketParams` (defaults in brackets); the path, the
+basis and the takers are set per second, so they do not depend on `tick_interval` (default
+0.1 s). Per clock step of dt seconds:
+- the path: per ticker, a log-normal random walk: the log price moves by N(0, sigma^2 dt) with
+  sigma = `vol_bps_per_sqrt_s` [0.9 bps per sqrt(s), ~50 %/year], the same for every ticker,
+  plus `jumps_per_s` [0: none] jumps of +-`jump_bps_min`..`jump_bps_max` [5..20] bps;
+- the basis: Backpack's fair is the path's mid, Lighter's is mid x (1 + b x 1e-4), where b (bps)
+  is an Ornstein-Uhlenbeck process, one per ticker, with stationary sd `basis_sd_bps` [3 bps]
+  and half-life `basis_half_life_s` [30 s], stepped exactly (theta = ln 2 / half-life:
+  b <- b e^(-theta dt) + sd sqrt(1 - e^(-2 theta dt)) Z) from a start drawn from N(0, sd^2);
+- the books: each follows its fair with a 1-2 tick spread and 40 background levels per side
+  (the top `top_level_usd` [$20,000] x U(0.4, 1.6), growing 25 % per level away, at least
+  0.05 bps apart; two levels per side resized by x0.8..1.25 each step). A book is reshaped
+  incrementally and only levels whose visible size changed are emitted;
+- the takers: market orders arrive at each book as a Poisson process at `taker_orders_per_s`
+  x fill_rate [5 a second at fill_rate 1], buying with probability 0.5 + `taker_trend_bias`
+  [0.15] x the sign of the path's last move, each of an exponential size with mean
+  `taker_size_usd` [$2,000] (at least one step). Each sweeps the other side from its best
+  price, level by level, in price-time priority: at a price, the background that was there
+  when an order of ours arrived trades before it, then our orders in time order, then the
+  background that came later. Each resting order of ours keeps that "ahead" size, cut to the
+  level's background size whenever that shrinks (size leaves from the front of the queue;
+  new size joins the back). So an order behind resting size, or away from the touch, fills
+  later or not at all. These are the public trades; they fill our orders as maker, in
+  partial fills when a taker is smaller than the order;
+- adverse selection: a move of the fair through one of our resting orders fills it at its
+  price (the book never crosses us).
+With `fill_rate == 0` our orders never fill by themselves: the takers still trade the
+background (at the params' rate) but pass our orders by, and the book moves out of their way
+instead of trading through them; only the control calls (`trade_through`, `fill_resting`,
+`sweep`) or crossing orders fill them. A crossing order of an account (`place_limit`,
+`place_market`) matches the other accounts' resting orders at a price before the background.
+
+What the defaults give (seeded, measured in tests/exchanges/sim/test_market_model.py): a BTC
+order joining the best bid or offer at fill_rate 1 fills in a median 0.1 s (90 % within
+~3.5 s), nearly always because the fair moved through it: BTC's fair moves ~18 ticks (0.28
+bps) per 0.1 s step. On a still path (vol 0), the takers alone fill it in a median ~2.7 s
+(~93 % within 10 s); an order 5 ticks behind the touch, almost never. SOL, whose tick is
+0.67 bps, fills at the touch in a median ~0.7 s. The realized volatility is 0.9 bps per
+sqrt(s) and Lighter's basis has an sd of 3 bps with an autocorrelation of 0.5 at 30 s.
 
 Faults: the market applies `thin_book` to taker orders (IOC limits, market orders) itself; every
 other fault in `faults.py` is the venue servers' business.
@@ -307,6 +336,7 @@ class _BookSide:
     ascending key order is best-first and 'crosses limit L' is 'key <= key(L)'."""
 
     __slots__ = (
+        "ahead",
         "bg",
         "bg_keys",
         "changed",
@@ -326,6 +356,8 @@ class _BookSide:
         self.own: dict[int, list[SimOrder]] = {}  # key -> resting orders, time priority
         self.own_keys: list[int] = []  # sorted, best first
         self.own_qty: dict[int, int] = {}  # key -> resting size in steps
+        # resting order id -> background steps ahead of it at its price (its queue position)
+        self.ahead: dict[int, int] = {}
         self.shown: dict[int, int] = {}  # key -> visible size last emitted
         self.changed: set[int] = set()
         self.shaped_top: int | None = None  # top key the background was last shaped for
@@ -349,34 +381,128 @@ class _BookSide:
     def consume_bg(self, key: int, steps: int) -> None:
         """A taker took `steps` of background size at `key`."""
         left = self.bg[key] - steps
+        self.changed.add(key)
+        self.reshape = True  # shape again: an emptied level is replaced, a thin book topped up
         if left > 0:
             self.bg[key] = left
-            self.changed.add(key)
-            self.reshape = True  # a thin book is topped up to its cap again
-            return
-        del self.bg[key]
-        self.reshape = True
-        if self.bg_keys and self.bg_keys[0] == key:
-            self.bg_keys.pop(0)
         else:
-            self.bg_keys.remove(key)
-        self.changed.add(key)
+            del self.bg[key]
+            if self.bg_keys and self.bg_keys[0] == key:
+                self.bg_keys.pop(0)
+            else:
+                self.bg_keys.remove(key)
+        if key in self.own:
+            self.cap_ahead(key)
+
+    def cap_ahead(self, key: int) -> None:
+        """The background at `key` may have shrunk: no order of ours waits behind more than
+        there is (size that left the level leaves from the front of the queue)."""
+        size = self.bg.get(key, 0)
+        ahead = self.ahead
+        for order in self.own[key]:
+            if ahead[order.order_id] > size:
+                ahead[order.order_id] = size
 
 
-# Book shape and flow, per book. Rates are per second so a different tick_interval keeps the
-# same behaviour in wall-clock terms.
+# Book shape, per book (the market model's other parameters are in MarketParams).
 _DEPTH = 40  # background levels per side
 _LEVEL_GAP_BPS = 0.05  # spacing of levels below the top (at least one tick)
-_TOP_NOTIONAL = 20_000.0  # USD at the top level; grows by _SIZE_GROWTH per level away
-_SIZE_GROWTH = 0.25
-_VOL_PER_SQRT_S = 0.3e-4  # path volatility (log) per sqrt(second)
-_JUMPS_PER_S = 0.01
-_JUMP_BPS = (5.0, 20.0)
-_BASIS_BPS = 2.0  # lighter's basis starts within +-this and drifts (mean-reverting)
-_BG_TRADES_PER_S = 6.0
-_FLOW_FILLS_PER_S = 1.5  # hits on each of our orders at the top, at fill_rate 1.0
-_FULL_FILL_P = 0.5  # a flow hit takes the whole remainder; otherwise part of it
+_SIZE_GROWTH = 0.25  # the top level's size grows by this per level away from the top
 _PERTURB_PER_STEP = 2  # background levels per side whose size changes each step
+
+
+def _param(default: float, *, positive: bool = False, at_most: float | None = None) -> float:
+    """A MarketParams field: a finite number >= 0 (> 0 if `positive`, <= `at_most` if set)."""
+    return field(default=default, metadata={"positive": positive, "at_most": at_most})
+
+
+@dataclass(frozen=True, slots=True)
+class MarketParams:
+    """Every parameter of the market model (the module docstring says what each does). Rates
+    are per second of market time, so another tick_interval keeps the same behaviour."""
+
+    vol_bps_per_sqrt_s: float = _param(0.9)  # the path's volatility: 0.9 is ~50 %/year
+    jumps_per_s: float = _param(0.0)  # jumps on top of the volatility above; 0: none
+    jump_bps_min: float = _param(5.0)
+    jump_bps_max: float = _param(20.0)
+    basis_sd_bps: float = _param(3.0)  # Lighter's basis: stationary sd of its OU process
+    basis_half_life_s: float = _param(30.0, positive=True)
+    taker_orders_per_s: float = _param(5.0)  # per book, both sides, at fill_rate 1
+    taker_size_usd: float = _param(2_000.0, positive=True)  # mean of an exponential size
+    taker_trend_bias: float = _param(0.15, at_most=0.5)  # P(buy) = 0.5 + this x last move
+    top_level_usd: float = _param(20_000.0, positive=True)  # background size at the top
+
+    def __post_init__(self) -> None:
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            if not _param_ok(item, value):
+                allowed = _param_range(item)
+                raise ValueError(f"{_dashed(item.name)} must be a number {allowed}, not {value}")
+        if self.jump_bps_max < self.jump_bps_min:
+            raise ValueError("jump-bps-max must be >= jump-bps-min")
+
+    @classmethod
+    def parse(cls, items: list[str]) -> MarketParams:
+        """Defaults overridden by `name=value` items (names as the fields', `-` or `_`); a
+        bad item raises ValueError with one line naming it and what is allowed."""
+        by_name = {item.name: item for item in dataclasses.fields(cls)}
+        values: dict[str, float] = {}
+        for text in items:
+            name, equals, raw = text.partition("=")
+            key = name.strip().lower().replace("-", "_")
+            if not equals or key not in by_name:
+                raise ValueError(
+                    f"--market {text!r}: expected NAME=VALUE with NAME one of: {cls.ranges()}"
+                )
+            try:
+                value = float(raw)
+            except ValueError:
+                value = math.nan
+            if not _param_ok(by_name[key], value):
+                allowed = _param_range(by_name[key])
+                raise ValueError(f"--market {text!r}: {_dashed(key)} must be a number {allowed}")
+            values[key] = value
+        try:
+            return cls(**values)
+        except ValueError as error:  # a rule between two fields
+            raise ValueError(f"--market {' '.join(items)!r}: {error}") from None
+
+    @classmethod
+    def ranges(cls) -> str:
+        """The names and their allowed values, on one line (for help and errors)."""
+        return ", ".join(
+            f"{_dashed(item.name)} ({_param_range(item)})" for item in dataclasses.fields(cls)
+        )
+
+    def describe(self) -> str:
+        """One line, `name=value` as `parse` reads it: 'vol-bps-per-sqrt-s=0.9 ...'."""
+        parts = []
+        for item in dataclasses.fields(self):
+            value = getattr(self, item.name)
+            text = f"{value:g}"
+            parts.append(f"{_dashed(item.name)}={text if float(text) == value else repr(value)}")
+        return " ".join(parts)
+
+
+def _dashed(name: str) -> str:
+    return name.replace("_", "-")
+
+
+def _param_ok(item: dataclasses.Field[float], value: float) -> bool:
+    if not isinstance(value, int | float) or not math.isfinite(value):
+        return False
+    at_most = item.metadata["at_most"]
+    if at_most is not None and value > at_most:
+        return False
+    return value > 0 if item.metadata["positive"] else value >= 0
+
+
+def _param_range(item: dataclasses.Field[float]) -> str:
+    if item.name == "jump_bps_max":
+        return ">= jump-bps-min"
+    at_most = item.metadata["at_most"]
+    low = "> 0" if item.metadata["positive"] else ">= 0"
+    return low if at_most is None else f"{low} and <= {at_most:g}"
 
 
 class VenueBook:
@@ -395,11 +521,14 @@ class VenueBook:
         self._market = market
         self._rng = random.Random(f"{seed}:book:{venue}:{spec.ticker}")
         self._tick_f = float(self.rules.tick)
+        self._step_f = float(self.rules.step)
         self._min_steps = max(1, self._to_steps_floor(self.rules.min_qty))
         start = float(spec.start_price)
+        params = market.params
         self._gap = max(1, round(start * _LEVEL_GAP_BPS * 1e-4 / self._tick_f))
-        self._base_steps = max(self._min_steps, int(_TOP_NOTIONAL / start / float(self.rules.step)))
-        self._basis_bps = 0.0 if venue == "backpack" else self._rng.uniform(-_BASIS_BPS, _BASIS_BPS)
+        self._base_steps = max(self._min_steps, int(params.top_level_usd / start / self._step_f))
+        # Lighter's basis starts where its OU process spends its time: N(0, sd^2).
+        self._basis_bps = 0.0 if venue == "backpack" else self._rng.gauss(0.0, params.basis_sd_bps)
         self._spread = 1
         self._fair = start
         self._thin_steps: int | None = None
@@ -449,6 +578,20 @@ class VenueBook:
         bid, bid_qty = self._top_of(self._bids)
         ask, ask_qty = self._top_of(self._asks)
         return bid, bid_qty, ask, ask_qty
+
+    @property
+    def basis_bps(self) -> float:
+        """This book's fair over the path's mid, in bps (always 0 on Backpack)."""
+        return self._basis_bps
+
+    def queue_ahead(self, order_id: int) -> Decimal:
+        """Background size ahead of one resting order of ours at its price: what takers
+        must take there before it fills. OrderNotFound if it is not resting."""
+        order = self._orders.get(order_id)
+        ahead = None if order is None else self._side(order.side).ahead.get(order_id)
+        if ahead is None:
+            raise OrderNotFound(f"order {order_id} is not resting")
+        return self._qty(ahead)
 
     def _top_of(self, side: _BookSide) -> tuple[Decimal, Decimal]:
         key = side.best_key()
@@ -607,6 +750,18 @@ class VenueBook:
         self._flush()
         return fills
 
+    def sweep(self, taker_side: Side, qty: Decimal) -> list[SimFill]:
+        """One background taker's market order of `qty`, as the simulated flow sends them:
+        it takes the other side best price first and, at each price, the background that was
+        there before our orders, then ours in time order, then the rest. Returns our fills
+        (it reaches our orders at fill_rate 0 too: this is a control call)."""
+        steps = self._to_steps_floor(qty)
+        if steps <= 0:
+            raise SimRejected("qty")
+        fills = self._sweep(self._opposite(taker_side), taker_side, steps, touch_own=True)
+        self._flush()
+        return fills
+
     def fill_resting(self, order_id: int, qty: Decimal) -> SimFill:
         """Fill `qty` of one resting order of ours as maker at its price (a partial fill).
         More than the remainder fills the remainder."""
@@ -724,6 +879,7 @@ class VenueBook:
     def _rest(self, order: SimOrder, tick: int) -> None:
         side = self._side(order.side)
         key = side.key(tick)
+        side.ahead[order.order_id] = side.bg.get(key, 0)  # it joins behind what is there
         queue = side.own.get(key)
         if queue is None:
             side.own[key] = [order]
@@ -745,6 +901,7 @@ class VenueBook:
         if queue is None or order not in queue:
             return
         queue.remove(order)
+        del side.ahead[order.order_id]
         side.own_qty[key] -= remaining
         if not queue:
             del side.own[key]
@@ -875,16 +1032,20 @@ class VenueBook:
         rng = self._rng
         dt = self._market.tick_interval
         if self.venue == "lighter":
-            self._basis_bps = self._basis_bps * 0.995 + rng.gauss(0.0, 0.05)
+            self._move_basis(dt)
         if rng.random() < 0.1:
             self._spread = 1 if rng.random() < 0.7 else 2
         self._reshape(self._fair_of(mid))
         self._perturb()
-        fill_rate = self._market.fill_rate
-        if fill_rate > 0:
-            self._flow_fills(1.0 - math.exp(-_FLOW_FILLS_PER_S * fill_rate * dt))
-        self._background_trades(dt, drift_sign)
+        self._taker_flow(dt, drift_sign)
         self._flush()
+
+    def _move_basis(self, dt: float) -> None:
+        """One exact step of the basis's Ornstein-Uhlenbeck process (stationary N(0, sd^2))."""
+        params = self._market.params
+        decay = math.exp(-math.log(2.0) / params.basis_half_life_s * dt)
+        shock = params.basis_sd_bps * math.sqrt(1.0 - decay * decay)
+        self._basis_bps = self._basis_bps * decay + shock * self._rng.gauss(0.0, 1.0)
 
     def _reshape(self, fair: float) -> None:
         """Move the background book to `fair`: fill our orders the price moves through (or,
@@ -944,6 +1105,8 @@ class VenueBook:
                 changed.add(key)
         side.bg = new
         side.bg_keys = list(new)  # built in ascending key order
+        for key in side.own_keys:
+            side.cap_ahead(key)
 
     def _level_size(self, index: int) -> int:
         scale = (1.0 + _SIZE_GROWTH * index) * self._rng.uniform(0.4, 1.6)
@@ -960,43 +1123,85 @@ class VenueBook:
                 key = keys[rng.randrange(len(keys))]
                 side.bg[key] = max(self._min_steps, int(side.bg[key] * rng.uniform(0.8, 1.25)))
                 side.changed.add(key)
+                if key in side.own:
+                    side.cap_ahead(key)  # size that left, left from the front; new size queues
 
-    def _flow_fills(self, p_hit: float) -> None:
-        """Takers hit our orders standing at (or inside) the top of the background book."""
+    def _taker_flow(self, dt: float, drift_sign: int) -> None:
+        """Background takers: market orders arriving as a Poisson process, each on the side
+        the path last moved to with a small bias, of exponential size, sweeping the book."""
+        market = self._market
+        params = market.params
+        touch_own = market.fill_rate > 0  # at fill_rate 0 the flow trades past our orders
+        rate = params.taker_orders_per_s * (market.fill_rate if touch_own else 1.0)
         rng = self._rng
-        for side in (self._bids, self._asks):
-            if not side.own_keys:
-                continue
-            bg_best = side.bg_keys[0] if side.bg_keys else None
-            for key in list(side.own_keys):
-                if bg_best is not None and key > bg_best:
-                    break
-                for order in list(side.own.get(key, ())):
-                    if rng.random() >= p_hit:
-                        continue
-                    remaining = self._rem[order.order_id]
-                    steps = remaining
-                    if rng.random() >= _FULL_FILL_P:
-                        steps = max(1, int(remaining * rng.uniform(0.2, 0.8)))
-                    self._maker_fill(order, side.tick(key), min(steps, remaining))
-
-    def _background_trades(self, dt: float, drift_sign: int) -> None:
-        rng = self._rng
-        mean = _BG_TRADES_PER_S * dt
-        p_more = mean / (1.0 + mean)  # geometric count with the wanted mean
-        count = 0
-        while count < 4 and rng.random() < p_more:
-            count += 1
+        count = _poisson(rng, rate * dt)
+        if not count:
+            return
+        p_buy = 0.5 + params.taker_trend_bias * drift_sign
+        mean_steps = params.taker_size_usd / (self._fair * self._step_f)
         for _ in range(count):
-            taker = Side.BUY if rng.random() < 0.5 + 0.15 * drift_sign else Side.SELL
-            side = self._opposite(taker)
-            if not side.bg_keys:
-                continue
-            key = side.bg_keys[0]
-            available = side.bg[key]
-            steps = min(available, max(1, int(available * rng.uniform(0.03, 0.5))))
-            side.consume_bg(key, steps)
-            self._public_trade(side.tick(key), steps, taker)
+            taker = Side.BUY if rng.random() < p_buy else Side.SELL
+            steps = max(1, int(rng.expovariate(1.0) * mean_steps))
+            self._sweep(self._opposite(taker), taker, steps, touch_own=touch_own)
+
+    def _sweep(self, side: _BookSide, taker: Side, steps: int, *, touch_own: bool) -> list[SimFill]:
+        """A background taker takes `steps` from `side`, best price first, until it is done or
+        the side is empty; our orders are in its way only if `touch_own`."""
+        fills: list[SimFill] = []
+        while steps > 0:
+            bg_key = side.bg_keys[0] if side.bg_keys else None
+            own_key = side.own_keys[0] if touch_own and side.own_keys else None
+            if own_key is not None and (bg_key is None or own_key <= bg_key):
+                steps = self._sweep_level(side, own_key, taker, steps, fills)
+            elif bg_key is not None:
+                taken = min(side.bg[bg_key], steps)
+                side.consume_bg(bg_key, taken)
+                self._public_trade(side.tick(bg_key), taken, taker)
+                steps -= taken
+            else:
+                break
+        return fills
+
+    def _sweep_level(
+        self, side: _BookSide, key: int, taker: Side, steps: int, fills: list[SimFill]
+    ) -> int:
+        """Take up to `steps` at one price where our orders rest, in price-time priority:
+        the background ahead of each order of ours goes first, then the order, and after the
+        last of ours the background that arrived later. Returns the steps still to take."""
+        tick = side.tick(key)
+        ahead = side.ahead
+        taken_bg = 0
+        for order in list(side.own[key]):
+            in_front = ahead[order.order_id] - taken_bg
+            if in_front > 0:
+                taken = min(in_front, steps)
+                self._public_trade(tick, taken, taker)
+                taken_bg += taken
+                steps -= taken
+                if steps == 0:
+                    break
+            wanted = min(self._rem[order.order_id], steps)
+            allowed = self._reduce_only_allowed(order, wanted)
+            fill = self._maker_fill(order, tick, allowed)
+            if fill is None:
+                continue  # reduce-only with nothing to reduce: expired, out of the queue
+            fills.append(fill)
+            steps -= allowed
+            if allowed < wanted:
+                self._expire(order, REDUCE_ONLY)  # the position is closed: nothing more
+            if steps == 0:
+                break
+        if steps > 0:
+            taken = min(side.bg.get(key, 0) - taken_bg, steps)
+            if taken > 0:
+                self._public_trade(tick, taken, taker)
+                taken_bg += taken
+                steps -= taken
+        if taken_bg:
+            for order in side.own.get(key, ()):
+                ahead[order.order_id] = max(0, ahead[order.order_id] - taken_bg)
+            side.consume_bg(key, taken_bg)
+        return steps
 
     def _flush(self) -> None:
         """Emit one BookDelta with every level whose visible size changed since the last."""
@@ -1039,15 +1244,18 @@ class SimMarket:
         tick_interval: float = 0.1,
         fill_rate: float = 1.0,
         clock_ms: Callable[[], int] | None = None,
+        params: MarketParams | None = None,
     ) -> None:
-        """`fill_rate` scales how often background flow trades through resting orders of ours
-        (1.0: a maker order a tick or two from the top typically fills within a few seconds;
-        0: never by itself). `clock_ms` (default: wall clock) stamps events; tests pass a
-        fake one to compare runs exactly."""
+        """`fill_rate` multiplies the rate of background taker orders (1.0: the params' rate;
+        0: the flow trades at that rate but never reaches our orders, and the book moves out
+        of their way instead of trading through them). `params` is the market model (default
+        `MarketParams()`). `clock_ms` (default: wall clock) stamps events; tests pass a fake
+        one to compare runs exactly."""
         if tick_interval <= 0:
             raise ValueError("tick_interval must be > 0")
         if fill_rate < 0:
             raise ValueError("fill_rate must be >= 0")
+        self.params = params if params is not None else MarketParams()
         self.seed = seed
         self.tickers = dict(DEFAULT_TICKERS if tickers is None else tickers)
         self.faults = faults if faults is not None else FaultPlan("none", seed)
@@ -1080,6 +1288,7 @@ class SimMarket:
 
     faults: FaultPlan
     tickers: dict[str, TickerSpec]
+    params: MarketParams
 
     # -- per-account fees (a venue server sets them from the account's tier) -------------------
     def set_account_fees(
@@ -1148,15 +1357,17 @@ class SimMarket:
 
     def step(self) -> None:
         """One clock tick, synchronously: advance paths, refresh background books (emitting
-        BookDeltas), emit background public trades, sometimes trading through our orders."""
+        BookDeltas) and run the background takers, who trade with our orders in their way."""
         self.steps += 1
-        sigma = _VOL_PER_SQRT_S * math.sqrt(self.tick_interval)
-        p_jump = _JUMPS_PER_S * self.tick_interval
+        params = self.params
+        sigma = params.vol_bps_per_sqrt_s * 1e-4 * math.sqrt(self.tick_interval)
+        p_jump = params.jumps_per_s * self.tick_interval
         for ticker in self.tickers:
             rng = self._path_rng[ticker]
             move = rng.gauss(0.0, sigma)
-            if rng.random() < p_jump:
-                move += rng.choice((-1.0, 1.0)) * rng.uniform(*_JUMP_BPS) * 1e-4
+            if p_jump > 0 and rng.random() < p_jump:
+                size = rng.uniform(params.jump_bps_min, params.jump_bps_max)
+                move += rng.choice((-1.0, 1.0)) * size * 1e-4
             self._mid[ticker] *= math.exp(move)
             self._drift[ticker] = 1 if move > 0 else -1 if move < 0 else 0
         for (_, ticker), book in self._books.items():
@@ -1225,6 +1436,20 @@ class SimMarket:
             "fill_count": len(fills),
             "fills": fills[-500:],  # a long demo run stays readable
         }
+
+
+def _poisson(rng: random.Random, mean: float) -> int:
+    """A Poisson count (Knuth's method, in chunks so exp(-mean) never underflows)."""
+    count = 0
+    while mean > 0:
+        chunk = min(mean, 30.0)
+        mean -= chunk
+        limit = math.exp(-chunk)
+        product = rng.random()
+        while product > limit:
+            count += 1
+            product *= rng.random()
+    return count
 
 
 def _wall_clock_ms() -> int:

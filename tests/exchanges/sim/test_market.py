@@ -20,6 +20,7 @@ from exchanges.sim.market import (
     DEFAULT_TICKERS,
     NOT_ENOUGH_LIQUIDITY,
     BookDelta,
+    MarketParams,
     OrderNotFound,
     OrderUpdate,
     PublicTrade,
@@ -536,7 +537,8 @@ def test_book_is_never_crossed_and_background_trades_flow() -> None:
         for book in market.books():
             bid, bid_qty, ask, ask_qty = book.top()
             assert bid < ask and bid_qty > 0 and ask_qty > 0
-    assert len(trades) > 200 * 6 * 0.3
+    takers = 200 * market.tick_interval * MarketParams().taker_orders_per_s * len(market.books())
+    assert len(trades) > takers * 0.8  # each taker order trades at least once
     assert all(t.qty > 0 and t.price > 0 for t in trades)
 
 
@@ -608,22 +610,21 @@ def test_a_maker_order_at_the_top_typically_fills_within_a_few_seconds(ticker: s
 
 
 def test_flow_fills_are_sometimes_partial() -> None:
-    market = new_market(seed=4)
+    # A still path: no move trades through the order, only the takers fill it.
+    market = new_market(seed=4, params=MarketParams(vol_bps_per_sqrt_s=0.0, basis_sd_bps=0.0))
     book = market.book("backpack", "SOL")
-    partial = 0
-    for trial in range(40):
+    fills_per_order = []
+    for trial in range(20):
         bid = book.top()[0]
-        order = book.place_limit(ACCOUNT, Side.BUY, D("10"), bid, client_id=trial, post_only=True)
-        for _ in range(100):
+        order = book.place_limit(ACCOUNT, Side.BUY, D("40"), bid, client_id=trial, post_only=True)
+        for _ in range(300):
             market.step()
-            if order.status == "partially_filled":
-                partial += 1
-                break
             if not order.is_open:
                 break
+        fills_per_order.append(sum(f.order_id == order.order_id for f in book.fills(ACCOUNT)))
         if order.is_open:
             book.cancel(ACCOUNT, order_id=order.order_id)
-    assert partial >= 3
+    assert sum(n >= 2 for n in fills_per_order) >= 5  # $6000 against takers of $2000 mean
 
 
 # -- truth, clock, performance --------------------------------------------------------------------
