@@ -17,7 +17,7 @@ from pathlib import Path
 from exchanges.sim.backpack_server import BackpackServer, generate_keypair
 from exchanges.sim.faults import FaultPlan
 from exchanges.sim.lighter_server import LighterServer
-from exchanges.sim.market import SimMarket
+from exchanges.sim.market import MarketParams, SimMarket
 
 BACKPACK_ACCOUNT = 1
 LIGHTER_ACCOUNT = 7
@@ -89,7 +89,8 @@ class SimCluster:
     executed 300 ms after they are accepted, 60 requests a minute) and Backpack's rate limit and
     history lag. `lighter_tier="unlimited"`, `backpack_rate_limit=None` and
     `backpack_history_lag_s=0` give the kind venues of the first round, for the tests of code
-    that cannot yet live within the real budgets.
+    that cannot yet live within the real budgets. `market_params` is the market model
+    (volatility, basis, taker flow; default `MarketParams()`).
     """
 
     def __init__(
@@ -106,10 +107,15 @@ class SimCluster:
         backpack_rate_limit: int | None = 2000,
         backpack_history_lag_s: float = 0.5,
         lighter_connection_max_age_s: float = 24 * 3600,
+        market_params: MarketParams | None = None,
     ) -> None:
         self.fault_plan = FaultPlan(faults, seed=seed)
         self.market = SimMarket(
-            seed=seed, faults=self.fault_plan, fill_rate=fill_rate, tick_interval=tick_interval
+            seed=seed,
+            faults=self.fault_plan,
+            fill_rate=fill_rate,
+            tick_interval=tick_interval,
+            params=market_params,
         )
         if keys is None:
             bp_public, bp_secret = generate_keypair()
