@@ -165,6 +165,17 @@ class Market:
 
 
 @dataclass(frozen=True, slots=True)
+class FeeRates:
+    """An account's trading fees on one venue, as fractions of notional (2 bps = 0.0002)."""
+
+    maker: Decimal = Decimal(0)
+    taker: Decimal = Decimal(0)
+
+    def fee(self, price: Decimal, qty: Decimal, *, is_maker: bool) -> Decimal:
+        return price * qty * (self.maker if is_maker else self.taker)
+
+
+@dataclass(frozen=True, slots=True)
 class BookTop:
     """Best bid and ask of a venue's book, with the monotonic time of the last update."""
 

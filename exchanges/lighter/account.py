@@ -150,6 +150,7 @@ class Account:
                     symbol=self.session.symbol,
                     size_decimals=scales.size_decimals,
                     recv_ns=recv_ns,
+                    fees=self.session.fees,
                 )
             except PARSE_ERRORS as exc:
                 self.session.stats.malformed += 1

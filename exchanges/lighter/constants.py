@@ -3,9 +3,9 @@ WebSocket error codes and the API's limits. Numbers from the lighter-sdk and the
 
 from __future__ import annotations
 
-from decimal import InvalidOperation
+from decimal import Decimal, InvalidOperation
 
-from exchanges.base import OrderStatus
+from exchanges.base import FeeRates, OrderStatus
 
 VENUE = "lighter"
 
@@ -21,6 +21,14 @@ TIF_POST_ONLY = 2
 CANCEL_ALL_IMMEDIATE = 0
 DEFAULT_28_DAY_EXPIRY = -1  # the signer fills in now + 28 days
 IOC_EXPIRY = 0
+
+# Trading fees per account tier (apidocs "Account types"): Standard pays none; Premium pays
+# 0.40 bps as maker and 2.80 bps as taker. The order stream carries no fee, so a fill's fee is
+# its notional times the tier's rate (what the venue charges).
+TIER_FEES: dict[str, FeeRates] = {
+    "standard": FeeRates(),
+    "premium": FeeRates(Decimal("0.00004"), Decimal("0.00028")),
+}
 
 # Limits.
 MAX_PRICE = 2**32 - 1  # Price is a uint32 on the wire

@@ -13,7 +13,17 @@ from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from exchanges.base import Balance, Fill, Market, Order, OrderKind, OrderStatus, Side, VenueError
+from exchanges.base import (
+    Balance,
+    FeeRates,
+    Fill,
+    Market,
+    Order,
+    OrderKind,
+    OrderStatus,
+    Side,
+    VenueError,
+)
 from exchanges.common.orderbook import (
     Level,
     OrderBook,
@@ -171,6 +181,9 @@ def balance_from_account(entry: Any) -> Balance:
         raise VenueError(f"lighter account: malformed balance: {exc}") from exc
 
 
+NO_FEES = FeeRates()
+
+
 def fill_from_trade(
     trade: Any,
     account: int,
@@ -179,6 +192,7 @@ def fill_from_trade(
     symbol: str,
     size_decimals: int,
     recv_ns: int,
+    fees: FeeRates = NO_FEES,
 ) -> Fill | None:
     """One `trades` row -> our Fill (None when the account is on neither side).
     `filled` holds each order's cumulative amount before this trade: the trade id is the
@@ -189,6 +203,8 @@ def fill_from_trade(
     order_index = int(trade.ask_id if is_ask else trade.bid_id)
     qty = Decimal(str(trade.size))
     client = int(trade.ask_client_id if is_ask else trade.bid_client_id)
+    price = Decimal(str(trade.price))
+    is_maker = bool(trade.is_maker_ask) == is_ask
     return Fill(
         venue=VENUE,
         symbol=symbol,
@@ -197,8 +213,9 @@ def fill_from_trade(
         client_id=client or None,
         side=Side.SELL if is_ask else Side.BUY,
         qty=qty,
-        price=Decimal(str(trade.price)),
-        is_maker=bool(trade.is_maker_ask) == is_ask,
+        price=price,
+        fee=fees.fee(price, qty, is_maker=is_maker),
+        is_maker=is_maker,
         venue_ts_ms=ts_ms(int(trade.timestamp)),
         recv_ns=recv_ns,
     )

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from dataclasses import dataclass, field
 
-from exchanges.base import ConfigError, Market, VenueError
+from exchanges.base import ConfigError, FeeRates, Market, VenueError
 from exchanges.common.budget import LIGHTER_TIERS, RequestBudget
 from exchanges.common.ws import ReconnectingWebSocket
 from exchanges.lighter.scaling import Scales
@@ -51,6 +51,7 @@ class Session:
     stats: Stats = field(default_factory=Stats)
     # The account's one request budget: every REST read and every sendTx passes it.
     budget: RequestBudget = field(default_factory=lambda: RequestBudget(LIGHTER_TIERS["standard"]))
+    fees: FeeRates = field(default_factory=FeeRates)  # the account tier's trading fees
     market: Market | None = None
     scales: Scales | None = None
     sender: TxSender | None = None

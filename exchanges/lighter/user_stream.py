@@ -348,6 +348,7 @@ class UserStream:
         delta, quote_delta = news
         order_id = str(update.order_index)
         if delta > 0:
+            price = update.fill_price(delta, quote_delta)
             self._emit_fill(
                 Fill(
                     venue=VENUE,
@@ -359,7 +360,8 @@ class UserStream:
                     client_id=update.client_id or None,
                     side=update.side,
                     qty=delta,
-                    price=update.fill_price(delta, quote_delta),
+                    price=price,
+                    fee=session.fees.fee(price, delta, is_maker=update.maker),
                     is_maker=update.maker,
                     venue_ts_ms=update.venue_ts_ms,
                     recv_ns=recv_ns,

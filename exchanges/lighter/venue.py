@@ -40,6 +40,7 @@ from exchanges.base import (
     BookTop,
     ConfigError,
     EventEmitter,
+    FeeRates,
     Fill,
     Market,
     Order,
@@ -123,6 +124,7 @@ class LighterVenue(EventEmitter):
         retry_attempts: int = 3,
         send_timeout: float = 1.0,
         budget: RequestBudget | None = None,
+        fees: FeeRates | None = None,
     ) -> None:
         _check_settings(ticker, request_timeout, confirm_timeout, send_timeout, retry_attempts)
         _check_keys(private_key, account_index, api_key_index)
@@ -146,6 +148,7 @@ class LighterVenue(EventEmitter):
             retry_attempts=retry_attempts,
             max_remembered=self.max_remembered,
             budget=budget or RequestBudget(LIGHTER_TIERS["standard"]),
+            fees=fees or FeeRates(),
         )
         self._reconnects_at_close = 0
         self._compose(session)

@@ -26,7 +26,7 @@ Account tiers (`tier=` for every account, `account_tiers={account: tier}` to ove
 |-----------|-------------|--------------------|--------------------|-----------------|-----------|
 | standard  | 300 ms      | 200 ms             | 60                 | 60              | 0 / 0     |
 | premium   | 200 ms      | 0 ms               | 24,000 weighted    | 4,000           | 0.4/2.8bp |
-| unlimited | inline      | inline             | none               | none            | 0 / 0     |
+| unlimited | inline      | inline             | none               | none            | 0.4/2.8bp |
 
 - A `sendTx` (REST or WS `jsonapi/sendtx`) is checked at once (tx info, API key, expiry, nonce,
   client order index: refused with an error, nothing consumed) and, accepted, answered at
@@ -216,8 +216,18 @@ TIERS: dict[str, Tier] = {
         Decimal("0.00028"),
         ws_limits=True,
     ),
+    # Premium's fees (the bot budgets an unlimited account as Premium, SimCluster.env()).
     "unlimited": Tier(
-        "unlimited", 0.0, 0.0, 0.0, None, None, False, Decimal(0), Decimal(0), ws_limits=False
+        "unlimited",
+        0.0,
+        0.0,
+        0.0,
+        None,
+        None,
+        False,
+        Decimal("0.00004"),
+        Decimal("0.00028"),
+        ws_limits=False,
     ),
 }
 
