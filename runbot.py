@@ -18,7 +18,7 @@ import typer
 
 from exchanges.base import ConfigError, VenueError
 from hedge import ops
-from hedge.config import Mode, parse_slippage
+from hedge.config import DEFAULT_MIN_EDGE_BPS, Mode, parse_slippage
 from hedge.logsetup import REDACTOR
 from hedge.ops import err, flags_from, out, resolve_settings
 
@@ -58,6 +58,14 @@ _REQUOTE = "Re-quote at once when the book top moves more than this many ticks a
 RequoteTicksOpt = Annotated[str, Opt("--requote-ticks", metavar="TICKS", help=_REQUOTE)]
 _MAKER_TICKS = "Maker price distance inside the opposite best: buy at best ask - TICKS x tick."
 MakerTicksOpt = Annotated[str, Opt("--maker-ticks", metavar="TICKS", help=_MAKER_TICKS)]
+_QUOTE_MODE = (
+    "bbo: the Backpack book only; edge: also bounded by Lighter's book, fees and min edge."
+)
+QuoteModeOpt = Annotated[str, Opt("--quote-mode", metavar="bbo|edge", help=_QUOTE_MODE)]
+_MIN_EDGE = (
+    "Edge mode: what each fill must earn after fees, in bps; negative = the most you accept to pay."
+)
+MinEdgeOpt = Annotated[str, Opt("--min-edge-bps", metavar="BPS", help=_MIN_EDGE)]
 _SLIPPAGE = "Hedge worst price = Lighter top +/- this many basis points (1 bp = 0.01 %)."
 SlippageOpt = Annotated[str, Opt("--max-slippage-bps", metavar="BPS", help=_SLIPPAGE)]
 _HEDGE_TIMEOUT = (
@@ -123,6 +131,8 @@ _FILL_RATE = (
     "itself (fill them with POST /_sim/trade_through)."
 )
 FillRateOpt = Annotated[str, Opt("--fill-rate", metavar="RATE", help=_FILL_RATE)]
+_MARKET = "A simulated market parameter NAME=VALUE, repeatable (README lists the names)."
+MarketOpt = Annotated[list[str] | None, Opt("--market", metavar="NAME=VALUE", help=_MARKET)]
 _RATE_LIMIT = "Requests a rolling minute per Backpack API key (0 = unlimited)."
 RateLimitOpt = Annotated[str, Opt("--backpack-rate-limit", metavar="N", help=_RATE_LIMIT)]
 _HISTORY_LAG = "How far Backpack's history endpoints trail its matching engine."
@@ -195,6 +205,8 @@ def check(
     fill_timeout: FillTimeoutOpt = "30",
     requote_ticks: RequoteTicksOpt = "5",
     maker_ticks: MakerTicksOpt = "1",
+    quote_mode: QuoteModeOpt = "edge",
+    min_edge_bps: MinEdgeOpt = DEFAULT_MIN_EDGE_BPS,
     max_slippage_bps: SlippageOpt = "20",
     hedge_timeout: HedgeTimeoutOpt = "5",
     outage_window: OutageOpt = "60",
@@ -221,6 +233,7 @@ def sim(
     backpack_port: BackpackPortOpt = "0",
     lighter_port: LighterPortOpt = "0",
     fill_rate: FillRateOpt = "1",
+    market: MarketOpt = None,
     lighter_tier: LighterTierOpt = "standard",
     backpack_rate_limit: RateLimitOpt = "2000",
     history_lag_ms: HistoryLagOpt = "500",
@@ -240,6 +253,8 @@ def run(
     fill_timeout: FillTimeoutOpt = "30",
     requote_ticks: RequoteTicksOpt = "5",
     maker_ticks: MakerTicksOpt = "1",
+    quote_mode: QuoteModeOpt = "edge",
+    min_edge_bps: MinEdgeOpt = DEFAULT_MIN_EDGE_BPS,
     max_slippage_bps: SlippageOpt = "20",
     hedge_timeout: HedgeTimeoutOpt = "5",
     outage_window: OutageOpt = "60",
@@ -268,6 +283,8 @@ def demo(
     fill_timeout: FillTimeoutOpt = "10",
     requote_ticks: RequoteTicksOpt = "5",
     maker_ticks: MakerTicksOpt = "1",
+    quote_mode: QuoteModeOpt = "bbo",
+    min_edge_bps: MinEdgeOpt = DEFAULT_MIN_EDGE_BPS,
     max_slippage_bps: SlippageOpt = "20",
     hedge_timeout: HedgeTimeoutOpt = "5",
     outage_window: OutageOpt = "60",
@@ -277,6 +294,7 @@ def demo(
     faults: FaultsOpt = "none",
     seed: SeedOpt = "0",
     lighter_tier: LighterTierOpt = "standard",
+    market: MarketOpt = None,
     on_external_change: ExternalOpt = "halt",
     plain: PlainOpt = False,
 ) -> None:

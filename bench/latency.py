@@ -210,6 +210,7 @@ async def run_ours(
         direction="buy",
         fill_timeout="600",
         sleep="0",
+        quote_mode="bbo",  # the driver fills each order as it rests: it must rest
         # One journal for both runs of ours: client ids stay unique across them.
         journal=str(folder / "ours.sqlite"),
         log_dir=str(folder / "logs"),

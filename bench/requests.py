@@ -45,6 +45,7 @@ async def _measure_tier(tier: str, iterations: int, folder: Path) -> dict[str, A
             direction="alternate",
             fill_timeout="10",
             sleep="0.5",
+            quote_mode="bbo",  # requests per fill, as the bot spends them with fills coming
             journal=str(folder / f"requests-{tier}.sqlite"),
             log_dir=str(folder),
         )

@@ -16,6 +16,7 @@ from typing import Any
 
 from exchanges.base import ConfigError, Venue
 from hedge.config import Settings
+from hedge.economics import MID
 from hedge.engine import EngineStatus, HedgeEngine, RunResult
 from hedge.journal import Journal
 from hedge.report import summarize
@@ -49,12 +50,14 @@ def build_venues(settings: Settings, *, paper: bool | None = None) -> tuple[Venu
         account_index=None if settings.dry_run else settings.lighter_account_index,
         api_key_index=None if settings.dry_run else settings.lighter_api_key_index,
         budget=RequestBudget(LIGHTER_TIERS[settings.lighter_account_tier]),
+        fees=settings.hedge_fees,
     )
     if settings.dry_run if paper is None else paper:
         from hedge.paper import PaperVenue
 
-        maker = PaperVenue(maker, role="maker")
-        hedge = PaperVenue(hedge, role="hedge")
+        fees = settings.hedge_fees
+        maker = PaperVenue(maker, role="maker", maker_fee=settings.backpack_maker_fee)
+        hedge = PaperVenue(hedge, role="hedge", maker_fee=fees.maker, taker_fee=fees.taker)
     return maker, hedge
 
 
@@ -134,6 +137,9 @@ async def run_bot(
         if engine.hedger is not None:
             journal.set_counter("over_hedges", engine.hedger.stats.over_hedges)
         for venue in (maker, hedge):
+            top = venue.top()
+            if top is not None:  # what the open legs are marked at (hedge/economics.py)
+                journal.record_mark(MID, venue.name, str(journal.run_id), top.mid)
             reconnects = getattr(venue, "reconnects", 0)
             journal.set_counter(f"reconnects_{venue.name}", float(reconnects))
             _journal_budget(journal, venue)

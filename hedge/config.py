@@ -27,8 +27,10 @@ from urllib.parse import urlparse
 
 from dotenv import dotenv_values
 
-from exchanges.base import ConfigError, Market
+from exchanges.base import ConfigError, FeeRates, Market
+from exchanges.lighter.constants import TIER_FEES
 from hedge.external import ExternalPolicy
+from hedge.quoting import EdgeTerms, QuoteMode, Quoter
 
 
 class Mode(Enum):
@@ -58,6 +60,10 @@ LIGHTER_TIERS = ("standard", "premium")
 MAX_QUANTITY = Decimal(10) ** 12
 MAX_DECIMALS = 18
 MAX_SLIPPAGE_BPS = Decimal(1000)
+MAX_EDGE_BPS = Decimal(100)
+DEFAULT_MIN_EDGE_BPS = "-1"  # --min-edge-bps from -100 to 100: beyond, a typo
+MAX_FEE_BPS = Decimal(100)
+BACKPACK_MAKER_FEE_BPS = Decimal(2)  # Backpack futures, tier 1 (its VIP page)
 MAX_COUNT = 1_000_000
 FILL_TIMEOUT_S = (0.5, 86_400.0)  # below half a second a maker order never gets a chance
 HEDGE_TIMEOUT_S = (1.0, 600.0)  # above ten minutes "bounded exposure" means nothing
@@ -113,6 +119,8 @@ class Settings:
     fill_timeout: float  # seconds a maker order may rest before it is cancelled and re-quoted
     requote_ticks: int  # re-quote when the top moved more than this many ticks away
     maker_ticks: int  # distance of the maker price inside the opposite best, in ticks
+    quote_mode: QuoteMode  # bbo: the maker book alone; edge: also bounded by the hedge book
+    min_edge_bps: Decimal  # edge mode: what a fill must earn after fees (negative: may cost)
     max_slippage_bps: Decimal  # hedge worst price = hedge top +/- this
     hedge_timeout: float  # seconds before an unhedged amount escalates
     sleep: float  # seconds between iterations
@@ -132,6 +140,7 @@ class Settings:
     lighter_ws_url: str = DEFAULT_URLS["LIGHTER_WS_URL"]
     lighter_account_tier: str = "standard"  # the Lighter account's tier: its request budget
     backpack_rate_limit: int = DEFAULT_BACKPACK_RATE_LIMIT  # requests a minute per API key
+    backpack_maker_fee: Decimal = BACKPACK_MAKER_FEE_BPS / 10_000  # fraction, for the bound
     notices: tuple[str, ...] = field(default=(), compare=False)
     flags: TradingFlags | None = field(default=None, compare=False, repr=False)
 
@@ -142,6 +151,22 @@ class Settings:
     @property
     def backpack_symbol(self) -> str:
         return f"{self.ticker}_USDC_PERP"
+
+    @property
+    def hedge_fees(self) -> FeeRates:
+        """The Lighter account's fees, by its tier."""
+        return TIER_FEES[self.lighter_account_tier]
+
+    @property
+    def edge_terms(self) -> EdgeTerms | None:
+        """What the quoting bound needs (None in bbo mode)."""
+        if self.quote_mode is QuoteMode.BBO:
+            return None
+        return EdgeTerms(self.backpack_maker_fee, self.hedge_fees.taker, self.min_edge_bps)
+
+    def quoter(self, tick: Decimal) -> Quoter:
+        """Where this run quotes on a maker market with this tick."""
+        return Quoter(tick, self.maker_ticks, self.requote_ticks, self.edge_terms)
 
     def has_keys(self) -> bool:
         return None not in (
@@ -165,6 +190,8 @@ class TradingFlags:
     fill_timeout: str = "30"
     requote_ticks: str = "5"
     maker_ticks: str = "1"
+    quote_mode: str = "edge"
+    min_edge_bps: str = DEFAULT_MIN_EDGE_BPS
     max_slippage_bps: str = "20"
     hedge_timeout: str = "5"
     outage_window: str = "60"
@@ -289,6 +316,8 @@ def _trading_values(flags: TradingFlags, problems: list[str]) -> dict[str, Any] 
             "--requote-ticks", flags.requote_ticks, 1, MAX_COUNT, problems
         ),
         "maker_ticks": _int_within("--maker-ticks", flags.maker_ticks, 1, MAX_COUNT, problems),
+        "quote_mode": _choice("--quote-mode", flags.quote_mode, QuoteMode, problems),
+        "min_edge_bps": _bps_within("--min-edge-bps", flags.min_edge_bps, MAX_EDGE_BPS, problems),
         "max_slippage_bps": _slippage("--max-slippage-bps", flags.max_slippage_bps, problems),
         "on_external_change": _choice(
             "--on-external-change", flags.on_external_change, ExternalPolicy, problems
@@ -323,7 +352,9 @@ def _account_values(
         # The value is not echoed: a key pasted into the wrong variable must not be printed.
         problems.append("LIGHTER_ACCOUNT_TIER: expected standard or premium (your account's tier)")
     rate_limit = _rate_limit(env_values.get("BACKPACK_RATE_LIMIT"), problems)
+    maker_fee = _maker_fee(env_values.get("BACKPACK_MAKER_FEE_BPS"), problems)
     return {
+        "backpack_maker_fee": maker_fee,
         "lighter_account_tier": tier,
         "backpack_rate_limit": rate_limit,
         "backpack_public_key": bp_public,
@@ -393,6 +424,29 @@ def _slippage(name: str, raw: str, problems: list[str]) -> Decimal | None:
         )
         return None
     return value
+
+
+def _bps_within(name: str, raw: str, limit: Decimal, problems: list[str]) -> Decimal | None:
+    """Basis points from -limit to limit (a sign is allowed: a cost the user accepts)."""
+    value = _decimal(raw)
+    if value is None or not -limit <= value <= limit:
+        problems.append(f"{name} {raw!r}: expected basis points from -{limit} to {limit}")
+        return None
+    return value
+
+
+def _maker_fee(raw: str | None, problems: list[str]) -> Decimal:
+    """BACKPACK_MAKER_FEE_BPS: the account's Backpack maker fee (its tier), for the bound."""
+    if raw is None or not raw.strip():
+        return BACKPACK_MAKER_FEE_BPS / 10_000
+    value = _decimal(raw.strip())
+    if value is None or not -MAX_FEE_BPS <= value <= MAX_FEE_BPS:
+        problems.append(
+            f"BACKPACK_MAKER_FEE_BPS: expected basis points from -{MAX_FEE_BPS} to {MAX_FEE_BPS}"
+            " (your Backpack maker fee; 2 on tier 1, negative for a rebate)"
+        )
+        return BACKPACK_MAKER_FEE_BPS / 10_000
+    return value / 10_000
 
 
 def parse_slippage(raw: str, name: str = "--max-slippage-bps") -> Decimal:

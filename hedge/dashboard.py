@@ -147,6 +147,7 @@ class Dashboard:
         stats = hedger.stats
         recent = list(itertools.islice(reversed(stats.latencies_ns), LATENCY_WINDOW))
         latencies = [ns / 1e6 for ns in recent]
+        pnl = self._pnl(engine)
         return [
             (f"{maker.name} position", _fmt(engine.maker_position)),
             (f"{hedge.name} position", _fmt(engine.hedge_position)),
@@ -157,8 +158,12 @@ class Dashboard:
                 "volume maker / hedge",
                 f"{_fmt(stats.maker_volume, 2)} / {_fmt(stats.hedge_volume, 2)} USDC",
             ),
-            ("fees", f"{_fmt(stats.fees, 4)} USDC"),
-            ("realized PnL", f"{_fmt(self._pnl(engine), 4)} USDC"),
+            (
+                "fees maker / hedge",
+                f"{_fmt(stats.fees_maker, 4)} / {_fmt(stats.fees - stats.fees_maker, 4)} USDC",
+            ),
+            ("PnL, open legs at the mids", f"{_fmt(pnl, 4)} USDC"),
+            ("wear per 10k maker volume", _wear_text(pnl, stats.maker_volume)),
             (
                 f"hedge latency p50 / p99 (last {LATENCY_WINDOW})",
                 f"{percentile(latencies, 0.5):.3f} / {percentile(latencies, 0.99):.3f} ms",
@@ -176,6 +181,13 @@ class Dashboard:
             ("requests a minute (waiting, 429s)", _budget_text((maker, hedge))),
             ("faults seen", self._faults_text()),
         ]
+
+
+def _wear_text(pnl: Decimal, maker_volume: Decimal) -> str:
+    """What the maker volume cost so far, per 10,000 of it (report: the split by cause)."""
+    if not maker_volume:
+        return "n/a (no maker volume yet)"
+    return f"{_fmt(-pnl / maker_volume * 10_000, 2)} USDC"
 
 
 def _budget_text(venues: tuple[Venue, ...]) -> str:

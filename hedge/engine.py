@@ -52,7 +52,7 @@ from hedge.hedger import ClientIds, Hedger
 from hedge.journal import Journal
 from hedge.logsetup import REDACTOR
 from hedge.maker_order import ActiveMakerOrder
-from hedge.quoting import RateLimiter, maker_price, should_requote
+from hedge.quoting import Quoter, RateLimiter
 from hedge.recovery import StartupRecovery, missing_fills
 from hedge.risk import (
     Halt,
@@ -111,6 +111,8 @@ class StopRequested(Exception):
 
 
 class HedgeEngine:
+    quoter: Quoter  # set once the maker venue's rules are known
+
     def __init__(
         self,
         settings: Settings,
@@ -237,6 +239,7 @@ class HedgeEngine:
         await asyncio.gather(self.maker.connect(), self.hedge.connect())
         self.maker_market = self.maker.market()
         self.hedge_market = self.hedge.market()
+        self.quoter = self.settings.quoter(self.maker_market.tick_size)
         previous = self.journal.unfinished_run()
         start_journal(self.journal, self.settings, self.hedge_market)
         self._client_ids = ClientIds(self.journal)
@@ -351,7 +354,11 @@ class HedgeEngine:
         await wait_for_hedge_budget(self.hedge, self.status, self._pause)
         market = self.maker_market
         top = await fresh_top(self.maker, self.hedge, self.status, self._pause)
-        price = maker_price(side, top, market.tick_size, self.settings.maker_ticks)
+        price = self.quoter.price(side, top, self.hedge.top())
+        if price is None:  # edge mode: the hedge book does not pay a quote near the touch back
+            self.status.state = "waiting for edge"
+            await self._wait_wake(0.1)
+            return None
         client_id = self._client_ids.next()
         order = Order(
             self.maker.name, market.symbol, client_id, side, qty, price, OrderKind.POST_ONLY
@@ -402,16 +409,9 @@ class HedgeEngine:
                 return "stopping"
             if time.monotonic() >= deadline:
                 return f"unfilled after {self.settings.fill_timeout:g} s"
-            now_top = self.maker.top()
-            if now_top is not None and should_requote(
-                side,
-                price,
-                now_top,
-                self.maker_market.tick_size,
-                self.settings.maker_ticks,
-                self.settings.requote_ticks,
-            ):
-                return f"book moved more than {self.settings.requote_ticks} ticks"
+            why = self.quoter.drift(side, price, self.maker.top(), self.hedge.top())
+            if why:
+                return why
             await self._wait_wake(0.1)
         return ""
 

@@ -46,6 +46,7 @@ from exchanges.base import (
     round_qty,
 )
 from hedge.allocation import SEED_VENUE, Lot, LotBook
+from hedge.economics import Marks
 from hedge.hedge_order import AmbiguousResolver, HedgeOrder
 from hedge.journal import Journal
 from hedge.quoting import worst_price
@@ -141,16 +142,26 @@ class HedgerStats:
     maker_volume: Decimal = Decimal(0)  # quote notional of maker fills
     hedge_volume: Decimal = Decimal(0)
     fees: Decimal = Decimal(0)
+    fees_maker: Decimal = Decimal(0)
     cash: Decimal = Decimal(0)  # quote received minus paid, before fees
 
     def count_fill(self, fill: Fill, *, maker: bool) -> None:
         notional = fill.qty * fill.price
         if maker:
             self.maker_volume += notional
+            self.fees_maker += fill.fee
         else:
             self.hedge_volume += notional
         self.fees += fill.fee
         self.cash -= notional * fill.side.sign
+
+
+def fill_words(fill: Fill) -> str:
+    """One fill for the log: venue, side, size, price and its ids."""
+    return (
+        f"{fill.venue} {fill.side.value} {fill.qty} @ {fill.price} fee={fill.fee} "
+        f"trade={fill.trade_id} order={fill.order_id} client={fill.client_id}"
+    )
 
 
 class Hedger:
@@ -180,6 +191,7 @@ class Hedger:
         self.maker_net = Decimal(0)  # signed maker fills counted by this hedger
         self.hedge_net = Decimal(0)
         self.stats = HedgerStats()
+        self.marks = Marks(journal, venue)
         self.halted = False
         self.paused = False  # recovery: count fills, send nothing yet
         self.closing = False
@@ -345,17 +357,9 @@ class Hedger:
             self._latency_from_ns = fill.recv_ns
             self._add_lot(Lot(fill.venue, fill.trade_id, signed, fill.recv_ns, True))
             self._kick()
+            self.marks.maker_fill(fill)  # after the hedge is on its way
         self.stats.count_fill(fill, maker=True)
-        log.info(
-            "maker fill %s %s %s @ %s trade=%s order=%s client=%s",
-            fill.venue,
-            fill.side.value,
-            fill.qty,
-            fill.price,
-            fill.trade_id,
-            fill.order_id,
-            fill.client_id,
-        )
+        log.info("maker fill %s", fill_words(fill))
 
     def on_hedge_event(self, event: VenueEvent) -> None:
         if isinstance(event, Fill):
@@ -379,6 +383,8 @@ class Hedger:
             self.stats.hedge_fills += 1
             order = self._orders.get(fill.client_id) if fill.client_id is not None else None
             if order is not None:
+                if not order.filled:
+                    self.marks.hedge_fill(fill)  # the touch the hedge met
                 order.filled += fill.qty
                 order.trade_ids.add(fill.trade_id)
             sent_ns = order.sent_ns if order is not None else 0
@@ -387,16 +393,7 @@ class Hedger:
                 over_hedge_counts=order is None or not order.sweep,
             )
         self.stats.count_fill(fill, maker=False)
-        log.info(
-            "hedge fill %s %s %s @ %s trade=%s client=%s exposure=%s",
-            fill.venue,
-            fill.side.value,
-            fill.qty,
-            fill.price,
-            fill.trade_id,
-            fill.client_id,
-            self.exposure,
-        )
+        log.info("hedge fill %s exposure=%s", fill_words(fill), self.exposure)
         self._after_change()
 
     def _on_hedge_order_event(self, event: OrderEvent) -> None:

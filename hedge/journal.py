@@ -119,6 +119,14 @@ CREATE TABLE IF NOT EXISTS external_changes (  -- trades on the account not ours
     at REAL NOT NULL,
     PRIMARY KEY (venue, key)
 );
+CREATE TABLE IF NOT EXISTS marks (  -- the hedge venue's touch, for the cost accounting
+    kind TEXT NOT NULL,             -- maker_fill: at a maker fill | hedge_fill: at a hedge's fill
+    venue TEXT NOT NULL,            -- the venue of the fill (maker or hedge)
+    key TEXT NOT NULL,              -- the maker fill's trade id | the hedge's client id
+    run_id INTEGER NOT NULL,
+    price TEXT NOT NULL,            -- the price a hedge would take there and then
+    PRIMARY KEY (kind, venue, key)
+);
 CREATE TABLE IF NOT EXISTS counters (
     run_id INTEGER NOT NULL,
     name TEXT NOT NULL,
@@ -529,12 +537,6 @@ class Journal:
             ),
         )
 
-    def set_sent_ns(self, venue: str, client_id: int, sent_ns: int) -> None:
-        self._db.execute(
-            "UPDATE orders SET sent_ns = ? WHERE venue = ? AND client_id = ?",
-            (sent_ns, venue, client_id),
-        )
-
     def is_our_order(self, venue: str, client_id: int | None) -> bool:
         """Registered, or drawn from a client-id block this journal reserved (a hedge whose
         own row a crash cut off is still recognized as ours)."""
@@ -712,11 +714,12 @@ class Journal:
                 uncovered.append((fill.trade_id, left if fill.side is Side.BUY else -left))
         return uncovered
 
-    def allocation_rows(self) -> Iterator[tuple[str, str, int, Decimal, int | None]]:
-        for r in self._db.execute(
-            "SELECT maker_venue, maker_trade_id, hedge_client_id, qty, latency_ns FROM allocations"
-        ):
-            yield r[0], r[1], int(r[2]), Decimal(r[3]), r[4]
+    def record_mark(self, kind: str, venue: str, key: str, price: Decimal) -> None:
+        """The hedge venue's touch at a moment the accounting needs (the first one is kept)."""
+        self._db.execute(
+            "INSERT OR IGNORE INTO marks (kind, venue, key, run_id, price) VALUES (?, ?, ?, ?, ?)",
+            (kind, venue, key, self.run_id, str(price)),
+        )
 
     # -- cycles, halts, counters --------------------------------------------------------------
     def start_cycle(self, iteration: int, phase: str, side: Side, target: Decimal) -> int:

@@ -23,7 +23,7 @@ from urllib.parse import urlparse
 from rich.console import Console
 from rich.table import Table
 
-from exchanges.base import ConfigError, Venue, VenueError
+from exchanges.base import ConfigError, Side, Venue, VenueError
 from hedge.config import (
     DEFAULT_URLS,
     Direction,
@@ -34,9 +34,12 @@ from hedge.config import (
     market_problems,
     with_endpoints,
 )
+from hedge.economics import money_line
 from hedge.logsetup import REDACTOR
+from hedge.quoting import BPS, bps_text
 
 if TYPE_CHECKING:
+    from exchanges.sim.market import MarketParams
     from exchanges.sim.runner import SimCluster
     from hedge.journal import Journal
 
@@ -103,12 +106,24 @@ def plan_text(settings: Settings) -> str:
         f"{settings.iterations} iteration(s): {first}{flips} {settings.max_position} "
         f"{settings.ticker} on Backpack {settings.backpack_symbol} in {orders_per_leg} post-only "
         f"order(s) of {settings.size}, priced {settings.maker_ticks} tick(s) inside the best "
-        f"opposite price, then close back to flat the same way. Each maker fill is hedged at "
+        f"opposite price{_edge_clause(settings)}, then close back to flat the same way. Each "
+        f"maker fill is hedged at "
         f"once by an IOC {hedge} on Lighter {settings.ticker} with a worst price "
         f"{settings.max_slippage_bps} bps past the Lighter top. Unfilled orders are re-quoted "
         f"after {settings.fill_timeout:g} s or a {settings.requote_ticks}-tick move; an "
         f"unhedged amount older than {settings.hedge_timeout:g} s escalates (wider slippage, "
         f"then halt with legs balanced, exit 3)."
+    )
+
+
+def _edge_clause(settings: Settings) -> str:
+    terms = settings.edge_terms
+    if terms is None:
+        return " (bbo mode)"
+    return (
+        f" but never beyond what the Lighter top pays back after both fees (maker "
+        f"{bps_text(terms.maker_fee * BPS)} bps, hedge {bps_text(terms.hedge_fee * BPS)} bps) "
+        f"and a minimum edge of {bps_text(terms.min_edge_bps)} bps (edge mode)"
     )
 
 
@@ -135,6 +150,8 @@ def _trading_rows(settings: Settings) -> list[tuple[str, str]]:
         ("fill timeout", f"{settings.fill_timeout:g} s"),
         ("requote ticks", str(settings.requote_ticks)),
         ("maker ticks", str(settings.maker_ticks)),
+        ("quote mode", settings.quote_mode.value),
+        ("min edge", f"{settings.min_edge_bps} bps"),
         ("max slippage", f"{settings.max_slippage_bps} bps"),
         ("hedge timeout", f"{settings.hedge_timeout:g} s"),
         ("sleep", f"{settings.sleep:g} s"),
@@ -248,7 +265,11 @@ async def preflight(settings: Settings, *, describe: bool = False) -> list[dict[
             problems = market_problems(settings, markets)
             if problems:
                 raise ConfigError("\n".join(problems))
-            return [await _describe(maker), await _describe(hedge)] if describe else []
+            if not describe:
+                return []
+            summaries = [await _describe(maker), await _describe(hedge)]
+            summaries[0]["quote_bound"] = quote_bound_words(settings, maker, hedge)
+            return summaries
     except TimeoutError:
         raise VenueError(
             f"the venues did not come up within {CONNECT_TIMEOUT_S:g} s: check the network/DNS "
@@ -339,6 +360,18 @@ async def _probe(variable: str, url: str) -> str | None:
     return None
 
 
+def quote_bound_words(settings: Settings, maker: Venue, hedge: Venue) -> list[str]:
+    """Where a run would quote now, in plain words (edge mode: the bound of each side)."""
+    terms = settings.edge_terms
+    if terms is None:
+        return [f"bbo mode: {settings.maker_ticks} tick(s) inside the Backpack touch, no bound"]
+    hedge_top = hedge.top()
+    if hedge_top is None:
+        return ["edge mode: no Lighter book yet, so no bound to show"]
+    tick = maker.market().tick_size
+    return [terms.describe(side, hedge_top, tick) for side in (Side.BUY, Side.SELL)]
+
+
 def _mid(venue: Venue) -> Decimal | None:
     top = venue.top()
     return None if top is None else top.mid
@@ -395,6 +428,7 @@ def _venue_table(summary: dict[str, object]) -> Table:
 def print_summary(summary: dict[str, object], journal: Path, result_reason: str) -> None:
     latency = summary["hedge_latency_ms"]
     assert isinstance(latency, dict)
+    s = summary
     table = Table(title="Summary", show_header=False)
     table.add_column("what")
     table.add_column("value")
@@ -410,13 +444,14 @@ def print_summary(summary: dict[str, object], journal: Path, result_reason: str)
         ("max unhedged", f"{summary['unhedged_max_s']} s"),
         ("hedge latency p50/p99/max", f"{latency['p50']} / {latency['p99']} / {latency['max']} ms"),
         ("edge", f"{summary['edge_bps']} bps"),
-        ("fees", f"{summary['fees_quote']} USDC"),
-        ("realized PnL", f"{summary['pnl_quote']} USDC"),
+        ("fees maker / hedge", f"{s['fees_maker_quote']} / {s['fees_hedge_quote']} USDC"),
+        ("PnL realized / open legs", f"{s['pnl_realized_quote']} / {s['pnl_mark_quote']} USDC"),
         ("halts", summary["halts"]),
         ("journal", str(journal)),
     ):
         table.add_row(label, str(value))
     out.print(table)
+    out.print(f"money: {money_line(summary)}", soft_wrap=True)
     out.print(
         f"net delta {summary['net_delta']} | double hedges {summary['double_hedges']} | "
         f"exit: {result_reason}",
@@ -527,6 +562,16 @@ def sim_options(
     return ticker, int(seed), faults
 
 
+def market_params(items: list[str] | None) -> MarketParams:
+    """The simulated market's `--market NAME=VALUE` flags (ConfigError naming a bad one)."""
+    from exchanges.sim.market import MarketParams
+
+    try:
+        return MarketParams.parse(list(items or ()))
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+
+
 def demo(
     params: dict[str, object], *, seed: str, faults: str, lighter_tier: str, plain: bool
 ) -> int:
@@ -538,6 +583,8 @@ def demo(
     from exchanges.sim.runner import SimCluster
 
     ticker, seed_value, faults = sim_options(str(params["ticker"]), seed, faults, lighter_tier)
+    items = params.get("market")
+    model = market_params(items if isinstance(items, list) else None)
     spec = DEFAULT_TICKERS[ticker]
     default_size = max(spec.backpack.min_qty, spec.lighter.min_qty) * 10
     stamp = f"{datetime.now(UTC):%Y%m%d-%H%M%S}"
@@ -548,11 +595,15 @@ def demo(
         size=params["size"] or str(default_size),
         journal=params["journal"] or str(Path(log_dir) / f"demo-{ticker}-{stamp}.sqlite"),
     )
-    settings = load_settings(flags, mode=Mode.DEMO, env={})
+    # The bot knows its simulated account's tier as it would a real one's (budget and fees).
+    tier = "premium" if lighter_tier == "premium" else "standard"
+    settings = load_settings(flags, mode=Mode.DEMO, env={"LIGHTER_ACCOUNT_TIER": tier})
     check_paths(settings)
 
     def cluster_factory() -> SimCluster:
-        return SimCluster(seed=seed_value, faults=faults, lighter_tier=lighter_tier)
+        return SimCluster(
+            seed=seed_value, faults=faults, lighter_tier=lighter_tier, market_params=model
+        )
 
     out.print(
         f"demo: simulated venues on loopback (seed {seed_value}, faults {faults}, "
@@ -574,6 +625,7 @@ def serve_sim(
     backpack_port: str,
     lighter_port: str,
     fill_rate: str,
+    market: list[str] | None,
     lighter_tier: str,
     backpack_rate_limit: str,
     history_lag_ms: str,
@@ -587,6 +639,7 @@ def serve_sim(
     rate_limit = _whole("--backpack-rate-limit", backpack_rate_limit, (0, 1_000_000), problems)
     lag_ms = _whole("--history-lag-ms", history_lag_ms, (0, 60_000), problems)
     rate = _rate("--fill-rate", fill_rate, problems)
+    model = market_params(market)
     if not problems:
         problems += _port_problems(ports) + _writable_file("--write-env", write_env)
     if problems:
@@ -605,6 +658,7 @@ def serve_sim(
             lighter_tier=lighter_tier,
             backpack_rate_limit=rate_limit or None,
             backpack_history_lag_s=lag_ms / 1000,
+            market_params=model,
         )
 
     about = f"seed {seed_value}; faults {faults}; Lighter tier {lighter_tier}"

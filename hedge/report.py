@@ -19,7 +19,10 @@ Definitions:
 - edge_bps: quantity-weighted (hedge price - maker price) / maker price, signed so that
   positive means the pair earned the spread.
 - pnl_quote: cash flow of all fills minus fees, plus any open position valued at the last
-  fill price of its venue.
+  fill price of its venue (= pnl_realized_quote + pnl_mark_quote).
+- wear_per_10k_quote, wear_quote, fees_maker_quote, fees_hedge_quote, slippage_quote,
+  adverse_quote, basis_quote, other_quote, pnl_realized_quote, pnl_mark_quote: what the maker
+  volume cost and why (hedge/economics.py defines each).
 - external_changes: trades on the account the bot did not make (never hedged, kept out of
   every figure above): their count and signed net per venue.
 """
@@ -35,9 +38,22 @@ from decimal import Decimal
 from typing import Any
 
 from exchanges.base import Side
+from hedge.economics import Allocation, costs
 from hedge.external import journaled
 from hedge.journal import Journal, JournalFill
 
+COST_KEYS = (
+    "wear_per_10k_quote",
+    "wear_quote",
+    "fees_maker_quote",
+    "fees_hedge_quote",
+    "slippage_quote",
+    "adverse_quote",
+    "basis_quote",
+    "other_quote",
+    "pnl_realized_quote",
+    "pnl_mark_quote",
+)
 REPORT_KEYS = (
     "cycles",
     "maker_fills",
@@ -53,6 +69,7 @@ REPORT_KEYS = (
     "edge_bps",
     "fees_quote",
     "pnl_quote",
+    *COST_KEYS,
     "halts",
     "halt_reasons",
     "reconnects",
@@ -100,6 +117,12 @@ def summarize(
     halts = journal.query(
         "SELECT reason FROM halts WHERE 1 = 1" + scope.filter + " ORDER BY id", scope.params
     )
+    money = costs(
+        journal,
+        fills,
+        maker_venue,
+        [Allocation(allocations.maker_by_trade[t], h, q) for t, h, q in allocations.rows],
+    )
     return {
         "cycles": _cycles(journal, scope),
         "maker_fills": len(maker_fills),
@@ -119,6 +142,7 @@ def summarize(
         "edge_bps": _edge_bps(hedge_fills, allocations),
         "fees_quote": decimal_text(sum((f.fee for f in fills), Decimal(0))),
         "pnl_quote": decimal_text(_pnl(fills, maker_venue).quantize(Decimal("0.000001"))),
+        **money.report(),
         "halts": len(halts),
         "halt_reasons": [str(row[0]) for row in halts],
         "reconnects": _reconnects(journal, scope),

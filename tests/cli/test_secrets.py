@@ -336,7 +336,8 @@ def run_case(name: str, case: Case, folder: Path) -> Outcome:
 
 SIZE = ("--size", "0.002")
 TRADED = (0, 3)  # done, or halted with the legs balanced
-FAST = ("--fill-timeout", "3", "--hedge-timeout", "2", "--sleep", "0")
+# bbo quoting: these cases are about secrets, and edge mode may wait a minute for the basis.
+FAST = ("--fill-timeout", "3", "--hedge-timeout", "2", "--sleep", "0", "--quote-mode", "bbo")
 PLAIN_LOGS = ("--plain", "--log-dir", "logs")  # inside the case's folder: scanned
 ENV_COMMANDS: dict[str, tuple[str, ...]] = {
     "check": ("check", *SIZE),

@@ -54,6 +54,8 @@ def bot_settings(sim: SimCluster, tmp_path: Path, **flags: str) -> Settings:
         "fill_timeout": "3",
         "hedge_timeout": "2",
         "sleep": "0",
+        # These tests are about hedging; edge quoting waits for the basis (tests of its own).
+        "quote_mode": "bbo",
         "journal": str(tmp_path / "journal.sqlite"),
         "log_dir": str(tmp_path),
         **flags,

@@ -96,6 +96,7 @@ async def test_dry_run_on_public_streams_places_no_order(tmp_path: Path) -> None
                 size="0.002",
                 iterations="3",
                 fill_timeout="5",
+                quote_mode="bbo",
                 sleep="0",
                 journal=str(tmp_path / "dry.sqlite"),
                 log_dir=str(tmp_path),

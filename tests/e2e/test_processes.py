@@ -29,6 +29,8 @@ def start_bot(folder: Path, sim: SimProcess, *args: str, log_name: str) -> subpr
             "--size",
             "0.002",
             "--plain",
+            "--quote-mode",
+            "bbo",
             "--journal",
             str(folder / "journal.sqlite"),
             "--log-dir",

@@ -204,10 +204,15 @@ def test_registered_order_is_ours_and_open_until_finished(journal: Journal) -> N
     assert row == [("canceled", "B-1", "0.004", 5)]
 
 
-def test_set_sent_ns_records_when_the_request_left(journal: Journal) -> None:
-    journal.register_order(order(3), purpose="maker")
-    journal.set_sent_ns("backpack", 3, 987654321)
-    assert journal.query("SELECT sent_ns FROM orders WHERE client_id = 3") == [(987654321,)]
+def test_a_mark_keeps_the_first_price_recorded(journal: Journal) -> None:
+    journal.record_mark("hedge_fill", "lighter", "7", Decimal("100.5"))
+    journal.record_mark("hedge_fill", "lighter", "7", Decimal("99"))
+    journal.record_mark("maker_fill", "backpack", "t1", Decimal("101"))
+    rows = journal.query("SELECT kind, venue, key, price FROM marks ORDER BY kind")
+    assert rows == [
+        ("hedge_fill", "lighter", "7", "100.5"),
+        ("maker_fill", "backpack", "t1", "101"),
+    ]
 
 
 def test_max_client_id_spans_venues(journal: Journal) -> None:
@@ -226,10 +231,13 @@ def test_allocated_sums_every_hedge_covering_a_maker_fill(journal: Journal) -> N
     journal.allocate("backpack", "t2", 101, Decimal("0.001"), None)
     assert journal.allocated("backpack", "t1") == Decimal("0.010")
     assert journal.allocated("paper", "t1") == Decimal(0)
-    assert list(journal.allocation_rows()) == [
-        ("backpack", "t1", 100, Decimal("0.004"), 250_000),
-        ("backpack", "t1", 101, Decimal("0.006"), None),
-        ("backpack", "t2", 101, Decimal("0.001"), None),
+    rows = journal.query(
+        "SELECT maker_venue, maker_trade_id, hedge_client_id, qty, latency_ns FROM allocations"
+    )
+    assert rows == [
+        ("backpack", "t1", 100, "0.004", 250_000),
+        ("backpack", "t1", 101, "0.006", None),
+        ("backpack", "t2", 101, "0.001", None),
     ]
 
 
