@@ -136,6 +136,7 @@ async def _run(sim: SimProcess, folder: Path, seconds: float, ticker: str, size:
         direction="buy",
         fill_timeout=str(int(seconds) + 600),
         sleep="0",
+        quote_mode="bbo",  # the window opens once the order rests: it must rest
         journal=str(folder / "footprint.sqlite"),
         log_dir=str(folder / "logs"),
     )

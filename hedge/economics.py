@@ -30,6 +30,8 @@ Run totals, from the venues' own fills (every fill of ours in the journal's scop
 
 from __future__ import annotations
 
+import bisect
+import math
 from collections import defaultdict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -117,6 +119,7 @@ class Costs:
     pnl_realized: Decimal = Decimal(0)
     pnl_mark: Decimal = Decimal(0)
     per_venue: dict[str, _Book] = field(default_factory=dict)
+    per_fill: dict[str, FillCost] = field(default_factory=dict)  # by maker trade id
 
     @property
     def wear(self) -> Decimal:
@@ -187,7 +190,7 @@ def costs(
     found.pnl_realized = sum((b.realized for b in found.per_venue.values()), Decimal(0)) - fees
     found.pnl_mark = sum((b.unrealized for b in found.per_venue.values()), Decimal(0))
     hedge_fills = [f for f in fills if f.venue != maker_venue]
-    _split(found, journal, hedge_fills, allocations)
+    found.per_fill = _split(found, journal, hedge_fills, allocations)
     return found
 
 
@@ -212,25 +215,99 @@ class Allocation:
     qty: Decimal
 
 
+@dataclass
+class FillCost:
+    """One maker fill's money: its fee, and its share of the hedges that covered it."""
+
+    volume: Decimal
+    fee_maker: Decimal
+    fee_hedge: Decimal = Decimal(0)
+    basis: Decimal = Decimal(0)
+    adverse: Decimal = Decimal(0)
+    slippage: Decimal = Decimal(0)
+
+    @property
+    def wear(self) -> Decimal:
+        return self.fee_maker + self.fee_hedge + self.slippage + self.adverse - self.basis
+
+
 def _split(
     found: Costs, journal: Journal, hedge_fills: list[JournalFill], allocations: list[Allocation]
-) -> None:
+) -> dict[str, FillCost]:
+    """Adds the allocations' basis, adverse move and slippage to `found`; each maker fill's
+    money (its hedges' fees shared by quantity) by trade id."""
     marks: dict[tuple[str, str], Decimal] = {
         (str(kind), str(key)): Decimal(price)
         for kind, key, price in journal.query("SELECT kind, key, price FROM marks")
     }
-    hedged: dict[int, tuple[Decimal, Decimal]] = defaultdict(lambda: (Decimal(0), Decimal(0)))
+    zero = (Decimal(0), Decimal(0), Decimal(0))
+    hedged: dict[int, tuple[Decimal, Decimal, Decimal]] = defaultdict(lambda: zero)
     for fill in hedge_fills:
         if fill.client_id is not None:
-            qty, notional = hedged[fill.client_id]
-            hedged[fill.client_id] = (qty + fill.qty, notional + fill.qty * fill.price)
+            qty, notional, fee = hedged[fill.client_id]
+            hedged[fill.client_id] = (
+                qty + fill.qty,
+                notional + fill.qty * fill.price,
+                fee + fill.fee,
+            )
+    per_fill: dict[str, FillCost] = {}
     for row in allocations:
-        qty, notional = hedged.get(row.hedge_client, (Decimal(0), Decimal(0)))
-        touch_then = marks.get((MAKER_FILL, row.maker.trade_id))
+        maker = row.maker
+        cost = per_fill.setdefault(maker.trade_id, FillCost(maker.qty * maker.price, maker.fee))
+        qty, notional, fee = hedged.get(row.hedge_client, zero)
+        touch_then = marks.get((MAKER_FILL, maker.trade_id))
         touch_met = marks.get((HEDGE_FILL, str(row.hedge_client)))
         if not qty or touch_then is None or touch_met is None:
             continue  # no price or no marks: its money stays in `other`
-        sign = row.maker.side.sign
-        found.basis += sign * (touch_then - row.maker.price) * row.qty
-        found.adverse -= sign * (touch_met - touch_then) * row.qty
-        found.slippage -= sign * (notional / qty - touch_met) * row.qty
+        sign = maker.side.sign
+        cost.fee_hedge += fee * row.qty / qty
+        cost.basis += sign * (touch_then - maker.price) * row.qty
+        cost.adverse -= sign * (touch_met - touch_then) * row.qty
+        cost.slippage -= sign * (notional / qty - touch_met) * row.qty
+    for cost in per_fill.values():
+        found.basis += cost.basis
+        found.adverse += cost.adverse
+        found.slippage += cost.slippage
+    return per_fill
+
+
+def per_cycle(
+    journal: Journal, maker_fills: list[JournalFill], per_fill: dict[str, FillCost]
+) -> list[dict[str, object]]:
+    """Each cycle's maker volume and what its maker fills cost (their fees, their hedges' fees,
+    slippage, adverse move, basis): the report's `per_cycle`. A fill belongs to the last cycle
+    of its run that started before it was recorded."""
+    rows = journal.query(
+        "SELECT id, run_id, iteration, phase, started_at FROM cycles ORDER BY run_id, started_at"
+    )
+    starts: dict[int, list[tuple[float, int]]] = defaultdict(list)  # run -> (start, cycle)
+    for cycle_id, run_id, _, _, started in rows:
+        starts[int(run_id)].append((float(started), int(cycle_id)))
+    totals: dict[int, FillCost] = {}
+    for fill in maker_fills:
+        cycles = starts.get(fill.run_id, [])
+        index = bisect.bisect_right(cycles, (fill.recorded_at, math.inf)) - 1
+        if index < 0:
+            continue  # before the run's first cycle (a fill recovered at start)
+        cost = per_fill.get(fill.trade_id, FillCost(fill.qty * fill.price, fill.fee))
+        acc = totals.setdefault(cycles[index][1], FillCost(Decimal(0), Decimal(0)))
+        for name in ("volume", "fee_maker", "fee_hedge", "basis", "adverse", "slippage"):
+            setattr(acc, name, getattr(acc, name) + getattr(cost, name))
+    out: list[dict[str, object]] = []
+    for cycle_id, run_id, iteration, phase, _ in sorted(rows):
+        total = totals.get(int(cycle_id))
+        if total is None:
+            continue
+        per_10k = total.wear / total.volume * TEN_K if total.volume else Decimal(0)
+        out.append(
+            {
+                "cycle": int(cycle_id),
+                "run_id": int(run_id),
+                "iteration": int(iteration),
+                "phase": str(phase),
+                "maker_volume": _text(total.volume.quantize(CENT)),
+                "wear_quote": _text(total.wear.quantize(CENT)),
+                "wear_per_10k_quote": _text(per_10k.quantize(CENT)),
+            }
+        )
+    return out

@@ -401,8 +401,11 @@ def check(settings: Settings, *, connect: bool) -> None:
     check_paths(settings)
     with quiet_console():
         summaries = asyncio.run(preflight(settings, describe=True))
+    bound = summaries[0].pop("quote_bound", [])
     for summary in summaries:
         out.print(_venue_table(summary))
+    for line in bound if isinstance(bound, list) else ():
+        out.print(f"Quote bound now: {line}", soft_wrap=True)
     out.print(
         "Settings are valid. Both venues answered and accept the keys, the ticker and the "
         "size; nothing was sent."

@@ -18,8 +18,8 @@ Definitions:
 - hedge_latency_ms: per maker fill, WS frame read -> hedge request handed over, in-process.
 - edge_bps: quantity-weighted (hedge price - maker price) / maker price, signed so that
   positive means the pair earned the spread.
-- pnl_quote: cash flow of all fills minus fees, plus any open position valued at the last
-  fill price of its venue (= pnl_realized_quote + pnl_mark_quote).
+- pnl_quote: pnl_realized_quote + pnl_mark_quote: cash flow of the fills minus fees, plus
+  the open positions valued at the venues' mids when the run ended (or the last fill prices).
 - wear_per_10k_quote, wear_quote, fees_maker_quote, fees_hedge_quote, slippage_quote,
   adverse_quote, basis_quote, other_quote, pnl_realized_quote, pnl_mark_quote: what the maker
   volume cost and why (hedge/economics.py defines each).
@@ -38,7 +38,7 @@ from decimal import Decimal
 from typing import Any
 
 from exchanges.base import Side
-from hedge.economics import Allocation, costs
+from hedge.economics import CENT, Allocation, costs, per_cycle
 from hedge.external import journaled
 from hedge.journal import Journal, JournalFill
 
@@ -75,6 +75,7 @@ REPORT_KEYS = (
     "reconnects",
     "requests",
     "external_changes",
+    "per_cycle",
 )
 
 
@@ -141,13 +142,14 @@ def summarize(
         },
         "edge_bps": _edge_bps(hedge_fills, allocations),
         "fees_quote": decimal_text(sum((f.fee for f in fills), Decimal(0))),
-        "pnl_quote": decimal_text(_pnl(fills, maker_venue).quantize(Decimal("0.000001"))),
+        "pnl_quote": decimal_text((money.pnl_realized + money.pnl_mark).quantize(CENT)),
         **money.report(),
         "halts": len(halts),
         "halt_reasons": [str(row[0]) for row in halts],
         "reconnects": _reconnects(journal, scope),
         "requests": _requests(journal, scope),
         "external_changes": _external(journal, scope),
+        "per_cycle": per_cycle(journal, maker_fills, money.per_fill),
     }
 
 
@@ -173,24 +175,6 @@ class _Scope:
     @property
     def params(self) -> tuple[object, ...]:
         return () if self.run_id is None else (self.run_id,)
-
-
-def _pnl(fills: list[JournalFill], maker_venue: str) -> Decimal:
-    """Cash flow of the fills minus fees, plus each venue's open position at its last price."""
-    cash = Decimal(0)
-    last_price: dict[str, Decimal] = {}
-    for fill in fills:
-        cash -= _signed(fill) * fill.price
-        last_price[fill.venue] = fill.price
-    maker_fills = [f for f in fills if f.venue == maker_venue]
-    hedge_fills = [f for f in fills if f.venue != maker_venue]
-    net_maker = sum((_signed(f) for f in maker_fills), Decimal(0))
-    net_hedge = sum((_signed(f) for f in hedge_fills), Decimal(0))
-    open_value = net_maker * last_price.get(maker_venue, Decimal(0))
-    hedge_venue = next((f.venue for f in hedge_fills), None)
-    if hedge_venue is not None:
-        open_value += net_hedge * last_price[hedge_venue]
-    return cash + open_value - sum((f.fee for f in fills), Decimal(0))
 
 
 @dataclass

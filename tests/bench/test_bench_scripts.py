@@ -102,3 +102,39 @@ def test_requests_counts_what_each_venue_received_per_maker_fill() -> None:
     # Every hedge is one sendTx: at least one per maker fill.
     assert standard["lighter"]["by_endpoint"]["/api/v1/sendTx"] >= standard["maker_fills"]
     assert standard["targets_met"]["no_429"] is True
+
+
+def test_economics_runs_each_configuration_on_its_own_market_and_splits_the_wear() -> None:
+    """bbo fills fast on its own; the edge run is capped by --max-minutes when the basis does
+    not come its way. Every figure is there, and the split adds up to the wear."""
+    figures = run_bench(
+        "bench.economics",
+        "--fills",
+        "4",
+        "--max-minutes",
+        "0.5",
+        "--configs",
+        "bbo,edge:-2",
+        timeout=240,
+    )
+
+    assert figures["bench"] == "economics"
+    assert set(figures["configs"]) == {"bbo", "edge-2bps"}
+    bbo = figures["configs"]["bbo"]
+    assert bbo["exit"] == 0 and bbo["maker_fills"] >= 4
+    for row in figures["configs"].values():
+        assert row["double_hedges"] == 0
+        assert row["sim_final"]["backpack_open_orders"] == 0
+        if not row["maker_fills"]:
+            continue
+        split = row["split_per_10k"]
+        explained = (
+            split["fees_maker"]
+            + split["fees_hedge"]
+            + split["slippage"]
+            + split["adverse"]
+            - split["basis"]
+            + split["other"]
+        )
+        assert abs(explained - float(row["wear_per_10k"])) < 0.01, row
+        assert row["fills_per_hour"] > 0 and row["volume_per_hour"] > 0

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 from exchanges.sim.runner import BACKPACK_ACCOUNT, LIGHTER_ACCOUNT, SimCluster
 from hedge.app import run_bot
+from hedge.engine import HedgeEngine
+from hedge.journal import Journal
 from hedge.report import COST_KEYS
 from tests.e2e.conftest import bot_settings, positions, sim_keys
+from tests.waiting import wait_for
 
 CENT = Decimal("0.01")
 
@@ -68,3 +72,48 @@ async def test_report_money_reconciles_with_the_venues_fills_to_the_cent(tmp_pat
     assert abs(report["other_quote"]) < CENT
     volume = Decimal(bot.summary["maker_volume"])
     assert abs(report["wear_per_10k_quote"] - report["wear_quote"] / volume * 10_000) < CENT
+    # Per cycle: every maker fill in one cycle; their costs add up to the run's, but `other`.
+    cycles = bot.summary["per_cycle"]
+    assert len(cycles) == bot.summary["cycles"] == 6
+    assert sum(Decimal(c["maker_volume"]) for c in cycles) == volume
+    cycle_wear = sum(Decimal(c["wear_quote"]) for c in cycles)
+    assert abs(cycle_wear - (report["wear_quote"] - report["other_quote"])) < CENT
+
+
+async def test_edge_mode_quotes_nothing_while_the_hedge_book_cannot_pay_it_back(
+    cluster: SimCluster, tmp_path: Path
+) -> None:
+    """A minimum edge of 50 bps: no basis of this market pays it, so the engine waits (state
+    "waiting for edge") and sends no maker order while the market moves, then stops cleanly."""
+    settings = bot_settings(cluster, tmp_path, quote_mode="edge", min_edge_bps="50")
+    engines: list[HedgeEngine] = []
+    task = asyncio.create_task(run_bot(settings, install_signals=False, on_started=engines.append))
+    await wait_for(
+        lambda: bool(engines) and engines[0].status.state == "waiting for edge", 20, "waiting"
+    )
+    steps = cluster.market.steps
+    await wait_for(lambda: cluster.market.steps >= steps + 30, 30, "30 market steps")
+    assert engines[0].status.state == "waiting for edge"
+    engines[0].request_stop()
+    bot = await asyncio.wait_for(task, 30)
+
+    assert bot.result.exit_code == 130
+    assert bot.summary["maker_fills"] == 0
+    journal = Journal(settings.journal, readonly=True)
+    try:
+        assert journal.query("SELECT COUNT(*) FROM orders") == [(0,)]
+    finally:
+        journal.close()
+
+
+async def test_edge_mode_that_accepts_any_cost_trades_like_bbo(
+    cluster: SimCluster, tmp_path: Path
+) -> None:
+    """A minimum edge of -50 bps puts the bound far beyond the touch: the quotes are bbo's, the
+    iterations finish flat."""
+    settings = bot_settings(cluster, tmp_path, quote_mode="edge", min_edge_bps="-50")
+    bot = await run_bot(settings, install_signals=False)
+
+    assert bot.result.exit_code == 0, bot.result.reason
+    assert bot.summary["maker_fills"] >= 2 and bot.summary["double_hedges"] == 0
+    assert positions(cluster) == (Decimal(0), Decimal(0))

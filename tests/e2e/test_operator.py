@@ -57,6 +57,15 @@ def test_demo_three_iterations_ends_flat_and_reports_it(tmp_path: Path) -> None:
     assert summary["double_hedges"] == 0
     assert Decimal(summary["net_delta"]) == 0
     assert summary["maker_fills"] >= 6 and summary["cycles"] == 6
+    # The money in one line, the same figures as the report's.
+    money = re.search(
+        r"money: maker volume ([\d.]+) USDC, wear (-?[\d.]+) USDC per 10k", demo.stdout
+    )
+    assert money, demo.stdout[-1500:]
+    assert Decimal(money[1]) == Decimal(summary["maker_volume"]).quantize(Decimal("0.01"))
+    wear = Decimal(summary["wear_per_10k_quote"]).quantize(Decimal("0.01"))
+    assert Decimal(money[2]) == wear
+    assert "maker fees" in demo.stdout and "adverse" in demo.stdout
 
 
 def test_chaos_demos_ride_out_their_bursts_and_end_flat_with_exit_0(tmp_path: Path) -> None:
@@ -198,6 +207,8 @@ def test_sim_starts_fast_and_check_connects_to_both_venues(tmp_path: Path) -> No
         "equity",
         "position",
         "Both venues answered",
+        "Quote bound now: a maker buy is never above",  # edge mode, the default
+        "Quote bound now: a maker sell is never below",
     ):
         assert expected in check.stdout, expected
     assert env_file.read_text().split("BACKPACK_SECRET_KEY=")[1].split()[0] not in check.stdout
