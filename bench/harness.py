@@ -40,8 +40,10 @@ class SimProcess:
         seed: int = 0,
         fill_rate: float = 0.0,
         lighter_tier: str = "standard",
+        market: Iterable[str] = (),
     ) -> None:
         self.folder = folder
+        self.market = list(market)  # `--market NAME=VALUE` parameters of the simulated market
         self.lighter_tier = lighter_tier
         self.env_file = folder / "sim.env"
         self.log_path = folder / "sim.out"
@@ -82,6 +84,7 @@ class SimProcess:
                     str(self.seed),
                     "--lighter-tier",
                     self.lighter_tier,
+                    *(arg for item in self.market for arg in ("--market", item)),
                 ],
                 cwd=self.folder,
                 env=child_env,
