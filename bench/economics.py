@@ -40,16 +40,10 @@ from pathlib import Path
 from typing import Any
 
 from bench.harness import SimProcess
+from hedge.economics import SPLIT_KEYS
 
 DEFAULT_CONFIGS = ("bbo", "edge:-2", "edge:-2.5", "edge:-3")
-SPLIT = (
-    "fees_maker_quote",
-    "fees_hedge_quote",
-    "slippage_quote",
-    "adverse_quote",
-    "basis_quote",
-    "other_quote",
-)
+SPLIT = SPLIT_KEYS
 
 
 @dataclass(frozen=True)

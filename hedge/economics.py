@@ -43,6 +43,15 @@ from hedge.journal import Journal, JournalFill
 MAKER_FILL = "maker_fill"
 HEDGE_FILL = "hedge_fill"
 MID = "mid"  # a venue's mid when a run ended: where its open leg is marked
+# The wear by cause, as report keys: wear = maker + hedge fees + slippage + adverse - basis + other.
+SPLIT_KEYS = (
+    "fees_maker_quote",
+    "fees_hedge_quote",
+    "slippage_quote",
+    "adverse_quote",
+    "basis_quote",
+    "other_quote",
+)
 TEN_K = Decimal(10_000)
 CENT = Decimal("0.000001")  # figures are kept to the micro-dollar, shown as the venues' units
 

@@ -38,19 +38,14 @@ from decimal import Decimal
 from typing import Any
 
 from exchanges.base import Side
-from hedge.economics import CENT, Allocation, costs, per_cycle
+from hedge.economics import CENT, SPLIT_KEYS, Allocation, costs, per_cycle
 from hedge.external import journaled
 from hedge.journal import Journal, JournalFill
 
 COST_KEYS = (
     "wear_per_10k_quote",
     "wear_quote",
-    "fees_maker_quote",
-    "fees_hedge_quote",
-    "slippage_quote",
-    "adverse_quote",
-    "basis_quote",
-    "other_quote",
+    *SPLIT_KEYS,
     "pnl_realized_quote",
     "pnl_mark_quote",
 )
