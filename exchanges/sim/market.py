@@ -149,26 +149,84 @@ def _lighter(
     )
 
 
-# BTC, ETH, SOL with rules close to the real venues'. Lighter market ids: ETH 0, BTC 1, SOL 2.
+# Ten markets listed on both venues, with rules close to the real venues' (approximate; the
+# venues change them now and then). Start prices are round numbers near recent levels.
+# Sources, per column:
+# - Lighter market ids: the ids public Lighter clients hard-code (ETH 0, BTC 1, SOL 2, DOGE 3,
+#   XRP 7, LINK 8, AVAX 9, SUI 16, HYPE 24, BNB 25); size_decimals, price_decimals and
+#   min_base_amount of the added markets as one such client copied them from Lighter's
+#   `/api/v1/orderBooks` (supported_*_decimals). Lighter's min_quote_amount is 10 USDC for all;
+#   where min_base x price is below it (HYPE, SOL), min_quote is the binding minimum, as on
+#   the venue.
+# - Backpack tickSize and stepSize of the added markets: inferred from the decimals of prices
+#   and 24h volumes in a public `/api/v1/tickers` snapshot (not read from `/api/v1/markets`);
+#   minQuantity is taken equal to stepSize, as it is on Backpack's listed perps (BTC, ETH, SOL,
+#   ADA). maxQuantity is a round cap of ours (the venue often lists none).
+# The demo's default size, max(both minimums) x 10, is a multiple of both steps for each.
 DEFAULT_TICKERS: dict[str, TickerSpec] = {
-    "BTC": TickerSpec(
-        "BTC",
-        Decimal(65000),
-        _backpack("BTC_USDC_PERP", "0.1", "0.00001", "0.00001", "1000"),
-        _lighter("BTC", 1, 5, 1, "0.0002"),
-    ),
-    "ETH": TickerSpec(
-        "ETH",
-        Decimal(3000),
-        _backpack("ETH_USDC_PERP", "0.01", "0.0001", "0.0001", "10000"),
-        _lighter("ETH", 0, 4, 2, "0.005"),
-    ),
-    "SOL": TickerSpec(
-        "SOL",
-        Decimal(150),
-        _backpack("SOL_USDC_PERP", "0.01", "0.01", "0.01", "100000"),
-        _lighter("SOL", 2, 3, 3, "0.05"),
-    ),
+    spec.ticker: spec
+    for spec in (
+        TickerSpec(
+            "BTC",
+            Decimal(65000),
+            _backpack("BTC_USDC_PERP", "0.1", "0.00001", "0.00001", "1000"),
+            _lighter("BTC", 1, 5, 1, "0.0002"),
+        ),
+        TickerSpec(
+            "ETH",
+            Decimal(3000),
+            _backpack("ETH_USDC_PERP", "0.01", "0.0001", "0.0001", "10000"),
+            _lighter("ETH", 0, 4, 2, "0.005"),
+        ),
+        TickerSpec(
+            "SOL",
+            Decimal(150),
+            _backpack("SOL_USDC_PERP", "0.01", "0.01", "0.01", "100000"),
+            _lighter("SOL", 2, 3, 3, "0.05"),
+        ),
+        TickerSpec(
+            "DOGE",
+            Decimal("0.18"),
+            _backpack("DOGE_USDC_PERP", "0.00001", "0.1", "0.1", "10000000"),
+            _lighter("DOGE", 3, 0, 6, "100"),
+        ),
+        TickerSpec(
+            "XRP",
+            Decimal("2.2"),
+            _backpack("XRP_USDC_PERP", "0.0001", "0.0001", "0.0001", "1000000"),
+            _lighter("XRP", 7, 0, 6, "7"),
+        ),
+        TickerSpec(
+            "BNB",
+            Decimal(850),
+            _backpack("BNB_USDC_PERP", "0.01", "0.001", "0.001", "10000"),
+            _lighter("BNB", 25, 2, 4, "0.02"),
+        ),
+        TickerSpec(
+            "SUI",
+            Decimal("3.2"),
+            _backpack("SUI_USDC_PERP", "0.0001", "0.01", "0.01", "1000000"),
+            _lighter("SUI", 16, 1, 5, "10"),
+        ),
+        TickerSpec(
+            "AVAX",
+            Decimal(22),
+            _backpack("AVAX_USDC_PERP", "0.001", "0.01", "0.01", "100000"),
+            _lighter("AVAX", 9, 2, 4, "1"),
+        ),
+        TickerSpec(
+            "LINK",
+            Decimal(18),
+            _backpack("LINK_USDC_PERP", "0.001", "0.1", "0.1", "100000"),
+            _lighter("LINK", 8, 1, 5, "1"),
+        ),
+        TickerSpec(
+            "HYPE",
+            Decimal(40),
+            _backpack("HYPE_USDC_PERP", "0.001", "0.1", "0.1", "100000"),
+            _lighter("HYPE", 24, 2, 4, "0.15"),
+        ),
+    )
 }
 
 

@@ -448,7 +448,7 @@ def other_case(name: str, planted: Planted) -> Case:
             expect=TRADED,
             **around,
         ),
-        "demo | unknown ticker": Case(("demo", "--ticker", "DOGE"), expect=(2,), **around),
+        "demo | unknown ticker": Case(("demo", "--ticker", "ZZZ"), expect=(2,), **around),
         "sim | port out of range": Case(
             ("sim", "--backpack-port", "70000", "--write-env", "sim.env"), **around
         ),

@@ -117,7 +117,7 @@ async def test_step_advances_the_clock(client: TestClient, market: SimMarket) ->
 @pytest.mark.parametrize(
     ("path", "body", "error"),
     [
-        ("/_sim/price", {"ticker": "DOGE", "price": "1"}, "unknown ticker"),
+        ("/_sim/price", {"ticker": "ZZZ", "price": "1"}, "unknown ticker"),
         ("/_sim/price", {"ticker": "BTC", "price": "-1"}, "price must be > 0"),
         ("/_sim/price", {"ticker": "BTC", "price": "abc"}, "not a number"),
         ("/_sim/price", {"ticker": "BTC"}, "price required"),

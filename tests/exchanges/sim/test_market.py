@@ -95,7 +95,7 @@ def test_books_are_found_by_symbol_and_market_id() -> None:
     assert market.book_by_market_id(1) is market.book("lighter", "BTC")
     assert market.book_by_market_id(99) is None
     with pytest.raises(KeyError):
-        market.book("backpack", "DOGE")
+        market.book("backpack", "ZZZ")
 
 
 def test_books_start_near_the_start_price_with_a_tight_spread() -> None:
@@ -689,5 +689,5 @@ def test_step_and_placement_are_cheap() -> None:
     for i in range(500):
         book.place_limit(ACCOUNT, Side.BUY, D("0.001"), bid - 200, client_id=i, post_only=True)
     per_order = (time.perf_counter() - started) / 500
-    assert per_step < 0.003  # typically ~0.4 ms for 3 tickers x 2 venues
+    assert per_step < 0.003  # typically ~0.7 ms for 10 tickers x 2 venues
     assert per_order < 0.0002  # typically ~15 µs
