@@ -261,7 +261,7 @@ CASES |= {
         ("--backpack-rate-limit", "-1"),
         ("--history-lag-ms", "70000"),
         ("--faults", "x"),
-        ("--ticker", "DOGE"),
+        ("--ticker", "ZZZ"),
     ]
 }
 CASES |= {
@@ -275,7 +275,7 @@ CASES |= {
         ("sim", "--write-env", "{folder}/afile/sim.env"), ("--write-env", "afile")
     ),
     "demo --faults x": Case(("demo", "--faults", "x"), ("--faults",)),
-    "demo --ticker DOGE": Case(("demo", "--ticker", "DOGE"), ("--ticker", "DOGE", "BTC")),
+    "demo --ticker ZZZ": Case(("demo", "--ticker", "ZZZ"), ("--ticker", "ZZZ", "BTC")),
     "demo --size under the market minimum": Case(
         ("demo", "--size", "0.000000001", "--log-dir", "{folder}/logs"), ("--size", "0.00020")
     ),
@@ -292,8 +292,8 @@ def venue_case(args: tuple[str, ...], *names: str, code: int = 2, **env: str) ->
 
 
 VENUE_CASES = {
-    "venue check --ticker DOGE": venue_case((*CHECK, "--ticker", "DOGE"), "DOGE", "Backpack"),
-    "venue run --ticker DOGE": venue_case((*RUN_ONE, "--ticker", "DOGE"), "DOGE", "Lighter"),
+    "venue check --ticker ZZZ": venue_case((*CHECK, "--ticker", "ZZZ"), "ZZZ", "Backpack"),
+    "venue run --ticker ZZZ": venue_case((*RUN_ONE, "--ticker", "ZZZ"), "ZZZ", "Lighter"),
     "venue check --size under both minimums": venue_case(
         (*CHECK, "--size", "0.000000001"), "--size 0.000000001", "0.00020"
     ),
@@ -581,6 +581,6 @@ def test_a_size_over_the_market_maximum_is_refused_naming_the_limit(
 def test_an_unknown_ticker_lists_a_few_available_ones(
     sim_envs: list[dict[str, str]], tmp_path: Path
 ) -> None:
-    outcome = check_against(sim_envs[0], tmp_path / "case", "--size", OK_SIZE, "--ticker", "DOGE")
+    outcome = check_against(sim_envs[0], tmp_path / "case", "--size", OK_SIZE, "--ticker", "ZZZ")
     assert outcome.code == 2, outcome.describe()
     assert "BTC" in outcome.stderr and "ETH" in outcome.stderr

@@ -273,8 +273,8 @@ def test_partial_keys_are_a_config_error() -> None:
 
 
 async def test_unknown_ticker_is_a_config_error(make_venue: VenueFactory) -> None:
-    with pytest.raises(ConfigError, match="DOGE"):
-        await make_venue(ticker="DOGE")
+    with pytest.raises(ConfigError, match="ZZZ"):
+        await make_venue(ticker="ZZZ")
 
 
 async def test_a_key_the_venue_does_not_know_is_a_config_error(make_venue: VenueFactory) -> None:
