@@ -83,8 +83,25 @@ class Marks:
             self.journal.defer("record_mark", kind, venue, key, taking_price(side, top))
 
 
-def _signed(fill: JournalFill) -> Decimal:
-    return fill.qty if fill.side is Side.BUY else -fill.qty
+def decimal_text(value: Decimal) -> str:
+    """A Decimal as plain text: '0.00000000', never '0E-8'; no negative zero."""
+    if value == 0:
+        value = abs(value)
+    return format(value, "f")
+
+
+def hedge_totals(hedge_fills: list[JournalFill]) -> dict[int, tuple[Decimal, Decimal, Decimal]]:
+    """Per hedge order (client id): filled quantity, notional and fees of its fills."""
+    totals: dict[int, tuple[Decimal, Decimal, Decimal]] = {}
+    for fill in hedge_fills:
+        if fill.client_id is not None:
+            qty, notional, fee = totals.get(fill.client_id, (Decimal(0), Decimal(0), Decimal(0)))
+            totals[fill.client_id] = (
+                qty + fill.qty,
+                notional + fill.qty * fill.price,
+                fee + fill.fee,
+            )
+    return totals
 
 
 @dataclass
@@ -157,7 +174,7 @@ class Costs:
             "pnl_realized_quote": self.pnl_realized,
             "pnl_mark_quote": self.pnl_mark,
         }
-        return {k: _text(v.quantize(CENT)) for k, v in figures.items()}
+        return {k: decimal_text(v.quantize(CENT)) for k, v in figures.items()}
 
 
 def money_line(summary: Mapping[str, object]) -> str:
@@ -175,10 +192,6 @@ def money_line(summary: Mapping[str, object]) -> str:
     )
 
 
-def _text(value: Decimal) -> str:
-    return format(abs(value) if value == 0 else value, "f")
-
-
 def costs(
     journal: Journal, fills: list[JournalFill], maker_venue: str, allocations: list[Allocation]
 ) -> Costs:
@@ -186,7 +199,7 @@ def costs(
     found = Costs()
     for fill in fills:
         book = found.per_venue.setdefault(fill.venue, _Book())
-        book.apply(_signed(fill), fill.price)
+        book.apply(fill.signed, fill.price)
         if fill.venue == maker_venue:
             found.fees_maker += fill.fee
             found.maker_volume += fill.qty * fill.price
@@ -250,15 +263,7 @@ def _split(
         for kind, key, price in journal.query("SELECT kind, key, price FROM marks")
     }
     zero = (Decimal(0), Decimal(0), Decimal(0))
-    hedged: dict[int, tuple[Decimal, Decimal, Decimal]] = defaultdict(lambda: zero)
-    for fill in hedge_fills:
-        if fill.client_id is not None:
-            qty, notional, fee = hedged[fill.client_id]
-            hedged[fill.client_id] = (
-                qty + fill.qty,
-                notional + fill.qty * fill.price,
-                fee + fill.fee,
-            )
+    hedged = hedge_totals(hedge_fills)
     per_fill: dict[str, FillCost] = {}
     for row in allocations:
         maker = row.maker
@@ -314,9 +319,9 @@ def per_cycle(
                 "run_id": int(run_id),
                 "iteration": int(iteration),
                 "phase": str(phase),
-                "maker_volume": _text(total.volume.quantize(CENT)),
-                "wear_quote": _text(total.wear.quantize(CENT)),
-                "wear_per_10k_quote": _text(per_10k.quantize(CENT)),
+                "maker_volume": decimal_text(total.volume.quantize(CENT)),
+                "wear_quote": decimal_text(total.wear.quantize(CENT)),
+                "wear_per_10k_quote": decimal_text(per_10k.quantize(CENT)),
             }
         )
     return out

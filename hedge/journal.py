@@ -165,6 +165,11 @@ class JournalFill:
     recorded_at: float
     run_id: int = 0
 
+    @property
+    def signed(self) -> Decimal:
+        """The quantity with its direction: positive for a buy."""
+        return self.qty * self.side.sign
+
 
 JOURNAL_MAGIC = b"SQLite format 3\x00"
 
@@ -674,7 +679,7 @@ class Journal:
         """Signed sum of all journaled fills on a venue (every run of this journal)."""
         total = Decimal(0)
         for fill in self.fills(venue):
-            total += fill.qty if fill.side is Side.BUY else -fill.qty
+            total += fill.signed
         return total
 
     # -- hedges and allocations ----------------------------------------------------------------

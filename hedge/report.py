@@ -37,8 +37,15 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from exchanges.base import Side
-from hedge.economics import CENT, SPLIT_KEYS, Allocation, costs, per_cycle
+from hedge.economics import (
+    CENT,
+    SPLIT_KEYS,
+    Allocation,
+    costs,
+    decimal_text,
+    hedge_totals,
+    per_cycle,
+)
 from hedge.external import journaled
 from hedge.journal import Journal, JournalFill
 
@@ -85,17 +92,6 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[max(0, min(len(ordered) - 1, rank - 1))]
 
 
-def decimal_text(value: Decimal) -> str:
-    """A Decimal as plain text: '0.00000000', never '0E-8'; no negative zero."""
-    if value == 0:
-        value = abs(value)
-    return format(value, "f")
-
-
-def _signed(fill: JournalFill) -> Decimal:
-    return fill.qty if fill.side is Side.BUY else -fill.qty
-
-
 def summarize(
     journal: Journal, *, maker_venue: str = "backpack", run_id: int | None = None
 ) -> dict[str, Any]:
@@ -106,8 +102,8 @@ def summarize(
     # Positions are cumulative: a run that resumed a killed one carries its open position, so
     # the legs' balance is judged on every fill of the journal, whatever the report's scope.
     everything = fills if run_id is None else journal.fills()
-    position_maker = sum((_signed(f) for f in everything if f.venue == maker_venue), Decimal(0))
-    position_hedge = sum((_signed(f) for f in everything if f.venue != maker_venue), Decimal(0))
+    position_maker = sum((f.signed for f in everything if f.venue == maker_venue), Decimal(0))
+    position_hedge = sum((f.signed for f in everything if f.venue != maker_venue), Decimal(0))
     allocations = _allocations(journal, maker_venue, maker_fills)
     latencies_ms = [ns / 1e6 for ns in allocations.first_latency.values()]
     halts = journal.query(
@@ -250,12 +246,7 @@ def _unhedged_max(
 
 
 def _edge_bps(hedge_fills: list[JournalFill], allocations: _Allocations) -> float:
-    hedge_price: dict[int, tuple[Decimal, Decimal]] = {}
-    for fill in hedge_fills:
-        if fill.client_id is None:
-            continue
-        qty, notional = hedge_price.get(fill.client_id, (Decimal(0), Decimal(0)))
-        hedge_price[fill.client_id] = (qty + fill.qty, notional + fill.qty * fill.price)
+    hedge_price = hedge_totals(hedge_fills)
     edge_weight = Decimal(0)
     edge_sum = Decimal(0)
     for trade_id, hedge_client, qty in allocations.rows:
