@@ -247,11 +247,14 @@ def quiet_console() -> Iterator[None]:
             root.removeHandler(silence)
 
 
-async def preflight(settings: Settings, *, describe: bool = False) -> list[dict[str, object]]:
+async def preflight(
+    settings: Settings, *, describe: bool = False
+) -> tuple[list[dict[str, object]], list[str]]:
     """What a run checks before its first order: every venue address answers, both venues
     accept the keys (when trading) and list the ticker, and `--size` fits both markets.
     ConfigError (exit 2) for what the user must change, VenueError (exit 1) naming the URL
-    variable when a venue cannot be reached. With `describe`, each venue's summary."""
+    variable when a venue cannot be reached. With `describe`, each venue's summary and where
+    the run would quote now (`quote_bound_words`)."""
     import asyncio
 
     from hedge.app import build_venues
@@ -266,10 +269,9 @@ async def preflight(settings: Settings, *, describe: bool = False) -> list[dict[
             if problems:
                 raise ConfigError("\n".join(problems))
             if not describe:
-                return []
+                return [], []
             summaries = [await _describe(maker), await _describe(hedge)]
-            summaries[0]["quote_bound"] = quote_bound_words(settings, maker, hedge)
-            return summaries
+            return summaries, quote_bound_words(settings, maker, hedge)
     except TimeoutError:
         raise VenueError(
             f"the venues did not come up within {CONNECT_TIMEOUT_S:g} s: check the network/DNS "
@@ -400,11 +402,10 @@ def check(settings: Settings, *, connect: bool) -> None:
 
     check_paths(settings)
     with quiet_console():
-        summaries = asyncio.run(preflight(settings, describe=True))
-    bound = summaries[0].pop("quote_bound", [])
+        summaries, bound = asyncio.run(preflight(settings, describe=True))
     for summary in summaries:
         out.print(_venue_table(summary))
-    for line in bound if isinstance(bound, list) else ():
+    for line in bound:
         out.print(f"Quote bound now: {line}", soft_wrap=True)
     out.print(
         "Settings are valid. Both venues answered and accept the keys, the ticker and the "
