@@ -110,9 +110,8 @@ class Quoter:
         if hedge_top is None:
             raise ValueError("no hedge venue book to bound the quote")
         bound = self.terms.bound(side, hedge_top, self.tick)
-        if abs(price - bound) / self.tick > self.requote_ticks and (
-            bound < price if side is Side.BUY else bound > price
-        ):
+        behind = (price - bound) * side.sign  # how far the bound holds us off the touch
+        if behind > self.tick * self.requote_ticks:
             return None
         price = min(price, bound) if side is Side.BUY else max(price, bound)
         if price <= 0:
