@@ -23,8 +23,8 @@ from bpx.async_.account import Account as BpxAccount
 from exchanges.backpack.account import Account
 from exchanges.backpack.constants import VENUE, perp_symbol
 from exchanges.backpack.execution import Execution
-from exchanges.backpack.rest import BackpackRest
 from exchanges.backpack.session import Session, now_ms
+from exchanges.backpack.shared import SharedAccount
 from exchanges.backpack.user_stream import UserStream
 from exchanges.base import (
     Balance,
@@ -39,7 +39,7 @@ from exchanges.base import (
     describe_orders,
     describe_top,
 )
-from exchanges.common.budget import RequestBudget, backpack_limits
+from exchanges.common.budget import RequestBudget
 from exchanges.common.http import KeepAliveHttpClient
 from exchanges.common.orderbook import BACKPACK, OrderBook
 from exchanges.common.orders import OrderTracker
@@ -77,13 +77,16 @@ class BackpackVenue(EventEmitter):
         retry_attempts: int = 4,
         order_window_ms: int = 5_000,
         budget: RequestBudget | None = None,
+        shared: SharedAccount | None = None,
     ) -> None:
         """`retry_attempts` is how many times a failed idempotent request (or a placement known
         not to have happened) is sent again: up to `retry_attempts + 1` sends in all (429s
         not counted: they wait for the budget). `order_window_ms` is the signing window of
         order placements: after an ambiguous placement, "not found" is only final once that
         window has closed. `budget` is the account's request budget, shared by every request
-        to it (default: Backpack's 2,000 a minute, this venue's own)."""
+        to it (default: Backpack's 2,000 a minute, this venue's own). `shared` is what this
+        pair shares with the other pairs on the same account (exchanges/backpack/shared.py):
+        REST client, budget, WebSocket; without it the venue has its own."""
         _check_settings(ticker, request_timeout, retry_attempts)
         EventEmitter.__init__(self)
         self.ticker = ticker.upper()
@@ -102,8 +105,14 @@ class BackpackVenue(EventEmitter):
             order_window_ms=order_window_ms,
             history_lag_s=self.history_lag_s,
         )
-        self.budget = budget if budget is not None else RequestBudget(backpack_limits())
-        self._rest = BackpackRest(self._session, public_key, secret_key, self.budget)
+        if shared is None:
+            shared = SharedAccount(
+                ws_url, public_key=public_key, secret_key=secret_key, budget=budget
+            )
+        self._shared = shared
+        self._joined = False
+        self.budget = shared.budget
+        self._rest = shared.rest_for(self._session)
         self._reconnects_at_close = 0
         self._compose(self._session)
 
@@ -140,18 +149,19 @@ class BackpackVenue(EventEmitter):
         session.connected_ms = now_ms()
         session.history_moved()  # fills made before we connected may still be on their way
         try:
+            if not self._joined:
+                self._shared.join()
+                self._joined = True
             await self._account_reads.load_market()
             if self._rest.account is not None:
-                await self._rest.check_keys()
-            session.ws = ReconnectingWebSocket(
-                self.ws_url,
-                name="backpack",
+                await self._shared.check_keys()
+            session.ws = await self._shared.socket.attach(
+                self.symbol,
                 on_message=self._on_frame,
                 on_connect=self._stream.on_connect,
                 on_reconnect=self._stream.on_reconnect,
                 on_disconnect=self._stream.on_disconnect,
             )
-            session.ws.start()
             await self._wait_until_ready(time.monotonic() + max(10.0, 2 * self.request_timeout))
         except BaseException:
             await self.close()
@@ -174,12 +184,13 @@ class BackpackVenue(EventEmitter):
     async def close(self) -> None:
         session = self._session
         if session.ws is not None:
-            await session.ws.close()
             self._reconnects_at_close = session.ws.reconnects
             session.ws = None
+            await self._shared.socket.detach(self.symbol)
         await self._tasks.cancel_all()
         self._stream.position.down()
-        await self._rest.close()
+        joined, self._joined = self._joined, False
+        await self._shared.leave(joined=joined)
 
     # -- what tests, benchmarks and the dashboard look at -----------------------------------------
 

@@ -81,17 +81,54 @@ class CreateOrder:
     reference: Decimal = Decimal(0)
 
 
-class Signer:
-    """The SignerClient of our API key, its signing threads, and our auth token."""
+class SignerKeys:
+    """What signing needs once per API key: the SignerClient, its threads, the auth token."""
 
-    def __init__(self, session: Session, token_ttl_s: int, token_margin_s: int) -> None:
+    def __init__(self) -> None:
+        self.client: lighter.SignerClient | None = None
+        self.pool: concurrent.futures.ThreadPoolExecutor | None = None
+        self.token: tuple[str, int] | None = None  # (token, expiry unix seconds)
+        self.token_lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        if self.client is not None:
+            client, self.client = self.client, None
+            await client.close()
+        if self.pool is not None:
+            # A signature in progress finishes in its thread; nothing waits for it.
+            self.pool.shutdown(wait=False, cancel_futures=True)
+            self.pool = None
+
+
+class Signer:
+    """Signs one market's transactions with the API key's `SignerKeys`."""
+
+    def __init__(
+        self,
+        session: Session,
+        token_ttl_s: int,
+        token_margin_s: int,
+        keys: SignerKeys | None = None,
+    ) -> None:
         self.session = session
         self.token_ttl_s = token_ttl_s
         self.token_margin_s = token_margin_s
-        self._client: lighter.SignerClient | None = None
-        self._pool: concurrent.futures.ThreadPoolExecutor | None = None
-        self.token: tuple[str, int] | None = None  # (token, expiry unix seconds)
-        self._token_lock = asyncio.Lock()
+        # Shared by every pair on the API key (exchanges/lighter/shared.py): one signer
+        # client, one pool of signing threads, one auth token.
+        self.keys = keys if keys is not None else SignerKeys()
+
+    @property
+    def _client(self) -> lighter.SignerClient | None:
+        return self.keys.client
+
+    @property
+    def _pool(self) -> concurrent.futures.ThreadPoolExecutor | None:
+        return self.keys.pool
+
+    @property
+    def token(self) -> tuple[str, int] | None:
+        """(token, expiry unix seconds) of the API key's auth token."""
+        return self.keys.token
 
     @property
     def ready(self) -> bool:
@@ -104,11 +141,14 @@ class Signer:
 
     async def start(self, api_url: str, private_key: str) -> None:
         """Build the SignerClient and have the venue check our key; ConfigError if refused."""
-        session = self.session
+        session, keys = self.session, self.keys
         assert session.account_index is not None and session.api_key_index is not None
-        self._pool = concurrent.futures.ThreadPoolExecutor(2, "lighter-sign")
+        if keys.client is not None:
+            return  # another pair on this API key started it
+        if keys.pool is None:
+            keys.pool = concurrent.futures.ThreadPoolExecutor(2, "lighter-sign")
         try:
-            self._client = lighter.SignerClient(
+            client = lighter.SignerClient(
                 url=api_url,
                 account_index=session.account_index,
                 api_private_keys={session.api_key_index: private_key},
@@ -120,11 +160,14 @@ class Signer:
             ) from None
         # check_client does blocking HTTP inside the Go library (GET apikeys): run it off the
         # loop, after the budget allows it.
-        await session.budget.take("apikeys", Priority.READ)
-        err = await asyncio.get_running_loop().run_in_executor(
-            self._pool, self._client.check_client
-        )
+        try:
+            await session.budget.take("apikeys", Priority.READ)
+            err = await asyncio.get_running_loop().run_in_executor(keys.pool, client.check_client)
+        except BaseException:
+            await client.close()
+            raise
         if err is not None:
+            await client.close()
             refused = _refused_index(err)
             if refused is not None:
                 raise ConfigError(refused)
@@ -134,15 +177,10 @@ class Signer:
                 f"Lighter rejected API key {session.api_key_index} of account "
                 f"{session.account_index}: {err}"
             )
+        keys.client = client
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.close()
-            self._client = None
-        if self._pool is not None:
-            # A signature in progress finishes in its thread; nothing waits for it.
-            self._pool.shutdown(wait=False, cancel_futures=True)
-            self._pool = None
+        await self.keys.close()
 
     async def _sign(self, what: Callable[[], tuple[Any, Any, Any, Any]]) -> tuple[int, str]:
         """Run one signer call in the signing threads; (tx_type, tx_info)."""
@@ -205,7 +243,7 @@ class Signer:
 
     async def auth_token(self, force: bool = False) -> str:
         """A valid auth token for private reads and the account stream."""
-        async with self._token_lock:
+        async with self.keys.token_lock:
             token = self.token
             if not force and token is not None and token[1] - time.time() > self.token_margin_s:
                 return token[0]
@@ -222,7 +260,7 @@ class Signer:
             self.session.stats.token_calls += 1
             if err is not None or not text:
                 raise VenueError(f"lighter: could not create an auth token: {err}")
-            self.token = (text, expiry)
+            self.keys.token = (text, expiry)
             return text
 
 

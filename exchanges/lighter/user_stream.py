@@ -25,6 +25,7 @@ from exchanges.common.budget import Priority
 from exchanges.common.orderbook import OrderBook
 from exchanges.common.orders import OrderTracker
 from exchanges.common.retry import until_done
+from exchanges.common.shared_ws import SharedSocket
 from exchanges.common.tasks import Spawn
 from exchanges.common.ws import ReconnectingWebSocket
 from exchanges.lighter.account import Account
@@ -125,24 +126,29 @@ class UserStream:
         self._account_resubscribing = False
         self._book_resubscribing = False
         self._position: Decimal | None = None  # from account_all, on this connection
+        self._socket: SharedSocket | None = None
 
     # -- the socket --------------------------------------------------------------------------
 
-    def open(self, ws_url: str) -> ReconnectingWebSocket:
-        ws = ReconnectingWebSocket(
-            ws_url,
-            name="lighter",
+    async def attach(self, socket: SharedSocket) -> ReconnectingWebSocket:
+        """Join the account's one connection under our market; the first pair attached also
+        subscribes the account-wide `account_all` channel (once per connection)."""
+        self._socket = socket
+        ws = await socket.attach(
+            str(self.session.market_id),
             on_message=self.on_frame,
             on_connect=self._on_connect,
             on_reconnect=self._on_reconnect,
             on_disconnect=self._on_disconnect,
-            # Lighter closes sockets that stay silent for 2 minutes.
-            app_ping_text=json.dumps({"type": "pong"}),
-            app_ping_interval=60.0,
         )
         self.session.ws = ws
-        ws.start()
         return ws
+
+    async def detach(self) -> None:
+        socket, self._socket = self._socket, None
+        self.session.ws = None
+        if socket is not None:
+            await socket.detach(str(self.session.market_id))
 
     def ready(self) -> bool:
         return self.book.synced and (not self.session.keyed or self.account_subscribed)
@@ -167,9 +173,10 @@ class UserStream:
         await ws.send(json.dumps({"type": "subscribe", "channel": channel}))
         if self.session.keyed:
             await ws.send(json.dumps(self._account_subscribe(await self.signer.auth_token())))
-            # A new connection has no subscription: this is never a repeated subscribe.
-            channel = f"account_all/{self.session.account()}"
-            await ws.send(json.dumps({"type": "subscribe", "channel": channel}))
+            if self._socket is None or self._socket.keys[:1] == [str(self.session.market_id)]:
+                # Once per connection, by the first pair: this is never a repeated subscribe.
+                channel = f"account_all/{self.session.account()}"
+                await ws.send(json.dumps({"type": "subscribe", "channel": channel}))
 
     def _account_subscribe(self, token: str) -> dict[str, object]:
         channel = f"account_orders/{self.session.market_id}/{self.session.account()}"

@@ -49,7 +49,7 @@ from exchanges.base import (
     describe_orders,
     describe_top,
 )
-from exchanges.common.budget import LIGHTER_TIERS, RequestBudget
+from exchanges.common.budget import RequestBudget
 from exchanges.common.orderbook import LIGHTER, OrderBook
 from exchanges.common.orders import OrderTracker
 from exchanges.common.tasks import Tasks
@@ -57,10 +57,9 @@ from exchanges.common.ws import ReconnectingWebSocket
 from exchanges.lighter.account import Account
 from exchanges.lighter.constants import VENUE
 from exchanges.lighter.execution import Execution, Transactor
-from exchanges.lighter.nonce import NonceSequencer
 from exchanges.lighter.presign import Presigner
-from exchanges.lighter.rest import LighterRest
 from exchanges.lighter.session import Session
+from exchanges.lighter.shared import SharedAccount
 from exchanges.lighter.signing import Signer
 from exchanges.lighter.transport import TxSender
 from exchanges.lighter.user_stream import UserStream
@@ -91,7 +90,6 @@ class LighterVenue(EventEmitter):
     token_margin_s = 3600
     presign_max_age_s = 300.0  # re-sign well before the signer's ~10 minute ExpiredAt
     resolve_timeout_s = 30.0  # an accepted order whose outcome is still unknown after this
-    keep_warm_s = 20.0  # an idle sendTx connection is replaced (no request) this often
     max_remembered = 10_000
 
     sign_calls = _Stat[int]()
@@ -125,7 +123,10 @@ class LighterVenue(EventEmitter):
         send_timeout: float = 1.0,
         budget: RequestBudget | None = None,
         fees: FeeRates | None = None,
+        shared: SharedAccount | None = None,
     ) -> None:
+        """`shared` is what this pair shares with the other pairs on the same account and API
+        key (exchanges/lighter/shared.py); without it the venue has its own."""
         _check_settings(ticker, request_timeout, confirm_timeout, send_timeout, retry_attempts)
         _check_keys(private_key, account_index, api_key_index)
         EventEmitter.__init__(self)
@@ -135,6 +136,10 @@ class LighterVenue(EventEmitter):
         self._private_key = private_key.removeprefix("0x") if private_key else None
         self.account_index = account_index
         self.api_key_index = api_key_index
+        if shared is None:
+            shared = SharedAccount(self.api_url, ws_url, budget)
+        self._shared = shared
+        self._joined = False
         self._session = session = Session(
             self.ticker,
             account_index,
@@ -147,7 +152,7 @@ class LighterVenue(EventEmitter):
             send_timeout=min(send_timeout, request_timeout),
             retry_attempts=retry_attempts,
             max_remembered=self.max_remembered,
-            budget=budget or RequestBudget(LIGHTER_TIERS["standard"]),
+            budget=shared.budget,
             fees=fees or FeeRates(),
         )
         self._reconnects_at_close = 0
@@ -158,9 +163,11 @@ class LighterVenue(EventEmitter):
         self._book = OrderBook(self.ticker, LIGHTER)
         self._tracker = OrderTracker(VENUE, keep_finished=self.max_remembered)
         self._tasks = Tasks(VENUE)
-        self._rest = LighterRest(session)
-        self._nonces = NonceSequencer(self._rest.next_nonce)
-        self._signer = Signer(session, self.token_ttl_s, self.token_margin_s)
+        shared = self._shared
+        self._rest = shared.rest_for(session)
+        assert shared.nonces is not None
+        self._nonces = shared.nonces
+        self._signer = Signer(session, self.token_ttl_s, self.token_margin_s, shared.keys)
         self._rest.tokens = self._signer.auth_token
         self._presigner = Presigner(
             session, self._signer, self._nonces, self._book, self.presign_max_age_s
@@ -201,15 +208,17 @@ class LighterVenue(EventEmitter):
 
     async def connect(self) -> None:
         """Load the market, check the API key, fetch the nonce, start the stream, wait for the
-        book. Needs the running loop (the SDK's clients bind to it)."""
-        session = self._session
+        book. Needs the running loop (the SDK's clients bind to it). What the account shares
+        with other pairs (exchanges/lighter/shared.py) is opened by the first of them."""
+        session, shared = self._session, self._shared
+        if not self._joined:
+            shared.join()
+            self._joined = True
         try:
-            self._rest.open(self.api_url)
-            session.sender = TxSender(self.api_url, session.send_timeout, session.request_timeout)
+            await shared.open(session, self._signer, self._private_key)
+            session.sender = shared.sender
             await self._account.load_market()
-            if self.keyed:
-                await self._start_signer()
-            self._stream.open(self.ws_url)
+            await self._stream.attach(shared.socket)
             ready_by = time.monotonic() + max(10.0, 2 * session.request_timeout)
             while not self._stream.ready():
                 if time.monotonic() > ready_by:
@@ -218,48 +227,21 @@ class LighterVenue(EventEmitter):
             if self.keyed:
                 self._tasks.spawn(self._presigner.run(), "presign")
                 self._tasks.spawn(self._stream.token_loop(), "token-refresh")
-                self._tasks.spawn(self._keep_warm_loop(), "keep-warm")
         except BaseException:
             await self.close()
             raise
         log.info("lighter connected: %s (market %s)", self.ticker, self.market().market_id)
 
-    async def _start_signer(self) -> None:
-        assert self._private_key is not None
-        await self._signer.start(self.api_url, self._private_key)
-        async with self._nonces.holding() as hold:
-            await hold.refresh()
-        await self._signer.auth_token()
-        await self._warm_up()
-
     async def close(self) -> None:
         session = self._session
         if session.ws is not None:
-            await session.ws.close()
             self._reconnects_at_close = session.ws.reconnects
-            session.ws = None
+        await self._stream.detach()
         await self._tasks.cancel_all()
-        if session.sender is not None:
-            await session.sender.close()
-            session.sender = None
-        await self._signer.close()
-        await self._rest.close()
-
-    async def _warm_up(self) -> None:
-        """Open the sendTx connection ahead, so that a hedge never pays for a TCP/TLS
-        handshake. Nothing is sent: a connection costs no request of the budget."""
-        sender = self._session.sender
-        if sender is not None:
-            await sender.preconnect()
-
-    async def _keep_warm_loop(self) -> None:
-        """Owned task: replace the idle sendTx connection by a fresh one before servers drop
-        it (~60 s idle), without a request."""
-        while True:
-            await asyncio.sleep(self.keep_warm_s / 2)
-            sender = self._session.sender
-            if sender is not None and time.monotonic() - sender.last_used >= self.keep_warm_s:
-                await sender.refresh()
+        self._presigner.cancel()
+        session.sender = None
+        joined, self._joined = self._joined, False
+        await self._shared.leave(joined=joined)
 
     # -- what tests and the dashboard look at ---------------------------------------------------
 

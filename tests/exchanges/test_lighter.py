@@ -45,6 +45,7 @@ from exchanges.lighter import (
     scale_worst_price,
     unscale,
 )
+from exchanges.lighter.shared import SharedAccount
 from exchanges.sim.faults import FaultPlan
 from exchanges.sim.lighter_server import LighterServer, generate_api_key
 from exchanges.sim.market import SimMarket
@@ -464,7 +465,7 @@ async def test_the_fast_path_declines_when_the_budget_is_spent_and_the_hedge_wai
 async def test_the_idle_sendtx_connection_is_renewed_without_a_request(
     make_venue: VenueFactory, server: LighterServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(LighterVenue, "keep_warm_s", 0.2)
+    monkeypatch.setattr(SharedAccount, "keep_warm_s", 0.2)
     venue = await make_venue()
     sender = venue._sender
     assert sender is not None and sender.idle  # opened at connect, with no request
