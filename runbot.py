@@ -29,6 +29,7 @@ from hedge.cli_options import (
     FaultsOpt,
     FillRateOpt,
     FillTimeoutOpt,
+    FitYesOpt,
     HedgeTimeoutOpt,
     HistoryLagOpt,
     IterationsOpt,
@@ -39,6 +40,7 @@ from hedge.cli_options import (
     LogDirOpt,
     MakerTicksOpt,
     MarketOpt,
+    MaxNetOpt,
     MaxPositionOpt,
     MinEdgeOpt,
     OutageOpt,
@@ -58,6 +60,8 @@ from hedge.cli_options import (
 from hedge.config import DEFAULT_MIN_EDGE_BPS, Mode, parse_slippage
 from hedge.logsetup import REDACTOR
 from hedge.ops import err, flags_from, out, resolve_settings
+from hedge.pairs import max_net_usd as max_net
+from hedge.pairs import split_pairs
 
 __all__ = ["app", "resolve_settings"]  # resolve_settings: what `run --env-file` does (bench/)
 
@@ -197,10 +201,17 @@ def run(
     on_external_change: ExternalOpt = "halt",
     dry_run: DryRunOpt = False,
     plain: PlainOpt = False,
+    max_net_usd: MaxNetOpt = None,
+    yes: FitYesOpt = False,
 ) -> None:
-    """Trade: quote post-only on Backpack, hedge every fill on Lighter."""
-    settings = resolve_settings(flags_from(locals()), mode=_mode(dry_run), env_file=env_file)
-    raise typer.Exit(ops.run(settings, plain=plain))
+    """Trade: quote post-only on Backpack, hedge every fill on Lighter (--ticker BTC,ETH
+    trades several pairs in one process on the one account)."""
+    cap = max_net(max_net_usd)
+    pairs = [
+        resolve_settings(flags, mode=_mode(dry_run), env_file=env_file)
+        for flags in split_pairs(flags_from(locals()))
+    ]
+    raise typer.Exit(ops.run(pairs, plain=plain, max_net_usd=cap, yes=yes))
 
 
 @app.command()
@@ -228,6 +239,8 @@ def demo(
     market: MarketOpt = None,
     on_external_change: ExternalOpt = "halt",
     plain: PlainOpt = False,
+    max_net_usd: MaxNetOpt = None,
+    yes: FitYesOpt = False,
 ) -> None:
     """Offline demo: simulated Backpack and Lighter on loopback, the real bot against them."""
     params = locals()

@@ -9,48 +9,90 @@ from __future__ import annotations
 import asyncio
 import logging
 import signal
+import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from exchanges.base import ConfigError, Venue
 from hedge.config import Settings
 from hedge.economics import MID
-from hedge.engine import EngineStatus, HedgeEngine, RunResult
+from hedge.engine import (
+    EXIT_ERROR,
+    EXIT_HALTED,
+    EXIT_INTERRUPTED,
+    EXIT_OK,
+    EXIT_UNBALANCED,
+    EngineStatus,
+    HedgeEngine,
+    RunResult,
+)
+from hedge.hedger import IdSource
 from hedge.journal import Journal
+from hedge.pairs import AccountGuard
 from hedge.report import summarize
+
+if TYPE_CHECKING:
+    from exchanges.backpack.shared import SharedAccount as BackpackAccount
+    from exchanges.lighter.shared import SharedAccount as LighterAccount
 
 log = logging.getLogger(__name__)
 
 
-def build_venues(settings: Settings, *, paper: bool | None = None) -> tuple[Venue, Venue]:
-    """Backpack (maker) and Lighter (hedge) for these settings; paper-wrapped for a dry run
-    (`paper=False` gives the bare public-data venues of a dry run, for `check`)."""
-    from exchanges.backpack import BackpackVenue
+def _reveal(secret: Any) -> str | None:
+    return None if secret is None else str(secret.reveal())
+
+
+def shared_accounts(settings: Settings) -> Accounts:
+    """What every pair of a run shares on each venue account: connections, budget, and on
+    Lighter the nonce sequence and signer of the API key (exchanges/*/shared.py)."""
+    from exchanges.backpack.shared import SharedAccount as BackpackAccount
     from exchanges.common.budget import LIGHTER_TIERS, RequestBudget, backpack_limits
+    from exchanges.lighter.shared import SharedAccount as LighterAccount
+
+    backpack = BackpackAccount(
+        settings.backpack_ws_url,
+        public_key=None if settings.dry_run else _reveal(settings.backpack_public_key),
+        secret_key=None if settings.dry_run else _reveal(settings.backpack_secret_key),
+        budget=RequestBudget(backpack_limits(settings.backpack_rate_limit)),
+    )
+    lighter = LighterAccount(
+        settings.lighter_api_url,
+        settings.lighter_ws_url,
+        RequestBudget(LIGHTER_TIERS[settings.lighter_account_tier]),
+    )
+    return Accounts(backpack, lighter)
+
+
+def build_venues(
+    settings: Settings, *, paper: bool | None = None, accounts: Accounts | None = None
+) -> tuple[Venue, Venue]:
+    """Backpack (maker) and Lighter (hedge) for these settings, on `accounts` shared with
+    other pairs (default: their own); paper-wrapped for a dry run (`paper=False` gives the
+    bare public-data venues of a dry run, for `check`)."""
+    from exchanges.backpack import BackpackVenue
     from exchanges.lighter import LighterVenue
 
-    def reveal(secret: Any) -> str | None:
-        return None if secret is None else str(secret.reveal())
-
+    accounts = accounts or shared_accounts(settings)
     maker: Venue = BackpackVenue(
         settings.ticker,
         api_url=settings.backpack_api_url,
         ws_url=settings.backpack_ws_url,
-        public_key=None if settings.dry_run else reveal(settings.backpack_public_key),
-        secret_key=None if settings.dry_run else reveal(settings.backpack_secret_key),
-        budget=RequestBudget(backpack_limits(settings.backpack_rate_limit)),
+        public_key=None if settings.dry_run else _reveal(settings.backpack_public_key),
+        secret_key=None if settings.dry_run else _reveal(settings.backpack_secret_key),
+        shared=accounts.backpack,
     )
     hedge: Venue = LighterVenue(
         settings.ticker,
         api_url=settings.lighter_api_url,
         ws_url=settings.lighter_ws_url,
-        private_key=None if settings.dry_run else reveal(settings.lighter_private_key),
+        private_key=None if settings.dry_run else _reveal(settings.lighter_private_key),
         account_index=None if settings.dry_run else settings.lighter_account_index,
         api_key_index=None if settings.dry_run else settings.lighter_api_key_index,
-        budget=RequestBudget(LIGHTER_TIERS[settings.lighter_account_tier]),
         fees=settings.hedge_fees,
+        shared=accounts.lighter,
     )
     if settings.dry_run if paper is None else paper:
         from hedge.paper import PaperVenue
@@ -88,6 +130,13 @@ def _journal_budget(journal: Journal, venue: Venue) -> None:
     journal.set_counter(f"budget_http_429_{venue.name}", float(state["rejected_429"]))
 
 
+@dataclass(frozen=True)
+class Accounts:
+    backpack: BackpackAccount
+    lighter: LighterAccount
+    ids: IdSource = field(default_factory=IdSource)  # client ids unique across the pairs
+
+
 @dataclass
 class BotRun:
     result: RunResult
@@ -104,6 +153,7 @@ async def run_bot(
     on_started: Callable[[HedgeEngine], None] | None = None,
     install_signals: bool = True,
     presign: bool = True,
+    ids: IdSource | None = None,
 ) -> BotRun:
     """Run the engine to its end; venues and journal are closed whatever happens."""
     if maker is None or hedge is None:
@@ -123,6 +173,7 @@ async def run_bot(
         )
     journal = _open_journal(settings, csv_path)
     engine = HedgeEngine(settings, maker, hedge, journal, status=status, presign=presign)
+    engine.id_source = ids
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if install_signals else ()
     for signum in signals:
@@ -173,3 +224,81 @@ def unfinished_elsewhere(path: Path) -> Path | None:
         return others[-1] if journal.unfinished_run() is not None else None
     finally:
         journal.close()
+
+
+# The exit code of several pairs: the one that most needs a human.
+_WORST_FIRST = (EXIT_UNBALANCED, EXIT_ERROR, EXIT_HALTED, EXIT_INTERRUPTED, EXIT_OK)
+
+
+def worst_exit(codes: list[int]) -> int:
+    return next((c for c in _WORST_FIRST if c in codes), max(codes, default=EXIT_OK))
+
+
+async def run_pairs(
+    pairs: list[Settings],
+    *,
+    accounts: Accounts | None = None,
+    max_net_usd: Decimal | None = None,
+    statuses: dict[str, EngineStatus] | None = None,
+    on_started: Callable[[HedgeEngine], None] | None = None,
+) -> list[BotRun]:
+    """Every pair's run at once, on venue accounts the pairs share; one pair's halt stops that
+    pair (legs balanced), the account guard (`max_net_usd`), a signal or one pair's error
+    stops them all. Returns the runs in the pairs' order; an error is raised once all ended."""
+    shared = accounts or shared_accounts(pairs[0])
+    engines: list[HedgeEngine] = []
+    guard = (
+        AccountGuard(max_net_usd, min(p.hedge_timeout for p in pairs), time.monotonic)
+        if max_net_usd is not None
+        else None
+    )
+    stopping = False
+
+    def stop_all() -> None:
+        nonlocal stopping
+        stopping = True
+        for engine in engines:
+            engine.request_stop()
+
+    def started(engine: HedgeEngine) -> None:
+        engines.append(engine)
+        if guard is not None:
+            guard.engines.append(engine)
+        if stopping:
+            engine.request_stop()
+        if on_started is not None:
+            on_started(engine)
+
+    async def one(settings: Settings) -> BotRun:
+        maker, hedge = build_venues(settings, accounts=shared)
+        status = (statuses or {}).get(settings.ticker)
+        try:
+            return await run_bot(
+                settings,
+                maker=maker,
+                hedge=hedge,
+                status=status,
+                on_started=started,
+                install_signals=False,
+                ids=shared.ids,
+            )
+        except BaseException:
+            stop_all()  # a pair that cannot run (refused at connect) stops the others
+            raise
+
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(signum, stop_all)
+    watch = None if guard is None else asyncio.create_task(guard.run(), name="account-guard")
+    try:
+        results = await asyncio.gather(*(one(s) for s in pairs), return_exceptions=True)
+    finally:
+        if watch is not None:
+            watch.cancel()
+            await asyncio.gather(watch, return_exceptions=True)
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.remove_signal_handler(signum)
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result
+    return [r for r in results if isinstance(r, BotRun)]

@@ -110,3 +110,14 @@ HistoryLagOpt = Annotated[str, Opt("--history-lag-ms", metavar="MS", help=_HISTO
 # flatten / report
 YesOpt = Annotated[bool, Opt("--yes", "-y", help="Do not ask for confirmation.")]
 JsonOpt = Annotated[bool, Opt("--json", help="One JSON object with stable keys (see README).")]
+# several pairs (run / demo)
+_MAX_NET = (
+    "Account-level cap: the sum over pairs of unhedged quantity, in USD, may stay above this "
+    "no longer than --hedge-timeout before every pair halts."
+)
+MaxNetOpt = Annotated[str | None, Opt("--max-net-usd", metavar="USD", help=_MAX_NET)]
+_FIT_YES = (
+    "Run even when the pairs' expected fills do not fit the account's request budget "
+    "(throttled: hedges always first)."
+)
+FitYesOpt = Annotated[bool, Opt("--yes", "-y", help=_FIT_YES)]

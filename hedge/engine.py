@@ -48,7 +48,7 @@ from exchanges.common.budget import Priority
 from hedge.closeout import Closed, Closeout, cancel_ours
 from hedge.config import Direction, Settings
 from hedge.external import ExternalChanges
-from hedge.hedger import ClientIds, Hedger
+from hedge.hedger import ClientIds, Hedger, IdSource
 from hedge.journal import Journal
 from hedge.logsetup import REDACTOR
 from hedge.maker_order import ActiveMakerOrder
@@ -146,6 +146,7 @@ class HedgeEngine:
         self._requote_limit = RateLimiter(limit=10, window=1.0)
         self._guard_task: asyncio.Task[None] | None = None
         self._client_ids: ClientIds | None = None
+        self.id_source: IdSource | None = None  # the account's, when pairs share it
         self.external: ExternalChanges | None = None  # G9: trades on the account not ours
         # False until restart recovery has reconciled the venues with the journal: before that
         # a halt must not trade (a refused start leaves the account exactly as it found it).
@@ -242,7 +243,7 @@ class HedgeEngine:
         self.quoter = self.settings.quoter(self.maker_market.tick_size)
         previous = self.journal.unfinished_run()
         start_journal(self.journal, self.settings, self.hedge_market)
-        self._client_ids = ClientIds(self.journal)
+        self._client_ids = ClientIds(self.journal, self.id_source)
         self.external = ExternalChanges(
             self.settings.on_external_change,
             self.settings.ticker,

@@ -83,18 +83,38 @@ class SendNowCapable(Protocol):
     ) -> asyncio.Task[Order] | None: ...
 
 
+class IdSource:
+    """Where client ids come from: one per venue account, shared by every pair trading on it
+    (Lighter refuses a client_order_index the account has used; Backpack's clientId is the
+    account's too), so two pairs never draw the same id. Blocks only move forward, above
+    each pair's `floor` (anything its journal holds, and the clock)."""
+
+    def __init__(self) -> None:
+        self._end = 0
+
+    def block(self, floor: int, size: int) -> tuple[int, int]:
+        start = max(self._end, floor)
+        if start + size >= 2**32:
+            start = 1
+        self._end = start + size
+        return start, start + size
+
+
 class ClientIds:
     """Unique client ids for both venues, drawn from blocks the journal reserved durably before
     use: after a crash, any order carrying one of them is known to be ours even if its own
     journal row was lost. Above anything journaled and above the clock, so ids stay unique
-    across restarts. Backpack needs uint32, Lighter 48 bits: uint32 serves both."""
+    across restarts; from the account's `IdSource`, so they are unique across pairs. Backpack
+    needs uint32, Lighter 48 bits: uint32 serves both."""
 
     BLOCK = 1000
 
-    def __init__(self, journal: Journal) -> None:
+    def __init__(self, journal: Journal, source: IdSource | None = None) -> None:
         self._journal = journal
-        self._next = max(journal.max_client_id() + 1, int(time.time()) % 4_000_000_000)
-        self._end = self._next
+        self._source = source or IdSource()
+        self._floor = max(journal.max_client_id() + 1, int(time.time()) % 4_000_000_000)
+        self._next = self._end = 0
+        self._ahead: deque[tuple[int, int]] = deque()  # blocks reserved, not yet drawn from
         # (start, end) of every block this journal reserved: the ids that are ours.
         self._blocks = sorted(
             (int(a), int(b)) for a, b in journal.query("SELECT start, end FROM id_blocks")
@@ -110,16 +130,18 @@ class ClientIds:
 
     def top_up(self) -> None:
         """Reserve the next block while at least half of this one is left (off the hot path)."""
-        if self._end - self._next < self.BLOCK // 2:
-            if self._end + self.BLOCK >= 2**32:
-                self._next = self._end = 1
-            self._journal.reserve_ids(self._end, self._end + self.BLOCK)
-            bisect.insort(self._blocks, (self._end, self._end + self.BLOCK))
-            self._end += self.BLOCK
+        left = self._end - self._next + sum(end - start for start, end in self._ahead)
+        if left < self.BLOCK // 2:
+            start, end = self._source.block(max(self._floor, self._end), self.BLOCK)
+            self._journal.reserve_ids(start, end)
+            bisect.insort(self._blocks, (start, end))
+            self._ahead.append((start, end))
 
     def next(self) -> int:
         if self._next >= self._end:
-            self.top_up()  # only when top_up() was not called in time
+            if not self._ahead:
+                self.top_up()  # only when top_up() was not called in time
+            self._next, self._end = self._ahead.popleft()
         value = self._next
         self._next += 1
         return value

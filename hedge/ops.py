@@ -14,7 +14,7 @@ import os
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import fields
+from dataclasses import fields, replace
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -41,6 +41,7 @@ from hedge.quoting import BPS, bps_text
 if TYPE_CHECKING:
     from exchanges.sim.market import MarketParams
     from exchanges.sim.runner import SimCluster
+    from hedge.app import Accounts
     from hedge.journal import Journal
 
 out = Console(highlight=False)
@@ -248,7 +249,7 @@ def quiet_console() -> Iterator[None]:
 
 
 async def preflight(
-    settings: Settings, *, describe: bool = False
+    settings: Settings, *, describe: bool = False, accounts: Accounts | None = None
 ) -> tuple[list[dict[str, object]], list[str]]:
     """What a run checks before its first order: every venue address answers, both venues
     accept the keys (when trading) and list the ticker, and `--size` fits both markets.
@@ -260,7 +261,7 @@ async def preflight(
     from hedge.app import build_venues
 
     await probe_endpoints(settings)
-    maker, hedge = build_venues(settings, paper=False)
+    maker, hedge = build_venues(settings, paper=False, accounts=accounts)
     try:
         async with asyncio.timeout(CONNECT_TIMEOUT_S):
             await connect_both(maker, hedge)
@@ -280,6 +281,40 @@ async def preflight(
         ) from None
     finally:
         await asyncio.gather(maker.close(), hedge.close(), return_exceptions=True)
+
+
+async def preflight_pairs(pairs: list[Settings], accounts: Accounts) -> None:
+    """`preflight` for every pair, over the accounts they will share (the run's: its request
+    budget counts these requests too): one connection per venue, every pair's market problems
+    reported at once."""
+    import asyncio
+
+    from hedge.app import build_venues
+
+    if len(pairs) == 1:
+        await preflight(pairs[0], accounts=accounts)
+        return
+    await probe_endpoints(pairs[0])
+    venues = [build_venues(s, paper=False, accounts=accounts) for s in pairs]
+    try:
+        async with asyncio.timeout(CONNECT_TIMEOUT_S):
+            await asyncio.gather(*(connect_both(maker, hedge) for maker, hedge in venues))
+    except TimeoutError:
+        raise VenueError(
+            f"the venues did not come up within {CONNECT_TIMEOUT_S:g} s: check the network/DNS "
+            "or the BACKPACK_* and LIGHTER_* URL variables",
+            retryable=True,
+        ) from None
+    finally:
+        every = [venue for pair in venues for venue in pair]
+        await asyncio.gather(*(v.close() for v in every), return_exceptions=True)
+    problems = [
+        problem
+        for settings, (maker, hedge) in zip(pairs, venues, strict=True)
+        for problem in market_problems(settings, [(v.market(), _mid(v)) for v in (maker, hedge)])
+    ]
+    if problems:
+        raise ConfigError("\n".join(problems))
 
 
 async def connect_both(maker: Venue, hedge: Venue) -> None:
@@ -463,80 +498,157 @@ def print_summary(summary: dict[str, object], journal: Path, result_reason: str)
     )
 
 
-def run(settings: Settings, *, plain: bool) -> int:
-    """A live or paper run, after pointing at an unfinished run of another journal."""
+def run(
+    pairs: list[Settings], *, plain: bool, max_net_usd: Decimal | None = None, yes: bool = False
+) -> int:
+    """A live or paper run of one pair or several, after pointing at an unfinished run of
+    another journal."""
     from hedge.app import unfinished_elsewhere
 
-    check_paths(settings)
-    unfinished = unfinished_elsewhere(settings.journal)
-    if unfinished is not None:
-        err.print(
-            f"note: {unfinished} has an unfinished run; to resume its state use "
-            f"--journal {unfinished}",
-            soft_wrap=True,
+    for settings in pairs:
+        check_paths(settings)
+        unfinished = unfinished_elsewhere(settings.journal)
+        if unfinished is not None:
+            err.print(
+                f"note: {unfinished} has an unfinished run; to resume its state use "
+                f"--journal {unfinished}",
+                soft_wrap=True,
+            )
+    return execute(pairs, plain=plain, max_net_usd=max_net_usd, yes=yes)
+
+
+def fit_budget(pairs: list[Settings], *, yes: bool) -> None:
+    """Several pairs: say whether their expected fills fit the Lighter account's budget;
+    when they do not, refuse (ConfigError) unless the user chose to run throttled."""
+    from hedge.pairs import budget_fit
+
+    if len(pairs) == 1:
+        return
+    fits, text = budget_fit(pairs)
+    if fits:
+        out.print(f"budget: {text}", soft_wrap=True)
+    elif yes:
+        out.print(f"budget: {text}; running throttled (--yes): hedges first", soft_wrap=True)
+    else:
+        raise ConfigError(
+            f"{text}: the pairs would wait for the budget. Trade fewer pairs, use a Premium "
+            "account, or run throttled with --yes (hedges always go first)"
         )
-    return execute(settings, plain=plain)
 
 
 def execute(
-    settings: Settings,
+    pairs: list[Settings],
     *,
     plain: bool,
     cluster_factory: Callable[[], SimCluster] | None = None,
+    max_net_usd: Decimal | None = None,
+    yes: bool = False,
 ) -> int:
-    """Run the bot (and, for the demo, the simulated venues first); returns the exit code."""
+    """Run the bot on each pair (and, for the demo, the simulated venues first); returns the
+    exit code that most needs a human."""
     import asyncio
 
     from hedge.logsetup import setup_logging
 
-    plain = plain or not out.is_terminal
-    log_path = setup_logging(
-        settings.log_dir, name=f"{settings.ticker}-{settings.mode.value}", console=plain
-    )
+    fit_budget(pairs, yes=yes)
+    first = pairs[0]
+    plain = plain or not out.is_terminal or len(pairs) > 1
+    names = "+".join(s.ticker for s in pairs)
+    log_path = setup_logging(first.log_dir, name=f"{names}-{first.mode.value}", console=plain)
     out.print(f"log file: {log_path}")
-    return asyncio.run(_execute(settings, plain=plain, cluster_factory=cluster_factory))
+    job = _execute(pairs, plain=plain, cluster_factory=cluster_factory, max_net_usd=max_net_usd)
+    return asyncio.run(job)
 
 
 async def _execute(
-    settings: Settings, *, plain: bool, cluster_factory: Callable[[], SimCluster] | None
+    pairs: list[Settings],
+    *,
+    plain: bool,
+    cluster_factory: Callable[[], SimCluster] | None,
+    max_net_usd: Decimal | None,
 ) -> int:
-    from hedge.app import run_bot
-    from hedge.dashboard import Dashboard
+    from hedge.app import shared_accounts
+    from hedge.pairs import key_lock
 
     cluster = None
-    run_settings = settings
+    run_pairs = pairs
     with quiet_console():
         if cluster_factory is not None:
             cluster = cluster_factory()
             await cluster.start()
-            run_settings = with_endpoints(settings, cluster.env())
-        try:
-            await preflight(run_settings)
-        except BaseException:
-            if cluster is not None:
-                await cluster.stop()
-            raise
+            run_pairs = [with_endpoints(s, cluster.env()) for s in pairs]
+    try:
+        with key_lock(run_pairs[0]):
+            accounts = shared_accounts(run_pairs[0])
+            with quiet_console():
+                await preflight_pairs(run_pairs, accounts)
+            code = await _run_all(run_pairs, accounts, plain, cluster, max_net_usd)
+    finally:
+        venue_truth = ""
+        if cluster is not None:
+            venue_truth = "; ".join(
+                f"{s.ticker}: {cluster.bot_positions(s.ticker)}" for s in run_pairs
+            )
+            venue_truth += f"; {cluster.requests_summary()}"
+            await cluster.stop()
+    if cluster is not None:
+        out.print(f"simulated venues' own records: {venue_truth}", soft_wrap=True)
+    return code
+
+
+async def _run_all(
+    pairs: list[Settings],
+    accounts: Accounts,
+    plain: bool,
+    cluster: SimCluster | None,
+    max_net_usd: Decimal | None,
+) -> int:
+    """One pair with the dashboard (unless plain), or several; summaries printed; the exit
+    code."""
+    from hedge.app import build_venues, run_bot, run_pairs, worst_exit
+    from hedge.dashboard import Dashboard
+    from hedge.pairs import account_totals
+
+    if len(pairs) > 1 or max_net_usd is not None:
+        bots = await run_pairs(pairs, accounts=accounts, max_net_usd=max_net_usd)
+        for settings, bot in zip(pairs, bots, strict=True):
+            out.print(f"[bold]{settings.ticker}[/]", markup=True)
+            print_summary(bot.summary, bot.journal_path, bot.result.reason)
+        totals = account_totals({s.ticker: b.summary for s, b in zip(pairs, bots, strict=True)})
+        _print_totals(totals)
+        return worst_exit([b.result.exit_code for b in bots])
     dashboard = None if plain else Dashboard(out)
     if dashboard is not None and cluster is not None:
         sim = cluster
         dashboard.faults_seen = lambda: dict(sim.fault_plan.fired)
+    maker, hedge = build_venues(pairs[0], accounts=accounts)
     try:
         bot = await run_bot(
-            run_settings,
+            pairs[0],
+            maker=maker,
+            hedge=hedge,
+            ids=accounts.ids,
             status=None if dashboard is None else dashboard.status,
             on_started=None if dashboard is None else dashboard.attach,
         )
     finally:
         if dashboard is not None:
             await dashboard.stop()
-        if cluster is not None:
-            venue_truth = cluster.bot_positions(run_settings.ticker)
-            venue_truth += f"; {cluster.requests_summary()}"
-            await cluster.stop()
     print_summary(bot.summary, bot.journal_path, bot.result.reason)
-    if cluster is not None:
-        out.print(f"simulated venues' own records: {venue_truth}", soft_wrap=True)
     return bot.result.exit_code
+
+
+def _print_totals(totals: dict[str, object]) -> None:
+    nets = totals["net_delta_by_pair"]
+    assert isinstance(nets, dict)
+    out.print(
+        f"account totals over {totals['pairs']} pairs: maker fills {totals.get('maker_fills')}, "
+        f"hedge fills {totals.get('hedge_fills')}, double hedges "
+        f"{totals.get('double_hedges')}, halts {totals.get('halts')}; net delta "
+        + ", ".join(f"{t} {n}" for t, n in nets.items()),
+        soft_wrap=True,
+    )
+    out.print(f"account money: {money_line(totals)}", soft_wrap=True)
 
 
 def sim_options(
@@ -580,41 +692,49 @@ def demo(
     params: dict[str, object], *, seed: str, faults: str, lighter_tier: str, plain: bool
 ) -> int:
     """The demo: simulated venues in-process, the real bot against them; the exit code.
-    `params` are the command's trading flags (its `locals()`)."""
+    `params` are the command's trading flags (its `locals()`); `--ticker A,B` trades several
+    pairs at once on the one simulated account."""
     from datetime import UTC, datetime
 
     from exchanges.sim.market import DEFAULT_TICKERS
     from exchanges.sim.runner import SimCluster
+    from hedge.pairs import max_net_usd, split_pairs
 
-    ticker, seed_value, faults = sim_options(str(params["ticker"]), seed, faults, lighter_tier)
-    items = params.get("market")
-    model = market_params(items if isinstance(items, list) else None)
-    spec = DEFAULT_TICKERS[ticker]
-    default_size = max(spec.backpack.min_qty, spec.lighter.min_qty) * 10
     stamp = f"{datetime.now(UTC):%Y%m%d-%H%M%S}"
     log_dir = str(params["log_dir"])
-    flags = flags_from(
-        params,
-        ticker=ticker,
-        size=params["size"] or str(default_size),
-        journal=params["journal"] or str(Path(log_dir) / f"demo-{ticker}-{stamp}.sqlite"),
-    )
-    # The bot knows its simulated account's tier as it would a real one's (budget and fees).
-    tier = "premium" if lighter_tier == "premium" else "standard"
-    settings = load_settings(flags, mode=Mode.DEMO, env={"LIGHTER_ACCOUNT_TIER": tier})
-    check_paths(settings)
+    pair_flags = split_pairs(flags_from(params))
+    cap = max_net_usd(params.get("max_net_usd"))  # type: ignore[arg-type]
+    pairs: list[Settings] = []
+    for flags in pair_flags:
+        ticker, seed_value, faults = sim_options(flags.ticker, seed, faults, lighter_tier)
+        spec = DEFAULT_TICKERS[ticker]
+        default_size = max(spec.backpack.min_qty, spec.lighter.min_qty) * 10
+        flags = replace(
+            flags,
+            ticker=ticker,
+            size=flags.size or str(default_size),
+            journal=flags.journal or str(Path(log_dir) / f"demo-{ticker}-{stamp}.sqlite"),
+        )
+        # The bot knows its simulated account's tier as it would a real one's (budget, fees).
+        tier = "premium" if lighter_tier == "premium" else "standard"
+        pairs.append(load_settings(flags, mode=Mode.DEMO, env={"LIGHTER_ACCOUNT_TIER": tier}))
+    for settings in pairs:
+        check_paths(settings)
+    items = params.get("market")
+    model = market_params(items if isinstance(items, list) else None)
 
     def cluster_factory() -> SimCluster:
         return SimCluster(
             seed=seed_value, faults=faults, lighter_tier=lighter_tier, market_params=model
         )
 
+    what = ", ".join(f"{s.size} {s.ticker}" for s in pairs)
     out.print(
         f"demo: simulated venues on loopback (seed {seed_value}, faults {faults}, "
-        f"Lighter tier {lighter_tier}); "
-        f"{settings.iterations} iteration(s) of {settings.size} {settings.ticker}"
+        f"Lighter tier {lighter_tier}); {pairs[0].iterations} iteration(s) of {what}"
     )
-    return execute(settings, plain=plain, cluster_factory=cluster_factory)
+    yes = bool(params.get("yes"))
+    return execute(pairs, plain=plain, cluster_factory=cluster_factory, max_net_usd=cap, yes=yes)
 
 
 # -- sim -------------------------------------------------------------------------------------

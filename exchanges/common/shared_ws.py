@@ -14,8 +14,9 @@ the same four hooks a lone connection takes (exchanges/common/ws.py), and
 * a drop calls each pair's `on_disconnect`, a reconnect runs each pair's `on_reconnect`;
 * the connection closes when the last pair detaches.
 
-With a single pair attached nothing is routed: its frames reach it exactly as on a socket of
-its own.
+While only one pair has ever attached nothing is routed: its frames reach it exactly as on a
+socket of its own. Once a second pair has attached, every frame is routed for good: a pair
+that left may still have channels flowing on the connection.
 """
 
 from __future__ import annotations
@@ -65,6 +66,7 @@ class SharedSocket:
         self.ws: ReconnectingWebSocket | None = None
         self._reconnects_at_close = 0
         self.dropped = 0  # frames of a market no pair holds any more
+        self._routed = False  # a second pair has attached: route every frame from now on
 
     @property
     def keys(self) -> list[str]:
@@ -89,6 +91,7 @@ class SharedSocket:
         sub = _Subscriber(key, on_message, on_connect, on_reconnect, on_disconnect)
         async with self._lock:
             self._subs[key] = sub
+            self._routed = self._routed or len(self._subs) > 1
             if self.ws is None:
                 self.ws = ReconnectingWebSocket(
                     self.url,
@@ -153,7 +156,7 @@ class SharedSocket:
 
     def _on_message(self, frame: Frame, recv_ns: int) -> None:
         subs = self._subs
-        if len(subs) == 1:
+        if not self._routed:
             for sub in subs.values():
                 sub.on_message(frame, recv_ns)
             return

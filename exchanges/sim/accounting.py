@@ -98,6 +98,21 @@ class RequestLedger:
         self.venue = venue
         self._accounts: dict[str, _Counts] = {}
         self._ips: dict[str, _Counts] = {}
+        # WebSocket connections: opened in all, open now, the most open at once.
+        self.ws_opened = 0
+        self.ws_open = 0
+        self.ws_most_open = 0
+
+    def ws_connected(self) -> None:
+        self.ws_opened += 1
+        self.ws_open += 1
+        self.ws_most_open = max(self.ws_most_open, self.ws_open)
+
+    def ws_closed(self) -> None:
+        self.ws_open -= 1
+
+    def websockets(self) -> dict[str, int]:
+        return {"opened": self.ws_opened, "open": self.ws_open, "most_open": self.ws_most_open}
 
     def _each(self, account: str | None, ip: str) -> list[_Counts]:
         rows = [self._ips.setdefault(ip, _Counts())]
@@ -131,6 +146,7 @@ class RequestLedger:
     def snapshot(self) -> dict[str, object]:
         return {
             "venue": self.venue,
+            "websockets": self.websockets(),
             "accounts": {k: v.as_json() for k, v in sorted(self._accounts.items())},
             "ips": {k: v.as_json() for k, v in sorted(self._ips.items())},
         }
@@ -138,6 +154,7 @@ class RequestLedger:
     def reset(self) -> None:
         self._accounts.clear()
         self._ips.clear()
+        self.ws_opened = self.ws_most_open = self.ws_open
 
 
 def add_requests_route(app: web.Application, ledger: RequestLedger) -> None:

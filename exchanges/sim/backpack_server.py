@@ -1503,6 +1503,7 @@ class BackpackServer:
         await ws.prepare(request)
         conn = _WsConnection(ws, request)
         self._conns.add(conn)
+        self.ledger.ws_connected()
         conn.writer = asyncio.create_task(self._ws_writer(conn), name="bpx-sim-ws-writer")
         conn.keepalive = asyncio.create_task(self._ws_keepalive(conn), name="bpx-sim-ws-ping")
         try:
@@ -1521,6 +1522,7 @@ class BackpackServer:
                     break
         finally:
             self._conns.discard(conn)
+            self.ledger.ws_closed()
             if conn.held_timer is not None:
                 conn.held_timer.cancel()
             for task in (conn.writer, conn.keepalive):

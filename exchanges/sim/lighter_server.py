@@ -1729,6 +1729,7 @@ class LighterServer:
         await ws.prepare(request)
         conn = _Conn(next(self._conn_ids), ws, request.transport, client_ip(request))
         self._conns.add(conn)
+        self.ledger.ws_connected()
         writer = self._spawn(self._writer(conn))
         pinger = self._spawn(self._pinger(conn))
         conn.age_handle = asyncio.get_running_loop().call_later(
@@ -1742,6 +1743,7 @@ class LighterServer:
                 elif msg.type in (WSMsgType.ERROR, WSMsgType.CLOSE):
                     break
         finally:
+            self.ledger.ws_closed()
             self._close_conn(conn, abort=False)
             pinger.cancel()
             writer.cancel()

@@ -184,9 +184,12 @@ class SimCluster:
     def requests_summary(self) -> str:
         parts = []
         for venue, counts in self.requests().items():
+            ledger = self.backpack.ledger if venue == "backpack" else self.lighter.ledger
+            sockets = ledger.websockets()
             parts.append(
                 f"{venue} {counts['requests_total']} requests ({counts['send_tx']} orders/txs, "
-                f"{counts['http_429']} answered 429)"
+                f"{counts['http_429']} answered 429), {sockets['opened']} WebSocket "
+                f"connection(s), at most {sockets['most_open']} at once"
             )
         return "; ".join(parts)
 
