@@ -48,6 +48,7 @@ from hedge.cli_options import (
     QuoteModeOpt,
     RateLimitOpt,
     RebalanceOpt,
+    ReportTickerOpt,
     RequoteTicksOpt,
     SeedOpt,
     SizeOpt,
@@ -61,7 +62,7 @@ from hedge.config import DEFAULT_MIN_EDGE_BPS, Mode, parse_slippage
 from hedge.logsetup import REDACTOR
 from hedge.ops import err, flags_from, out, resolve_settings
 from hedge.pairs import max_net_usd as max_net
-from hedge.pairs import split_pairs
+from hedge.pairs import split_pairs, tickers_of
 
 __all__ = ["app", "resolve_settings"]  # resolve_settings: what `run --env-file` does (bench/)
 
@@ -256,7 +257,7 @@ def status(
     journal: JournalOpt = None,
 ) -> None:
     """Positions, open orders and collateral on both venues, the net, and the journal's view."""
-    ops.status(ops.account_settings(ticker, env_file), journal)
+    ops.status([ops.account_settings(t, env_file) for t in tickers_of(ticker)], journal)
 
 
 @app.command()
@@ -269,13 +270,14 @@ def flatten(
 ) -> None:
     """Cancel open orders on both venues and close both positions with IOC orders."""
     slippage = parse_slippage(max_slippage_bps)  # the flag first, then the environment
-    settings = ops.account_settings(ticker, env_file)
+    pairs = [ops.account_settings(t, env_file) for t in tickers_of(ticker)]
+    names = ", ".join(s.ticker for s in pairs)
     if not yes and not typer.confirm(
-        f"Cancel all {settings.ticker} orders and close both positions at market?"
+        f"Cancel all {names} orders and close both positions of each at market?"
     ):
         out.print("nothing done")
         raise typer.Exit(EXIT_OK)
-    flat = ops.flatten(settings, slippage_bps=slippage)
+    flat = ops.flatten(pairs, slippage_bps=slippage)
     raise typer.Exit(EXIT_OK if flat else EXIT_HALTED)
 
 
@@ -284,9 +286,10 @@ def flatten(
 def report(
     journal: JournalOpt = None,
     as_json: JsonOpt = False,
+    ticker: ReportTickerOpt = None,
 ) -> None:
     """Summarize a journal: fills, volume, net delta, hedge latency, fees, PnL, halts."""
-    ops.report(journal, as_json=as_json)
+    ops.report(journal, as_json=as_json, tickers=tickers_of(ticker) if ticker else None)
 
 
 if __name__ == "__main__":

@@ -121,3 +121,9 @@ _FIT_YES = (
     "(throttled: hedges always first)."
 )
 FitYesOpt = Annotated[bool, Opt("--yes", "-y", help=_FIT_YES)]
+_REPORT_TICKER = (
+    "Report the latest journal of each pair (BTC or BTC,ETH) under logs/, with account totals."
+)
+ReportTickerOpt = Annotated[
+    str | None, Opt("--ticker", "-t", metavar="TICKERS", help=_REPORT_TICKER)
+]

@@ -896,50 +896,73 @@ def latest_journal(folder: Path, ticker: str | None = None) -> Path | None:
     return candidates[-1] if candidates else None
 
 
-def status(settings: Settings, journal: str | None) -> None:
-    """Positions, open orders and collateral on both venues, the net, the journal's view."""
+def status(pairs: list[Settings], journal: str | None) -> None:
+    """Positions, open orders and collateral on both venues, the net, the journal's view; for
+    several tickers, each pair and the account's nets (one connection per venue)."""
     import asyncio
 
-    journal_path = Path(journal) if journal else latest_journal(Path("logs"), settings.ticker)
-    if journal_path is not None and (journal or journal_path.exists()):
-        _readable_journal(journal_path).close()  # a bad one is refused before connecting
-    asyncio.run(_status(settings, journal_path))
+    if journal and len(pairs) > 1:
+        raise ConfigError("--journal names one pair's journal: give one --ticker with it")
+    paths: dict[str, Path | None] = {}
+    for settings in pairs:
+        path = Path(journal) if journal else latest_journal(Path("logs"), settings.ticker)
+        if path is not None and (journal or path.exists()):
+            _readable_journal(path).close()  # a bad one is refused before connecting
+        paths[settings.ticker] = path
+    asyncio.run(_status(pairs, paths))
 
 
-async def _status(settings: Settings, journal_path: Path | None) -> None:
+async def _status(pairs: list[Settings], paths: dict[str, Path | None]) -> None:
     import asyncio
 
-    from hedge.app import build_venues
+    from hedge.app import build_venues, shared_accounts
 
-    await probe_endpoints(settings)
-    maker, hedge = build_venues(settings)
+    await probe_endpoints(pairs[0])
+    accounts = shared_accounts(pairs[0])
+    venues = [build_venues(s, accounts=accounts) for s in pairs]
     try:
-        await connect_both(maker, hedge)
-        table = Table(title=f"{settings.ticker} account status")
-        for column in ("venue", "position", "open orders", "equity", "available"):
-            table.add_column(column)
-        positions = {}
-        for venue in (maker, hedge):
-            position = await venue.position()
-            positions[venue.name] = position
-            orders = await venue.open_orders()
-            balance = await venue.balance()
-            described = ", ".join(
-                f"{o.side.value} {o.qty}@{o.price} (client {o.client_id})" for o in orders
+        await asyncio.gather(*(connect_both(maker, hedge) for maker, hedge in venues))
+        nets = {}
+        for settings, pair in zip(pairs, venues, strict=True):
+            nets[settings.ticker] = await _pair_status(settings, pair, paths[settings.ticker])
+        if len(pairs) > 1:
+            out.print(
+                "account: net delta " + ", ".join(f"{t} {n}" for t, n in nets.items()),
+                soft_wrap=True,
             )
-            table.add_row(
-                venue.name,
-                str(position),
-                described or "none",
-                str(balance.equity),
-                str(balance.available),
-            )
-        out.print(table)
-        net = sum(positions.values(), Decimal(0))
-        out.print(f"net delta: {net} {settings.ticker}")
-        _compare_with_journal(positions, journal_path)
     finally:
-        await asyncio.gather(maker.close(), hedge.close(), return_exceptions=True)
+        every = [venue for pair in venues for venue in pair]
+        await asyncio.gather(*(v.close() for v in every), return_exceptions=True)
+
+
+async def _pair_status(
+    settings: Settings, venues: tuple[Venue, Venue], journal_path: Path | None
+) -> Decimal:
+    """One pair's table, its net delta and the journal's view; returns the net."""
+    table = Table(title=f"{settings.ticker} account status")
+    for column in ("venue", "position", "open orders", "equity", "available"):
+        table.add_column(column)
+    positions = {}
+    for venue in venues:
+        position = await venue.position()
+        positions[venue.name] = position
+        orders = await venue.open_orders()
+        balance = await venue.balance()
+        described = ", ".join(
+            f"{o.side.value} {o.qty}@{o.price} (client {o.client_id})" for o in orders
+        )
+        table.add_row(
+            venue.name,
+            str(position),
+            described or "none",
+            str(balance.equity),
+            str(balance.available),
+        )
+    out.print(table)
+    net = sum(positions.values(), Decimal(0))
+    out.print(f"net delta: {net} {settings.ticker}")
+    _compare_with_journal(positions, journal_path)
+    return net
 
 
 def _compare_with_journal(positions: dict[str, Decimal], journal_path: Path | None) -> None:
@@ -961,36 +984,43 @@ def _compare_with_journal(positions: dict[str, Decimal], journal_path: Path | No
         book.close()
 
 
-def flatten(settings: Settings, *, slippage_bps: Decimal) -> bool:
-    """Cancel open orders on both venues and close both positions; True when both are flat
-    with no order left (what is still open is printed)."""
+def flatten(pairs: list[Settings], *, slippage_bps: Decimal) -> bool:
+    """Cancel open orders on both venues and close both positions of each pair; True when
+    all are flat with no order left (what is still open is printed)."""
     import asyncio
 
-    actions, remaining = asyncio.run(_flatten(settings, slippage_bps))
-    for line in actions:
-        out.print(line)
-    if any(remaining.values()):
-        err.print(f"still open: {remaining}")
-        return False
-    out.print("both venues flat, no open orders")
-    return True
+    outcomes = asyncio.run(_flatten(pairs, slippage_bps))
+    flat = True
+    for settings, (actions, remaining) in zip(pairs, outcomes, strict=True):
+        prefix = f"{settings.ticker}: " if len(pairs) > 1 else ""
+        for line in actions:
+            out.print(prefix + line)
+        if any(remaining.values()):
+            err.print(f"{prefix}still open: {remaining}")
+            flat = False
+    if flat:
+        what = "every pair" if len(pairs) > 1 else "both venues"
+        out.print(f"{what} flat, no open orders")
+    return flat
 
 
 async def _flatten(
-    settings: Settings, slippage_bps: Decimal
-) -> tuple[list[str], dict[str, Decimal]]:
+    pairs: list[Settings], slippage_bps: Decimal
+) -> list[tuple[list[str], dict[str, Decimal]]]:
     import asyncio
 
-    from hedge.app import build_venues
+    from hedge.app import build_venues, shared_accounts
     from hedge.flatten import flatten_account
 
-    await probe_endpoints(settings)
-    maker, hedge = build_venues(settings)
+    await probe_endpoints(pairs[0])
+    accounts = shared_accounts(pairs[0])
+    venues = [build_venues(s, accounts=accounts) for s in pairs]
     try:
-        await connect_both(maker, hedge)
-        return await flatten_account((maker, hedge), slippage_bps=slippage_bps)
+        await asyncio.gather(*(connect_both(maker, hedge) for maker, hedge in venues))
+        return [await flatten_account(pair, slippage_bps=slippage_bps) for pair in venues]
     finally:
-        await asyncio.gather(maker.close(), hedge.close(), return_exceptions=True)
+        every = [venue for pair in venues for venue in pair]
+        await asyncio.gather(*(v.close() for v in every), return_exceptions=True)
 
 
 def _readable_journal(path: Path) -> Journal:
@@ -1001,25 +1031,52 @@ def _readable_journal(path: Path) -> Journal:
     return Journal(path, readonly=True)
 
 
-def report(journal: str | None, *, as_json: bool) -> None:
-    """Summarize a journal (the latest under logs/ when none is named) as a table or JSON."""
+def report(journal: str | None, *, as_json: bool, tickers: list[str] | None = None) -> None:
+    """Summarize a journal (the latest under logs/ when none is named) as a table or JSON; with
+    several tickers, the latest journal of each and the account's totals."""
     import json
 
-    from hedge.report import summarize
+    from hedge.pairs import account_totals
 
-    path = Path(journal) if journal else latest_journal(Path("logs"))
-    if path is None:
-        raise ConfigError(
-            "--journal logs/*.sqlite: no journal found (run the bot first, or name one with "
-            "--journal)"
-        )
-    book = _readable_journal(path)
-    try:
-        summary = summarize(book)
-    finally:
-        book.close()
+    if tickers and len(tickers) > 1:
+        if journal:
+            raise ConfigError("--journal names one pair's journal: give one --ticker with it")
+        summaries = {t: _summary(None, t) for t in tickers}
+        totals = account_totals({t: s for t, (_, s) in summaries.items()})
+        if as_json:
+            pairs = {t: s for t, (_, s) in summaries.items()}
+            out.file.write(json.dumps({"pairs": pairs, "totals": totals}, sort_keys=True) + "\n")
+            return
+        for ticker, (path, summary) in summaries.items():
+            out.print(f"[bold]{ticker}[/]", markup=True)
+            _print_report(path, summary)
+        _print_totals(totals)
+        return
+    path, summary = _summary(journal, tickers[0] if tickers else None)
     if as_json:
         out.file.write(json.dumps(summary, sort_keys=True) + "\n")
         return
+    _print_report(path, summary)
+
+
+def _summary(journal: str | None, ticker: str | None) -> tuple[Path, dict[str, object]]:
+    """(journal path, its summary): the named journal, else the latest (of `ticker`)."""
+    from hedge.report import summarize
+
+    path = Path(journal) if journal else latest_journal(Path("logs"), ticker)
+    if path is None:
+        where = f"logs/*{ticker}*.sqlite" if ticker else "logs/*.sqlite"
+        raise ConfigError(
+            f"--journal {where}: no journal found (run the bot first, or name one with --journal)"
+        )
+    book = _readable_journal(path)
+    try:
+        return path, summarize(book)
+    finally:
+        book.close()
+
+
+def _print_report(path: Path, summary: dict[str, object]) -> None:
     reasons = summary.get("halt_reasons") or []
+    assert isinstance(reasons, list)
     print_summary(summary, path, "; ".join(str(r) for r in reasons) or "no halts")

@@ -77,6 +77,11 @@ def split_pairs(flags: TradingFlags) -> list[TradingFlags]:
     return [replace(flags, ticker=t, size=sizes[t], max_position=positions[t]) for t in tickers]
 
 
+def tickers_of(raw: str) -> list[str]:
+    """The tickers of `--ticker A,B` (checked as split_pairs checks them)."""
+    return [f.ticker.strip().upper() for f in split_pairs(TradingFlags(ticker=raw, size="1"))]
+
+
 def per_pair(
     name: str, raw: str | None, tickers: list[str], problems: list[str]
 ) -> dict[str, str | None]:
