@@ -183,6 +183,102 @@ class Dashboard:
         ]
 
 
+class PairsDashboard(Dashboard):
+    """The live screen of several pairs on one account: a row per pair, the account's totals,
+    the shared request budgets, and the last warnings of every pair."""
+
+    COLUMNS = (
+        "pair",
+        "state",
+        "iter",
+        "net",
+        "unhedged",
+        "fills m/h",
+        "volume USDC",
+        "PnL USDC",
+        "wear/10k",
+        "p99 ms",
+        "failed",
+    )
+
+    def __init__(self, console: Console) -> None:
+        super().__init__(console)
+        self.engines: list[HedgeEngine] = []
+
+    def attach(self, engine: HedgeEngine) -> None:
+        self.engines.append(engine)
+        if self._live is None:
+            super().attach(engine)
+
+    def render(self) -> Group:
+        self.renders += 1
+        table = Table(show_header=True, header_style="bold", expand=True)
+        for column in self.COLUMNS:
+            table.add_column(column)
+        volume = pnl = Decimal(0)
+        fills = [0, 0]
+        for engine in list(self.engines):
+            row, engine_pnl = self._pair_row(engine)
+            table.add_row(*row)
+            if engine.hedger is not None:
+                stats = engine.hedger.stats
+                volume += stats.maker_volume
+                pnl += engine_pnl
+                fills[0] += stats.maker_fills
+                fills[1] += stats.hedge_fills
+        table.add_row(
+            "[bold]account[/]",
+            f"{len(self.engines)} pairs",
+            "",
+            "",
+            "",
+            f"{fills[0]} / {fills[1]}",
+            _fmt(volume, 2),
+            _fmt(pnl, 4),
+            _wear_text(pnl, volume).removesuffix(" USDC"),
+            "",
+            "",
+        )
+        first = self.engines[0] if self.engines else None
+        budget = _budget_text((first.maker, first.hedge)) if first is not None else "n/a"
+        warnings = [
+            f"{engine.settings.ticker} {line}"
+            for engine in self.engines
+            for line in engine.status.warnings
+        ]
+        return Group(
+            Panel(Text("hedgebot", style="bold"), subtitle="backpack maker / lighter hedge"),
+            table,
+            Text(f"requests a minute (waiting, 429s), shared by the pairs: {budget}"),
+            Text(f"faults seen: {self._faults_text()}"),
+            Panel(
+                Text("\n".join(sorted(warnings)[-8:]) or "no warnings", style="yellow"),
+                title="last warnings",
+            ),
+        )
+
+    def _pair_row(self, engine: HedgeEngine) -> tuple[list[str], Decimal]:
+        status, hedger = engine.status, engine.hedger
+        head = [engine.settings.ticker, status.state, f"{status.iteration}/{status.iterations}"]
+        if hedger is None:
+            return head + [""] * (len(self.COLUMNS) - len(head)), Decimal(0)
+        stats = hedger.stats
+        recent = list(itertools.islice(reversed(stats.latencies_ns), LATENCY_WINDOW))
+        pnl = self._pnl(engine)
+        row = [
+            *head,
+            _fmt(engine.maker_position + engine.hedge_position),
+            _fmt(hedger.unhedged) + (f" {hedger.unhedged_age():.1f}s" if hedger.unhedged else ""),
+            f"{stats.maker_fills} / {stats.hedge_fills}",
+            _fmt(stats.maker_volume, 2),
+            _fmt(pnl, 4),
+            _wear_text(pnl, stats.maker_volume).removesuffix(" USDC"),
+            f"{percentile([ns / 1e6 for ns in recent], 0.99):.3f}",
+            str(stats.hedge_failures),
+        ]
+        return row, pnl
+
+
 def _wear_text(pnl: Decimal, maker_volume: Decimal) -> str:
     """What the maker volume cost so far, per 10,000 of it (report: the split by cause)."""
     if not maker_volume:

@@ -552,7 +552,7 @@ def execute(
 
     fit_budget(pairs, yes=yes)
     first = pairs[0]
-    plain = plain or not out.is_terminal or len(pairs) > 1
+    plain = plain or not out.is_terminal
     names = "+".join(s.ticker for s in pairs)
     log_path = setup_logging(first.log_dir, name=f"{names}-{first.mode.value}", console=plain)
     out.print(f"log file: {log_path}")
@@ -606,11 +606,24 @@ async def _run_all(
     """One pair with the dashboard (unless plain), or several; summaries printed; the exit
     code."""
     from hedge.app import build_venues, run_bot, run_pairs, worst_exit
-    from hedge.dashboard import Dashboard
+    from hedge.dashboard import Dashboard, PairsDashboard
     from hedge.pairs import account_totals
 
     if len(pairs) > 1 or max_net_usd is not None:
-        bots = await run_pairs(pairs, accounts=accounts, max_net_usd=max_net_usd)
+        screen = None if plain else PairsDashboard(out)
+        if screen is not None and cluster is not None:
+            sim = cluster
+            screen.faults_seen = lambda: dict(sim.fault_plan.fired)
+        try:
+            bots = await run_pairs(
+                pairs,
+                accounts=accounts,
+                max_net_usd=max_net_usd,
+                on_started=None if screen is None else screen.attach,
+            )
+        finally:
+            if screen is not None:
+                await screen.stop()
         for settings, bot in zip(pairs, bots, strict=True):
             out.print(f"[bold]{settings.ticker}[/]", markup=True)
             print_summary(bot.summary, bot.journal_path, bot.result.reason)
