@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from exchanges.base import ConfigError, Venue
+from exchanges.common.tasks import PAIR
 from hedge.config import Settings
 from hedge.economics import MID
 from hedge.engine import (
@@ -270,6 +271,7 @@ async def run_pairs(
             on_started(engine)
 
     async def one(settings: Settings) -> BotRun:
+        PAIR.set(settings.ticker)  # this task's log lines, and its children's, are the pair's
         maker, hedge = build_venues(settings, accounts=shared)
         status = (statuses or {}).get(settings.ticker)
         try:

@@ -22,7 +22,10 @@ import sys
 from datetime import UTC, datetime
 from pathlib import Path
 
+from exchanges.common.tasks import PAIR
+
 _FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s"
+_PAIR_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s [%(pair)s] %(name)s: %(message)s"
 _DATEFMT = "%Y-%m-%d %H:%M:%S"
 
 FRAGMENT = 12  # the shortest piece of a secret that is redacted
@@ -120,31 +123,61 @@ if logging.lastResort is not None:
     logging.lastResort.addFilter(REDACTOR)
 
 
+class PairTag(logging.Filter):
+    """Tags a record with the pair whose task logged it ("account" for what pairs share);
+    with `only`, passes that pair's records alone (its own log file)."""
+
+    def __init__(self, only: str | None = None) -> None:
+        super().__init__()
+        self.only = only
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        pair = PAIR.get() or "account"
+        record.__dict__["pair"] = pair
+        return self.only is None or pair == self.only
+
+
 def setup_logging(
-    log_dir: Path | None, *, name: str, level: str = "INFO", console: bool = False
+    log_dir: Path | None,
+    *,
+    name: str,
+    level: str = "INFO",
+    console: bool = False,
+    pairs: tuple[str, ...] = (),
 ) -> Path | None:
-    """Configure the root logger: a file in `log_dir` (returned) and, if asked, stderr."""
+    """Configure the root logger: a file in `log_dir` (returned) and, if asked, stderr. With
+    several `pairs`, every line carries its pair and each pair also gets a file of its own
+    lines, named `<PAIR>-<mode>-<time>.log` (`name` is `<PAIRS>-<mode>`)."""
     root = logging.getLogger()
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
     root.setLevel(logging.DEBUG)
-    formatter = logging.Formatter(_FORMAT, _DATEFMT)
+    formatter = logging.Formatter(_PAIR_FORMAT if len(pairs) > 1 else _FORMAT, _DATEFMT)
     path: Path | None = None
+    handlers: list[logging.Handler] = []
     if log_dir is not None:
         log_dir.mkdir(parents=True, exist_ok=True)
-        path = log_dir / f"{name}-{datetime.now(UTC):%Y%m%d-%H%M%S}.log"
-        file_handler = logging.FileHandler(path, encoding="utf-8")
-        file_handler.setLevel(logging.DEBUG)
-        file_handler.setFormatter(formatter)
-        file_handler.addFilter(REDACTOR)
-        root.addHandler(file_handler)
+        stamp = f"{datetime.now(UTC):%Y%m%d-%H%M%S}"
+        path = log_dir / f"{name}-{stamp}.log"
+        handlers.append(logging.FileHandler(path, encoding="utf-8"))
+        mode = name.rsplit("-", 1)[-1]
+        for pair in pairs if len(pairs) > 1 else ():
+            own = logging.FileHandler(log_dir / f"{pair}-{mode}-{stamp}.log", encoding="utf-8")
+            own.addFilter(PairTag(pair))
+            handlers.append(own)
     if console:
         stream = logging.StreamHandler(sys.stderr)
         stream.setLevel(level.upper())
-        stream.setFormatter(formatter)
-        stream.addFilter(REDACTOR)
-        root.addHandler(stream)
+        handlers.append(stream)
+    for handler in handlers:
+        if handler.level == logging.NOTSET:
+            handler.setLevel(logging.DEBUG)
+        handler.setFormatter(formatter)
+        if not handler.filters:
+            handler.addFilter(PairTag())
+        handler.addFilter(REDACTOR)
+        root.addHandler(handler)
     for noisy in ("websockets", "aiohttp", "asyncio", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     return path

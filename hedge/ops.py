@@ -554,7 +554,12 @@ def execute(
     first = pairs[0]
     plain = plain or not out.is_terminal
     names = "+".join(s.ticker for s in pairs)
-    log_path = setup_logging(first.log_dir, name=f"{names}-{first.mode.value}", console=plain)
+    log_path = setup_logging(
+        first.log_dir,
+        name=f"{names}-{first.mode.value}",
+        console=plain,
+        pairs=tuple(s.ticker for s in pairs),
+    )
     out.print(f"log file: {log_path}")
     job = _execute(pairs, plain=plain, cluster_factory=cluster_factory, max_net_usd=max_net_usd)
     return asyncio.run(job)

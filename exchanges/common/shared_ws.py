@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from exchanges.base import VenueError
+from exchanges.common.tasks import start_unpaired
 from exchanges.common.ws import (
     Frame,
     OnConnect,
@@ -102,7 +103,7 @@ class SharedSocket:
                     on_disconnect=self._on_disconnect,
                     **self._options,
                 )
-                self.ws.start()
+                start_unpaired(self.ws.start)
             elif self.ws.connected:
                 await self._subscribe(sub, self.ws)
         return self.ws

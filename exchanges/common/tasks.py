@@ -4,11 +4,23 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 from collections.abc import Callable, Coroutine
 from typing import Any
 
 log = logging.getLogger(__name__)
+
+# The pair a task works for ("" for what the pairs of an account share): set by the run of
+# each pair, inherited by the tasks it starts, read by the logs (hedge/logsetup.py).
+PAIR: contextvars.ContextVar[str] = contextvars.ContextVar("pair", default="")
+
+
+def start_unpaired(start: Callable[[], None]) -> None:
+    """Call `start` (which creates tasks) outside any pair: what an account's pairs share
+    (a connection, its reader) logs as the account's, not as the first pair's."""
+    contextvars.Context().run(start)
+
 
 # What a venue part is given to start an owned background task: `spawn(coroutine, name)`.
 Spawn = Callable[[Coroutine[Any, Any, None], str], "asyncio.Task[None]"]
