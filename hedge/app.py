@@ -175,6 +175,9 @@ async def run_bot(
     journal = _open_journal(settings, csv_path)
     engine = HedgeEngine(settings, maker, hedge, journal, status=status, presign=presign)
     engine.id_source = ids
+    watch_key = getattr(hedge, "watch_key", None)  # another process on our Lighter key
+    if watch_key is not None:
+        watch_key(engine.request_halt)
     loop = asyncio.get_running_loop()
     signals = (signal.SIGINT, signal.SIGTERM) if install_signals else ()
     for signum in signals:

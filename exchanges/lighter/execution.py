@@ -192,6 +192,15 @@ class Transactor:
             # the sequencer): it executed, its reply was lost.
             log.warning("lighter %s: an earlier copy executed", what)
             return True
+        if send.resigned and not send.maybe_sent and fresh > tx.nonce:
+            # Twice in a row a nonce read fresh from the venue was used by someone else before
+            # our transaction arrived: another process sends with this API key.
+            self.nonces.contest(
+                f"another process is sending with Lighter account {self.session.account_index} "
+                f"API key {self.session.api_key_index}: nonce {tx.nonce}, read fresh from the "
+                "venue, was taken by someone else twice in a row. Stopping instead of fighting "
+                "over nonces: stop the other process, or give each bot its own API key"
+            )
         if send.resigned or (send.maybe_sent and fresh != tx.nonce):
             hold.invalidate()
             message = f"lighter {what}: invalid nonce {tx.nonce}, venue at {fresh}"

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
+
+log = logging.getLogger(__name__)
 
 
 class Mutex:
@@ -79,6 +82,17 @@ class NonceSequencer:
         self._next: int | None = None
         self.refreshes = 0
         self.listeners: list[Callable[[], None]] = []
+        # Set when another process sends with this API key (its nonces move under us): the
+        # reason, told once to each `on_contested` callback (the run halts instead of fighting).
+        self.contested: str | None = None
+        self.on_contested: list[Callable[[str], None]] = []
+
+    def contest(self, reason: str) -> None:
+        if self.contested is None:
+            self.contested = reason
+            log.critical("%s", reason)
+            for callback in list(self.on_contested):
+                callback(reason)
 
     @property
     def next(self) -> int | None:

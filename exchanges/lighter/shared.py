@@ -23,6 +23,7 @@ import logging
 import time
 from typing import TYPE_CHECKING
 
+from exchanges.base import VenueError
 from exchanges.common.budget import LIGHTER_TIERS, RequestBudget
 from exchanges.common.shared_ws import ANY, SharedSocket
 from exchanges.common.ws import Frame
@@ -62,6 +63,7 @@ class SharedAccount:
     """One Lighter account and API key, as every pair traded on it uses it."""
 
     keep_warm_s = 20.0  # an idle sendTx connection is replaced (no request) this often
+    key_watch_s = 2.0  # after the first nonce, its second reading: moved = another process
 
     def __init__(self, api_url: str, ws_url: str, budget: RequestBudget | None = None) -> None:
         self.api_url = api_url.rstrip("/")
@@ -75,7 +77,7 @@ class SharedAccount:
         self._users = 0
         self._opened = False
         self._lock = asyncio.Lock()
-        self._keep_warm: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []  # keep-warm, key watch
 
     def rest_for(self, session: Session) -> LighterRest:
         """The account's REST client (account-level settings come from the first pair)."""
@@ -105,9 +107,11 @@ class SharedAccount:
                 # Open the sendTx connection ahead, so that a hedge never pays for a TCP/TLS
                 # handshake. Nothing is sent: a connection costs no request of the budget.
                 await self.sender.preconnect()
-                self._keep_warm = asyncio.get_running_loop().create_task(
-                    self._keep_warm_loop(), name="lighter-keep-warm"
-                )
+                loop = asyncio.get_running_loop()
+                self._tasks = [
+                    loop.create_task(self._keep_warm_loop(), name="lighter-keep-warm"),
+                    loop.create_task(self._watch_key(), name="lighter-key-watch"),
+                ]
             self._opened = True
 
     async def leave(self, *, joined: bool = True) -> None:
@@ -116,10 +120,10 @@ class SharedAccount:
         self._users -= int(joined)
         if self._users > 0:
             return
-        if self._keep_warm is not None:
-            self._keep_warm.cancel()
-            await asyncio.gather(self._keep_warm, return_exceptions=True)
-            self._keep_warm = None
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
         if self.sender is not None:
             await self.sender.close()
             self.sender = None
@@ -136,3 +140,31 @@ class SharedAccount:
             sender = self.sender
             if sender is not None and time.monotonic() - sender.last_used >= self.keep_warm_s:
                 await sender.refresh()
+
+    async def _watch_key(self) -> None:
+        """Owned task, once at start: read the nonce again a moment after the first reading.
+        If it moved while we sent nothing, another process sends with this API key: say so
+        (`NonceSequencer.contest`) rather than fight it over every nonce. One request."""
+        await asyncio.sleep(self.key_watch_s)
+        nonces, rest = self.nonces, self._rest
+        assert nonces is not None and rest is not None
+        async with nonces.holding():  # a transaction of ours is out: wait for its answer
+            expected = nonces.next
+        if expected is None:
+            return  # an outcome of ours is unknown: the reading would prove nothing
+        try:
+            venue = await rest.next_nonce()
+        except VenueError as exc:
+            log.info("lighter key watch: nextNonce not read (%s); skipped", exc)
+            return
+        if nonces.lock.locked() or nonces.next != expected:
+            return  # we sent meanwhile: no verdict
+        if venue > expected:
+            session = rest.session
+            nonces.contest(
+                f"another process is sending with Lighter account {session.account_index} "
+                f"API key {session.api_key_index}: its nonce moved from {expected} to {venue} "
+                f"within {self.key_watch_s:g} s while this bot sent nothing. Stopping instead "
+                "of fighting over nonces: stop the other process, or give each bot its own "
+                "API key"
+            )

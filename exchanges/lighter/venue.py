@@ -32,6 +32,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from decimal import Decimal
 from typing import Any, Generic, TypeVar, cast
 
@@ -242,6 +243,13 @@ class LighterVenue(EventEmitter):
         session.sender = None
         joined, self._joined = self._joined, False
         await self._shared.leave(joined=joined)
+
+    def watch_key(self, callback: Callable[[str], None]) -> None:
+        """Call `callback(reason)` once if another process turns out to send with our API key
+        (nonces taken under us; see exchanges/lighter/shared.py): at once if it already has."""
+        self._nonces.on_contested.append(callback)
+        if self._nonces.contested is not None:
+            callback(self._nonces.contested)
 
     # -- what tests and the dashboard look at ---------------------------------------------------
 
