@@ -155,8 +155,12 @@ def check(
     on_external_change: ExternalOpt = "halt",
 ) -> None:
     """Validate settings, connect to both venues and show what a run would do. Sends no order."""
-    settings = resolve_settings(flags_from(locals()), mode=_mode(dry_run), env_file=env_file)
-    ops.check(settings, connect=connect)
+    pairs = [
+        resolve_settings(flags, mode=_mode(dry_run), env_file=env_file)
+        for flags in split_pairs(flags_from(locals()))
+    ]
+    for settings in pairs:
+        ops.check(settings, connect=connect)
 
 
 @app.command()
