@@ -99,9 +99,12 @@ def per_pair(
         elif ticker not in tickers:
             problems.append(f"{name} {item.strip()!r}: {ticker} is not among --ticker")
             bad += 1
+        elif ticker in values:
+            problems.append(f"{name}: {ticker} given twice")
+            bad += 1
         else:
             values[ticker] = value
-    missing = [t for t in tickers if t not in values]
+    missing = [t for t in tickers if t and t not in values]
     if missing and not bad:
         problems.append(f"{name}: no value for {', '.join(missing)} (give TICKER=QTY for each)")
     return values

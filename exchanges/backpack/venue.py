@@ -186,7 +186,7 @@ class BackpackVenue(EventEmitter):
         if session.ws is not None:
             self._reconnects_at_close = session.ws.reconnects
             session.ws = None
-            await self._shared.socket.detach(self.symbol)
+        await self._shared.socket.detach(self.symbol)
         await self._tasks.cancel_all()
         self._stream.position.down()
         joined, self._joined = self._joined, False

@@ -93,19 +93,25 @@ class SharedSocket:
         async with self._lock:
             self._subs[key] = sub
             self._routed = self._routed or len(self._subs) > 1
-            if self.ws is None:
-                self.ws = ReconnectingWebSocket(
-                    self.url,
-                    name=self.name,
-                    on_message=self._on_message,
-                    on_connect=self._on_connect,
-                    on_reconnect=self._on_reconnect,
-                    on_disconnect=self._on_disconnect,
-                    **self._options,
-                )
-                start_unpaired(self.ws.start)
-            elif self.ws.connected:
-                await self._subscribe(sub, self.ws)
+            try:
+                if self.ws is None:
+                    self.ws = ReconnectingWebSocket(
+                        self.url,
+                        name=self.name,
+                        on_message=self._on_message,
+                        on_connect=self._on_connect,
+                        on_reconnect=self._on_reconnect,
+                        on_disconnect=self._on_disconnect,
+                        **self._options,
+                    )
+                    start_unpaired(self.ws.start)
+                elif self.ws.connected:
+                    await self._subscribe(sub, self.ws)
+            except BaseException:
+                # A pair that failed to join is not attached: no frames, nothing to detach.
+                self._subs.pop(key, None)
+                self._live.discard(key)
+                raise
         return self.ws
 
     async def detach(self, key: str) -> None:

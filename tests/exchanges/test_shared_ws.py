@@ -367,12 +367,6 @@ async def test_a_late_pair_that_cannot_subscribe_yet_subscribes_on_the_next_conn
     await until(lambda: sorted(venue.messages(2)) == ["subscribe A", "subscribe B"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="exchanges/common/shared_ws.py attach(): the pair is added to _subs before its "
-    "on_connect runs on the live connection; when that raises anything but VenueError, "
-    "attach raises yet the pair stays attached (frames, reconnect hooks, the key taken)",
-)
 async def test_an_attach_that_fails_leaves_nothing_attached(
     venue: Venue, sockets: list[SharedSocket]
 ) -> None:

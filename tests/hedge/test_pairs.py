@@ -120,11 +120,6 @@ def test_an_empty_ticker_name_is_refused(ticker: str) -> None:
     assert lines == [f"--ticker {ticker!r}: an empty name between commas"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hedge/pairs.py per_pair(): the empty ticker of 'BTC,,ETH' is also reported as "
-    "lacking a per-pair size ('--size: no value for  (give TICKER=QTY for each)')",
-)
 def test_an_empty_ticker_name_is_reported_once_with_per_pair_sizes() -> None:
     lines = problems(ticker="BTC,,ETH", size="BTC=1,ETH=2")
     assert lines == ["--ticker 'BTC,,ETH': an empty name between commas"]
@@ -157,11 +152,6 @@ def test_max_position_per_pair_is_checked_like_size() -> None:
     assert lines == ["--max-position: no value for ETH (give TICKER=QTY for each)"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="hedge/pairs.py per_pair(): '--size BTC=1,BTC=2,ETH=3' is accepted, the second "
-    "BTC entry silently overwriting the first (BTC trades 2)",
-)
 def test_a_per_pair_entry_given_twice_is_refused() -> None:
     lines = problems(ticker="BTC,ETH", size="BTC=1,BTC=2,ETH=3")
     assert len(lines) == 1 and lines[0].startswith("--size")
