@@ -22,6 +22,7 @@ from hedge.cli_options import (
     BackpackPortOpt,
     CheckDryRunOpt,
     ConnectOpt,
+    DemoJournalOpt,
     DirectionOpt,
     DryRunOpt,
     EnvFileOpt,
@@ -116,18 +117,25 @@ def _mode(dry_run: bool) -> Mode:
     return Mode.DRY_RUN if dry_run else Mode.LIVE
 
 
-@app.callback()
-def main(
-    version: Annotated[
-        bool, typer.Option("--version", help="Print the version and exit.", is_eager=True)
-    ] = False,
-) -> None:
-    """Quote post-only maker orders on Backpack perps and hedge every fill on Lighter."""
-    if version:
+def _print_version(value: bool) -> None:
+    """`--version`: handled while the flags are parsed, before a command is required."""
+    if value:
         from importlib.metadata import version as package_version
 
         out.print(f"hedgebot {package_version('hedgebot')}")
         raise typer.Exit(EXIT_OK)
+
+
+@app.callback()
+def main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version and exit.", is_eager=True, callback=_print_version
+        ),
+    ] = False,
+) -> None:
+    """Quote post-only maker orders on Backpack perps and hedge every fill on Lighter."""
 
 
 @app.command()
@@ -236,7 +244,7 @@ def demo(
     hedge_timeout: HedgeTimeoutOpt = "5",
     outage_window: OutageOpt = "60",
     sleep: SleepOpt = "0.5",
-    journal: JournalOpt = None,
+    journal: DemoJournalOpt = None,
     log_dir: LogDirOpt = "logs",
     faults: FaultsOpt = "none",
     seed: SeedOpt = "0",

@@ -48,6 +48,10 @@ _SLEEP = "Pause between iterations, in seconds."
 SleepOpt = Annotated[str, Opt("--sleep", metavar="SECONDS", help=_SLEEP)]
 _JOURNAL = "SQLite journal of orders, fills and hedges. \\[default: logs/<TICKER>-<date>.sqlite]"
 JournalOpt = Annotated[str | None, Opt("--journal", metavar="PATH", help=_JOURNAL)]
+_DEMO_JOURNAL = (
+    "SQLite journal of orders, fills and hedges. \\[default: <log-dir>/demo-<TICKER>-<time>.sqlite]"
+)
+DemoJournalOpt = Annotated[str | None, Opt("--journal", metavar="PATH", help=_DEMO_JOURNAL)]
 _LOG_DIR = "Folder for run logs, journals and CSV logs."
 LogDirOpt = Annotated[str, Opt("--log-dir", metavar="DIR", help=_LOG_DIR)]
 _ENV_FILE = (
@@ -56,7 +60,7 @@ _ENV_FILE = (
 )
 EnvFileOpt = Annotated[Path | None, Opt("--env-file", metavar="PATH", help=_ENV_FILE)]
 _REBALANCE = "On start, close an unbalanced net on Lighter instead of refusing to quote."
-RebalanceOpt = Annotated[bool, Opt("--rebalance", help=_REBALANCE)]
+RebalanceOpt = Annotated[bool, Opt("--rebalance", help=_REBALANCE, metavar="")]
 _EXTERNAL = (
     "A trade on the account not made by the bot: halt (stop, own legs balanced, exit 3) or "
     "ignore (keep trading around it). Never hedged either way."
@@ -66,7 +70,7 @@ _PLAIN = (
     "One log line per event instead of the live dashboard (automatic when stdout is not a "
     "terminal)."
 )
-PlainOpt = Annotated[bool, Opt("--plain", help=_PLAIN)]
+PlainOpt = Annotated[bool, Opt("--plain", help=_PLAIN, metavar="")]
 _SEED = "Seed of the simulated market and its faults."
 SeedOpt = Annotated[str, Opt("--seed", metavar="N", help=_SEED)]
 _FAULTS = (
@@ -84,13 +88,13 @@ LighterTierOpt = Annotated[
 ]
 # check / run
 _CHECK_DRY_RUN = "Check for a paper run: no keys needed."
-CheckDryRunOpt = Annotated[bool, Opt("--dry-run", help=_CHECK_DRY_RUN)]
+CheckDryRunOpt = Annotated[bool, Opt("--dry-run", help=_CHECK_DRY_RUN, metavar="")]
 _CONNECT = (
     "Also connect to both venues and show market rules, collateral, position and open orders."
 )
-ConnectOpt = Annotated[bool, Opt("--connect/--no-connect", help=_CONNECT)]
+ConnectOpt = Annotated[bool, Opt("--connect/--no-connect", help=_CONNECT, metavar="")]
 _DRY_RUN = "Paper trading on real public market data: no keys, no orders sent."
-DryRunOpt = Annotated[bool, Opt("--dry-run", help=_DRY_RUN)]
+DryRunOpt = Annotated[bool, Opt("--dry-run", help=_DRY_RUN, metavar="")]
 # sim
 _WRITE_ENV = "Write the venues' URLs and generated keys here, for `run --env-file PATH`."
 WriteEnvOpt = Annotated[Path, Opt("--write-env", metavar="PATH", help=_WRITE_ENV)]
@@ -108,8 +112,10 @@ RateLimitOpt = Annotated[str, Opt("--backpack-rate-limit", metavar="N", help=_RA
 _HISTORY_LAG = "How far Backpack's history endpoints trail its matching engine."
 HistoryLagOpt = Annotated[str, Opt("--history-lag-ms", metavar="MS", help=_HISTORY_LAG)]
 # flatten / report
-YesOpt = Annotated[bool, Opt("--yes", "-y", help="Do not ask for confirmation.")]
-JsonOpt = Annotated[bool, Opt("--json", help="One JSON object with stable keys (see README).")]
+YesOpt = Annotated[bool, Opt("--yes", "-y", help="Do not ask for confirmation.", metavar="")]
+JsonOpt = Annotated[
+    bool, Opt("--json", help="One JSON object with stable keys (see README).", metavar="")
+]
 # several pairs (run / demo)
 _MAX_NET = (
     "Account-level cap: the sum over pairs of unhedged quantity, in USD, may stay above this "
@@ -120,7 +126,7 @@ _FIT_YES = (
     "Run even when the pairs' expected fills do not fit the account's request budget "
     "(throttled: hedges always first)."
 )
-FitYesOpt = Annotated[bool, Opt("--yes", "-y", help=_FIT_YES)]
+FitYesOpt = Annotated[bool, Opt("--yes", "-y", help=_FIT_YES, metavar="")]
 _REPORT_TICKER = (
     "Report the latest journal of each pair (BTC or BTC,ETH) under logs/, with account totals."
 )

@@ -73,6 +73,9 @@ LIGHTER_ACCOUNT_INDEX_RANGE = (1, 2**63 - 1)  # lighter-sdk's signer refuses 0 a
 LIGHTER_API_KEY_INDEX_RANGE = (0, 254)
 DEFAULT_BACKPACK_RATE_LIMIT = 2000  # reported by a connector citing Backpack's support
 
+KEYS_HINT = (
+    "live trading needs them in .env or the environment (see .env.example), or use --dry-run"
+)
 SECRET_VARS = ("BACKPACK_PUBLIC_KEY", "BACKPACK_SECRET_KEY", "LIGHTER_API_PRIVATE_KEY")
 INDEX_VARS = ("LIGHTER_ACCOUNT_INDEX", "LIGHTER_API_KEY_INDEX")
 # perp-dex-tools' names, accepted so its users can reuse their .env.
@@ -238,6 +241,7 @@ def load_settings(
     env_file_explicit: bool = False,
     env: Mapping[str, str] | None = None,
     require_keys: bool | None = None,
+    keys_hint: str = KEYS_HINT,
 ) -> Settings:
     """Validate everything and build Settings, or raise ConfigError with one line per problem.
 
@@ -257,7 +261,7 @@ def load_settings(
     # Flags first: a mistyped flag is reported alone, before anything about the environment.
     if trading is None:
         raise ConfigError("\n".join(problems))
-    account = _account_values(env_values, require_keys, problems)
+    account = _account_values(env_values, require_keys, problems, keys_hint)
     urls = _endpoint_values(env_values, problems)
     if problems:
         raise ConfigError("\n".join(problems))
@@ -330,7 +334,7 @@ def _trading_values(flags: TradingFlags, problems: list[str]) -> dict[str, Any] 
 
 
 def _account_values(
-    env_values: Mapping[str, str], require_keys: bool, problems: list[str]
+    env_values: Mapping[str, str], require_keys: bool, problems: list[str], keys_hint: str
 ) -> dict[str, Any]:
     """Keys and account indices from the environment, as Settings fields."""
     secrets = {name: (env_values.get(name) or "").strip() for name in SECRET_VARS}
@@ -343,10 +347,7 @@ def _account_values(
     if require_keys:
         missing = [n for n in (*SECRET_VARS, *INDEX_VARS) if not (env_values.get(n) or "").strip()]
         if missing:
-            problems.append(
-                f"{', '.join(missing)}: missing; live trading needs them in .env or the "
-                "environment (see .env.example), or use --dry-run"
-            )
+            problems.append(f"{', '.join(missing)}: missing; {keys_hint}")
     tier = (env_values.get("LIGHTER_ACCOUNT_TIER") or "standard").strip().lower()
     if tier not in LIGHTER_TIERS:
         # The value is not echoed: a key pasted into the wrong variable must not be printed.

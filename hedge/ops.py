@@ -26,6 +26,7 @@ from rich.table import Table
 from exchanges.base import ConfigError, Side, Venue, VenueError
 from hedge.config import (
     DEFAULT_URLS,
+    KEYS_HINT,
     Direction,
     Mode,
     Settings,
@@ -70,13 +71,16 @@ def flags_from(params: dict[str, object], **overrides: object) -> TradingFlags:
     return TradingFlags(**chosen)  # type: ignore[arg-type]
 
 
-def resolve_settings(flags: TradingFlags, *, mode: Mode, env_file: Path | None) -> Settings:
+def resolve_settings(
+    flags: TradingFlags, *, mode: Mode, env_file: Path | None, keys_hint: str = KEYS_HINT
+) -> Settings:
     """Settings from flags and env/.env; secrets registered with the log redactor."""
     settings = load_settings(
         flags,
         mode=mode,
         env_file=env_file if env_file is not None else Path(".env"),
         env_file_explicit=env_file is not None,
+        keys_hint=keys_hint,
     )
     for secret in (
         settings.backpack_public_key,
@@ -93,7 +97,8 @@ def resolve_settings(flags: TradingFlags, *, mode: Mode, env_file: Path | None) 
 def account_settings(ticker: str, env_file: Path | None) -> Settings:
     """Settings for commands that only read or close the account (no trading flags needed)."""
     flags = TradingFlags(ticker=ticker, size="1")
-    return resolve_settings(flags, mode=Mode.LIVE, env_file=env_file)
+    hint = "status and flatten read the account: put the keys in .env (see .env.example)"
+    return resolve_settings(flags, mode=Mode.LIVE, env_file=env_file, keys_hint=hint)
 
 
 def plan_text(settings: Settings) -> str:
