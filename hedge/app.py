@@ -104,8 +104,26 @@ def build_venues(
     return maker, hedge
 
 
+def trade_log_path(settings: Settings) -> Path:
+    """The CSV trade log, named by pair and mode: a demo or a paper run never writes into the
+    live one."""
+    suffix = {"dry_run": "-dry", "demo": "-demo"}.get(settings.mode.value, "")
+    return settings.log_dir / f"{settings.ticker}-trades{suffix}.csv"
+
+
 def _open_journal(settings: Settings, csv_path: Path) -> Journal:
-    """The run's journal; one of another ticker or mode is refused (ConfigError, exit 2)."""
+    """The run's journal; one of another ticker or mode is refused (ConfigError, exit 2).
+    A new journal while an older one of the pair has an unfinished run: said in the log."""
+    unfinished = unfinished_elsewhere(settings.journal)
+    if unfinished is not None:
+        log.warning(
+            "%s has an unfinished run of %s; this run uses a new journal %s. To resume that "
+            "run's state (its unhedged fills, its orders), start with --journal %s",
+            unfinished,
+            settings.ticker,
+            settings.journal,
+            unfinished,
+        )
     journal = Journal(settings.journal, csv_path=csv_path)
     foreign = journal.foreign_runs(settings.ticker, settings.mode.value)
     if foreign:
@@ -159,20 +177,7 @@ async def run_bot(
     """Run the engine to its end; venues and journal are closed whatever happens."""
     if maker is None or hedge is None:
         maker, hedge = build_venues(settings)
-    csv_path = (
-        settings.log_dir / f"{settings.ticker}-trades{'-dry' if settings.dry_run else ''}.csv"
-    )
-    unfinished = unfinished_elsewhere(settings.journal)
-    if unfinished is not None:
-        log.warning(
-            "%s has an unfinished run of %s; this run uses a new journal %s. To resume that "
-            "run's state (its unhedged fills, its orders), start with --journal %s",
-            unfinished,
-            settings.ticker,
-            settings.journal,
-            unfinished,
-        )
-    journal = _open_journal(settings, csv_path)
+    journal = _open_journal(settings, trade_log_path(settings))
     engine = HedgeEngine(settings, maker, hedge, journal, status=status, presign=presign)
     engine.id_source = ids
     watch_key = getattr(hedge, "watch_key", None)  # another process on our Lighter key
@@ -243,7 +248,6 @@ async def run_pairs(
     *,
     accounts: Accounts | None = None,
     max_net_usd: Decimal | None = None,
-    statuses: dict[str, EngineStatus] | None = None,
     on_started: Callable[[HedgeEngine], None] | None = None,
 ) -> list[BotRun]:
     """Every pair's run at once, on venue accounts the pairs share; one pair's halt stops that
@@ -251,11 +255,7 @@ async def run_pairs(
     stops them all. Returns the runs in the pairs' order; an error is raised once all ended."""
     shared = accounts or shared_accounts(pairs[0])
     engines: list[HedgeEngine] = []
-    guard = (
-        AccountGuard(max_net_usd, min(p.hedge_timeout for p in pairs), time.monotonic)
-        if max_net_usd is not None
-        else None
-    )
+    guard = _account_guard(pairs, max_net_usd)
     stopping = False
 
     def stop_all() -> None:
@@ -276,13 +276,11 @@ async def run_pairs(
     async def one(settings: Settings) -> BotRun:
         PAIR.set(settings.ticker)  # this task's log lines, and its children's, are the pair's
         maker, hedge = build_venues(settings, accounts=shared)
-        status = (statuses or {}).get(settings.ticker)
         try:
             return await run_bot(
                 settings,
                 maker=maker,
                 hedge=hedge,
-                status=status,
                 on_started=started,
                 install_signals=False,
                 ids=shared.ids,
@@ -303,6 +301,17 @@ async def run_pairs(
             await asyncio.gather(watch, return_exceptions=True)
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
+    return _runs(results)
+
+
+def _account_guard(pairs: list[Settings], max_net_usd: Decimal | None) -> AccountGuard | None:
+    if max_net_usd is None:
+        return None
+    return AccountGuard(max_net_usd, min(p.hedge_timeout for p in pairs), time.monotonic)
+
+
+def _runs(results: list[BotRun | BaseException]) -> list[BotRun]:
+    """The pairs' runs, once all ended; the first pair's error raised, if any."""
     for result in results:
         if isinstance(result, BaseException):
             raise result

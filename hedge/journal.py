@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol, cast
+from typing import Any, Protocol, TextIO, cast
 
 from exchanges.base import ConfigError, Fill, Order, OrderStatus, Side
 
@@ -140,7 +140,38 @@ _Op = tuple[str, tuple[Any, ...], dict[str, Any]]
 _Item = object  # (run_id, [ops]) | threading.Event (flush marker) | _STOP
 _STOP = object()
 
-CSV_HEADER = ["time", "venue", "side", "price", "qty", "fee", "order_id", "trade_id"]
+CSV_HEADER = [
+    "time",
+    "run_id",
+    "mode",
+    "venue",
+    "side",
+    "price",
+    "qty",
+    "fee",
+    "order_id",
+    "client_id",
+    "trade_id",
+]
+
+
+def open_csv(path: Path) -> tuple[TextIO, Any]:
+    """The trade log for appending, its header written when new. A file with another header
+    (an older version's columns) is moved aside to `<name>-old-<time>.csv`, never mixed."""
+    if path.exists() and path.stat().st_size > 0:
+        with path.open(newline="", encoding="utf-8") as existing:
+            header = next(csv.reader(existing), [])
+        if header != CSV_HEADER:
+            path.rename(path.with_name(f"{path.stem}-old-{int(path.stat().st_mtime)}.csv"))
+    # An empty file (created, then killed before the header) still gets its header.
+    new = not path.exists() or path.stat().st_size == 0
+    path.parent.mkdir(parents=True, exist_ok=True)
+    file = path.open("a", newline="", encoding="utf-8")
+    writer = csv.writer(file)
+    if new:
+        writer.writerow(CSV_HEADER)
+        file.flush()
+    return file, writer
 
 
 class ExternalChangeRow(Protocol):
@@ -294,15 +325,9 @@ class Journal:
         # CSV rows of fills inserted inside an open transaction: written at COMMIT, dropped at
         # ROLLBACK, so the CSV never shows a fill the database does not hold (nor twice).
         self._csv_pending: list[list[object]] = []
+        self._mode = ""  # the run's, for the CSV
         if csv_path is not None:
-            # An empty file (created, then killed before the header) still gets its header.
-            new = not csv_path.exists() or csv_path.stat().st_size == 0
-            csv_path.parent.mkdir(parents=True, exist_ok=True)
-            self._csv_file = csv_path.open("a", newline="", encoding="utf-8")
-            self._csv = csv.writer(self._csv_file)
-            if new:
-                self._csv.writerow(CSV_HEADER)
-                self._csv_file.flush()
+            self._csv_file, self._csv = open_csv(csv_path)
 
     def close(self) -> None:
         self.stop_writer()
@@ -465,7 +490,7 @@ class Journal:
             "INSERT INTO runs (started_at, mode, ticker, settings) VALUES (?, ?, ?, ?)",
             (time.time(), mode, ticker, json.dumps(settings, sort_keys=True)),
         )
-        self.run_id = int(cursor.lastrowid or 0)
+        self.run_id, self._mode = int(cursor.lastrowid or 0), mode
         return self.run_id
 
     def unfinished_run(self) -> tuple[int, Decimal, float] | None:
@@ -613,12 +638,15 @@ class Journal:
             self._csv_pending.append(
                 [
                     stamp,
+                    self.run_id,
+                    self._mode,
                     fill.venue,
                     fill.side.value,
                     fill.price,
                     fill.qty,
                     fill.fee,
                     fill.order_id,
+                    fill.client_id,
                     fill.trade_id,
                 ]
             )

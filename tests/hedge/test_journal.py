@@ -312,11 +312,22 @@ def test_csv_has_a_header_and_one_row_per_new_fill(journal: Journal, tmp_path: P
     journal.record_fill(fill("h1", venue="lighter", side=Side.SELL))
     rows = csv_rows(tmp_path / "trades.csv")
     assert rows[0] == CSV_HEADER
+    run = str(journal.run_id)
     assert [row[1:] for row in rows[1:]] == [
-        ["backpack", "buy", "65000.1", "0.00001", "0.01", "order-1", "t1"],
-        ["lighter", "sell", "65000.1", "0.01", "0", "order-1", "h1"],
+        [run, "live", "backpack", "buy", "65000.1", "0.00001", "0.01", "order-1", "7", "t1"],
+        [run, "live", "lighter", "sell", "65000.1", "0.01", "0", "order-1", "7", "h1"],
     ]
     assert rows[1][0].endswith("+00:00")  # ISO time in UTC
+
+
+def test_a_trade_log_with_older_columns_is_moved_aside_not_mixed(tmp_path: Path) -> None:
+    old = tmp_path / "trades.csv"
+    old.write_text("time,venue,side,price,qty,fee,order_id,trade_id\nx,backpack,buy,1,1,0,o,t\n")
+    book = Journal(tmp_path / "j2.sqlite", csv_path=old)
+    book.close()
+    assert csv_rows(old) == [CSV_HEADER]
+    aside = [p for p in tmp_path.glob("trades-old-*.csv")]
+    assert len(aside) == 1 and "x,backpack" in aside[0].read_text()
 
 
 def test_csv_rows_follow_the_transaction_outcome(journal: Journal, tmp_path: Path) -> None:
