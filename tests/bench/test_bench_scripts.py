@@ -81,12 +81,37 @@ def test_footprint_reports_cpu_and_rss_of_the_quoting_bot() -> None:
     figures = run_bench("bench.footprint", "--seconds", "2")
 
     assert figures["bench"] == "footprint"
+    assert figures["pairs"] == 1
     assert figures["window_s"] >= 2
     assert 0 <= figures["cpu_pct_of_one_core"] < 100
     assert 20 < figures["rss_mb"] < 1000
     assert figures["rss_peak_mb"] >= figures["rss_mb"]
     assert figures["dashboard"]["ms_per_redraw"] > 0
     assert figures["exit_code"] == 130  # stopped cleanly after the window
+    assert isinstance(figures["budget"]["met"], bool)
+
+
+def test_footprint_measures_several_pairs_quoting_in_one_process() -> None:
+    """`--pairs 2`: BTC and ETH through `run_pairs`, one window once both orders rested; the
+    figures are there (not the budgets: they depend on the machine's load)."""
+    figures = run_bench("bench.footprint", "--pairs", "2", "--seconds", "2")
+
+    assert figures["bench"] == "footprint"
+    assert figures["pairs"] == 2
+    assert figures["window_s"] >= 2
+    assert figures["cpu_s"] > 0 and figures["cpu_pct_of_one_core"] > 0
+    assert figures["rss_mb"] > 0 and figures["rss_peak_mb"] >= figures["rss_mb"]
+    per_pair = figures["per_pair"]
+    assert list(per_pair) == ["BTC", "ETH"]
+    assert per_pair["BTC"]["size"] == "0.002" and per_pair["ETH"]["size"] == "0.05"
+    resting = sum(pair["resting_at_start"] for pair in per_pair.values())
+    assert figures["maker_orders_resting_at_start"] == resting
+    assert figures["ws_connections"] == 2  # one per venue, shared by the pairs
+    assert figures["dashboard"]["ms_per_redraw"] > 0
+    assert [pair["exit_code"] for pair in per_pair.values()] == [130, 130]  # every pair stopped
+    assert figures["exit_code"] == 130
+    assert figures["budget"]["cpu_pct_of_one_core"] == 15.0
+    assert figures["budget"]["rss_mb"] == 200.0
     assert isinstance(figures["budget"]["met"], bool)
 
 
