@@ -49,6 +49,7 @@ from hedge.cli_options import (
     QuoteModeOpt,
     RateLimitOpt,
     RebalanceOpt,
+    ReportJournalOpt,
     ReportTickerOpt,
     RequoteTicksOpt,
     SeedOpt,
@@ -296,11 +297,11 @@ def flatten(
 @app.command()
 @cli_errors
 def report(
-    journal: JournalOpt = None,
+    journal: ReportJournalOpt = None,
     as_json: JsonOpt = False,
     ticker: ReportTickerOpt = None,
 ) -> None:
-    """Summarize a journal: fills, volume, net delta, hedge latency, fees, PnL, halts."""
+    """Summarize journals: fills, volume, net delta, hedge latency, fees, PnL, halts."""
     ops.report(journal, as_json=as_json, tickers=tickers_of(ticker) if ticker else None)
 
 

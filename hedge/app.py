@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from exchanges.base import ConfigError, Venue
 from exchanges.common.tasks import PAIR
-from hedge.config import Settings
+from hedge.config import Mode, Settings
 from hedge.economics import MID
 from hedge.engine import (
     EXIT_ERROR,
@@ -107,8 +107,7 @@ def build_venues(
 def trade_log_path(settings: Settings) -> Path:
     """The CSV trade log, named by pair and mode: a demo or a paper run never writes into the
     live one."""
-    suffix = {"dry_run": "-dry", "demo": "-demo"}.get(settings.mode.value, "")
-    return settings.log_dir / f"{settings.ticker}-trades{suffix}.csv"
+    return settings.log_dir / f"{settings.ticker}-{settings.mode.tag}-trades.csv"
 
 
 def _open_journal(settings: Settings, csv_path: Path) -> Journal:
@@ -213,14 +212,19 @@ async def run_bot(
     return BotRun(result, summary, settings.journal)
 
 
+MODE_TAGS = frozenset(mode.tag for mode in Mode)
+
+
 def unfinished_elsewhere(path: Path) -> Path | None:
     """When `path` is a new journal (a new day), the latest other journal of the same ticker
     whose last run did not finish well: its state is what a restart would need."""
     if path.exists():
         return None
-    ticker = path.name.split("-", 1)[0]
+    ticker, _, rest = path.name.partition("-")
+    tag = rest.split("-", 1)[0]
+    pattern = f"{ticker}-{tag}-*.sqlite" if tag in MODE_TAGS else f"{ticker}-*.sqlite"
     others = sorted(
-        (p for p in path.parent.glob(f"{ticker}-*.sqlite") if p != path),
+        (p for p in path.parent.glob(pattern) if p != path),
         key=lambda p: p.stat().st_mtime,
     )
     if not others:

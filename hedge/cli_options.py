@@ -46,7 +46,9 @@ _OUTAGE = "How long venue errors (5xx, 429, timeouts) are retried before they ha
 OutageOpt = Annotated[str, Opt("--outage-window", metavar="SECONDS", help=_OUTAGE)]
 _SLEEP = "Pause between iterations, in seconds."
 SleepOpt = Annotated[str, Opt("--sleep", metavar="SECONDS", help=_SLEEP)]
-_JOURNAL = "SQLite journal of orders, fills and hedges. \\[default: logs/<TICKER>-<date>.sqlite]"
+_JOURNAL = (
+    "SQLite journal of orders, fills and hedges. \\[default: logs/<TICKER>-<mode>-<date>.sqlite]"
+)
 JournalOpt = Annotated[str | None, Opt("--journal", metavar="PATH", help=_JOURNAL)]
 _DEMO_JOURNAL = (
     "SQLite journal of orders, fills and hedges. \\[default: <log-dir>/demo-<TICKER>-<time>.sqlite]"
@@ -132,4 +134,11 @@ _REPORT_TICKER = (
 )
 ReportTickerOpt = Annotated[
     str | None, Opt("--ticker", "-t", metavar="TICKERS", help=_REPORT_TICKER)
+]
+_REPORT_JOURNAL = (
+    "Journal to report, repeatable; a folder stands for every journal in it (one row each, "
+    "then totals). \\[default: the newest live journal under logs/]"
+)
+ReportJournalOpt = Annotated[
+    list[str] | None, Opt("--journal", metavar="PATH", help=_REPORT_JOURNAL)
 ]

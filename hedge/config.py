@@ -39,6 +39,12 @@ class Mode(Enum):
     DEMO = "demo"
     CHECK = "check"
 
+    @property
+    def tag(self) -> str:
+        """The mode in file names: `<PAIR>-<tag>-...` (live, dry, demo): files of one mode are
+        never taken for another's."""
+        return "dry" if self is Mode.DRY_RUN else self.value
+
 
 class Direction(Enum):
     BUY = "buy"
@@ -267,11 +273,14 @@ def load_settings(
         raise ConfigError("\n".join(problems))
 
     log_dir = Path(flags.log_dir)
+    # One journal per pair, mode and day (the demo: per run); `<PAIR>-<mode>-<date>.sqlite`.
+    when = (
+        f"{datetime.now(UTC):%Y%m%d-%H%M%S}" if mode is Mode.DEMO else f"{datetime.now(UTC):%Y%m%d}"
+    )
     journal = (
         Path(flags.journal)
         if flags.journal
-        else log_dir / f"{trading['ticker']}-{datetime.now(UTC):%Y%m%d}"
-        f"{'-dry' if mode is Mode.DRY_RUN else ''}.sqlite"
+        else log_dir / f"{trading['ticker']}-{mode.tag}-{when}.sqlite"
     )
     return Settings(
         mode=mode,

@@ -561,7 +561,7 @@ def execute(
     names = "+".join(s.ticker for s in pairs)
     log_path = setup_logging(
         first.log_dir,
-        name=f"{names}-{first.mode.value}",
+        name=f"{names}-{first.mode.tag}",
         console=plain,
         pairs=tuple(s.ticker for s in pairs),
     )
@@ -661,11 +661,11 @@ async def _run_all(
     return bot.result.exit_code
 
 
-def _print_totals(totals: dict[str, object]) -> None:
+def _print_totals(totals: dict[str, object], what: str = "pairs") -> None:
     nets = totals["net_delta_by_pair"]
     assert isinstance(nets, dict)
     out.print(
-        f"account totals over {totals['pairs']} pairs: maker fills {totals.get('maker_fills')}, "
+        f"account totals over {totals['pairs']} {what}: maker fills {totals.get('maker_fills')}, "
         f"hedge fills {totals.get('hedge_fills')}, double hedges "
         f"{totals.get('double_hedges')}, halts {totals.get('halts')}; net delta "
         + ", ".join(f"{t} {n}" for t, n in nets.items()),
@@ -736,7 +736,7 @@ def demo(
             flags,
             ticker=ticker,
             size=flags.size or str(default_size),
-            journal=flags.journal or str(Path(log_dir) / f"demo-{ticker}-{stamp}.sqlite"),
+            journal=flags.journal or str(Path(log_dir) / f"{ticker}-demo-{stamp}.sqlite"),
         )
         # The bot knows its simulated account's tier as it would a real one's (budget, fees).
         tier = "premium" if lighter_tier == "premium" else "standard"
@@ -913,10 +913,27 @@ async def _serve(
 # -- status / flatten / report ---------------------------------------------------------------
 
 
-def latest_journal(folder: Path, ticker: str | None = None) -> Path | None:
-    pattern = f"*{ticker}*.sqlite" if ticker else "*.sqlite"
-    candidates = sorted(folder.glob(pattern), key=lambda p: p.stat().st_mtime)
+def latest_journal(folder: Path, ticker: str | None = None, tag: str = "live") -> Path | None:
+    """The newest journal of `ticker` (any pair when None) and mode `tag` under `folder`: a
+    journal of another mode is never taken by default. Older live journals, named
+    `<PAIR>-<date>.sqlite`, count as live."""
+    pair = ticker or "*"
+    candidates = list(folder.glob(f"{pair}-{tag}-*.sqlite"))
+    if tag == "live":
+        candidates += [p for p in folder.glob(f"{pair}-*.sqlite") if p.stem.split("-")[1].isdigit()]
+    candidates.sort(key=lambda p: p.stat().st_mtime)
     return candidates[-1] if candidates else None
+
+
+def no_journal(ticker: str | None) -> ConfigError:
+    """No live journal to default to: say so, and name the newest of another mode if any."""
+    folder, pair = Path("logs"), ticker or "*"
+    others = sorted(folder.glob(f"{pair}-*.sqlite"), key=lambda p: p.stat().st_mtime)
+    hint = f"; the newest of another mode is {others[-1]}: name it with --journal" if others else ""
+    return ConfigError(
+        f"--journal logs/{pair}-live-*.sqlite: no live journal found (run the bot first, or "
+        f"name one with --journal){hint}"
+    )
 
 
 def status(pairs: list[Settings], journal: str | None) -> None:
@@ -1054,49 +1071,87 @@ def _readable_journal(path: Path) -> Journal:
     return Journal(path, readonly=True)
 
 
-def report(journal: str | None, *, as_json: bool, tickers: list[str] | None = None) -> None:
-    """Summarize a journal (the latest under logs/ when none is named) as a table or JSON; with
-    several tickers, the latest journal of each and the account's totals."""
+def report(journals: list[str] | None, *, as_json: bool, tickers: list[str] | None = None) -> None:
+    """Summarize a journal (the pair's latest live one under logs/ when none is named) as a
+    table or JSON; several tickers: the latest live journal of each and the account's totals;
+    several journals (or a folder of them): each one's figures, one row per journal (a live
+    journal is a day), and the totals."""
     import json
 
     from hedge.pairs import account_totals
 
-    if tickers and len(tickers) > 1:
-        if journal:
-            raise ConfigError("--journal names one pair's journal: give one --ticker with it")
-        summaries = {t: _summary(None, t) for t in tickers}
-        totals = account_totals({t: s for t, (_, s) in summaries.items()})
+    paths = journal_paths(journals or [])
+    if tickers and len(tickers) > 1 and paths:
+        raise ConfigError("--journal names journals: give it without --ticker A,B (or one ticker)")
+    if len(paths) > 1 or (tickers and len(tickers) > 1):
+        named = {p.name: _summary(p) for p in paths} or {
+            t: _summary(_default_journal(t)) for t in tickers or []
+        }
+        totals = account_totals(named)
+        key = "journals" if paths else "pairs"
         if as_json:
-            pairs = {t: s for t, (_, s) in summaries.items()}
-            out.file.write(json.dumps({"pairs": pairs, "totals": totals}, sort_keys=True) + "\n")
+            text = json.dumps({key: named, "totals": totals}, sort_keys=True, default=str)
+            out.file.write(text + "\n")
             return
-        for ticker, (path, summary) in summaries.items():
-            out.print(f"[bold]{ticker}[/]", markup=True)
-            _print_report(path, summary)
-        _print_totals(totals)
+        _print_rows(named)
+        _print_totals(totals, what=key)
         return
-    path, summary = _summary(journal, tickers[0] if tickers else None)
+    path = paths[0] if paths else _default_journal(tickers[0] if tickers else None)
+    summary = _summary(path)
     if as_json:
         out.file.write(json.dumps(summary, sort_keys=True) + "\n")
         return
     _print_report(path, summary)
 
 
-def _summary(journal: str | None, ticker: str | None) -> tuple[Path, dict[str, object]]:
-    """(journal path, its summary): the named journal, else the latest (of `ticker`)."""
+def journal_paths(names: list[str]) -> list[Path]:
+    """`--journal` values: files, or folders standing for every journal in them."""
+    paths: list[Path] = []
+    for name in names:
+        path = Path(name)
+        if path.is_dir():
+            found = sorted(path.glob("*.sqlite"))
+            if not found:
+                raise ConfigError(f"--journal {name}: the folder holds no journal (*.sqlite)")
+            paths += found
+        else:
+            paths.append(path)
+    return paths
+
+
+def _default_journal(ticker: str | None) -> Path:
+    path = latest_journal(Path("logs"), ticker)
+    if path is None:
+        raise no_journal(ticker)
+    return path
+
+
+def _summary(path: Path) -> dict[str, object]:
     from hedge.report import summarize
 
-    path = Path(journal) if journal else latest_journal(Path("logs"), ticker)
-    if path is None:
-        where = f"logs/*{ticker}*.sqlite" if ticker else "logs/*.sqlite"
-        raise ConfigError(
-            f"--journal {where}: no journal found (run the bot first, or name one with --journal)"
-        )
     book = _readable_journal(path)
     try:
-        return path, summarize(book)
+        return summarize(book)
     finally:
         book.close()
+
+
+def _print_rows(summaries: dict[str, dict[str, object]]) -> None:
+    """One row per journal (or pair): what a run of days or pairs looks like at a glance."""
+    table = Table(title="Journals")
+    for column in ("journal", "maker fills", "volume", "wear/10k", "PnL", "double", "halts"):
+        table.add_column(column)
+    for name, s in summaries.items():
+        table.add_row(
+            name,
+            str(s.get("maker_fills")),
+            f"{Decimal(str(s.get('maker_volume', 0))):.2f}",
+            str(s.get("wear_per_10k_quote")),
+            str(s.get("pnl_quote")),
+            str(s.get("double_hedges")),
+            str(s.get("halts")),
+        )
+    out.print(table)
 
 
 def _print_report(path: Path, summary: dict[str, object]) -> None:

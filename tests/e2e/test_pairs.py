@@ -196,7 +196,7 @@ def test_demo_of_three_pairs_trades_each_flat_on_one_connection_per_venue(
         assert "0 answered 429" in counts.group(0), records
         assert "at most 1 at once" in counts.group(0), records
     for ticker in TICKERS:
-        journals = list(logs.glob(f"demo-{ticker}-*.sqlite"))
+        journals = list(logs.glob(f"{ticker}-demo-*.sqlite"))
         assert len(journals) == 1, sorted(p.name for p in logs.iterdir())
 
 
