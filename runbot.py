@@ -9,6 +9,7 @@ never a traceback.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
@@ -43,7 +44,10 @@ from hedge.cli_options import (
     MarketOpt,
     MaxNetOpt,
     MaxPositionOpt,
+    MetricsPortOpt,
     MinEdgeOpt,
+    NotifyOpt,
+    NotifySummaryOpt,
     OutageOpt,
     PlainOpt,
     QuoteModeOpt,
@@ -61,6 +65,7 @@ from hedge.cli_options import (
     YesOpt,
 )
 from hedge.config import DEFAULT_MIN_EDGE_BPS, Mode, parse_slippage
+from hedge.launch import Outputs
 from hedge.logsetup import REDACTOR
 from hedge.ops import err, flags_from, out, resolve_settings
 from hedge.pairs import max_net_usd as max_net
@@ -217,15 +222,19 @@ def run(
     plain: PlainOpt = False,
     max_net_usd: MaxNetOpt = None,
     yes: FitYesOpt = False,
+    notify: NotifyOpt = None,
+    notify_summary: NotifySummaryOpt = None,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Trade: quote post-only on Backpack, hedge every fill on Lighter (--ticker BTC,ETH
     trades several pairs in one process on the one account)."""
     cap = max_net(max_net_usd)
+    outputs = Outputs.from_flags(notify, metrics_port, notify_summary, os.environ)
     pairs = [
         resolve_settings(flags, mode=_mode(dry_run), env_file=env_file)
         for flags in split_pairs(flags_from(locals()))
     ]
-    raise typer.Exit(ops.run(pairs, plain=plain, max_net_usd=cap, yes=yes))
+    raise typer.Exit(ops.run(pairs, plain=plain, max_net_usd=cap, yes=yes, outputs=outputs))
 
 
 @app.command()
@@ -255,10 +264,16 @@ def demo(
     plain: PlainOpt = False,
     max_net_usd: MaxNetOpt = None,
     yes: FitYesOpt = False,
+    notify: NotifyOpt = None,
+    notify_summary: NotifySummaryOpt = None,
+    metrics_port: MetricsPortOpt = None,
 ) -> None:
     """Offline demo: simulated Backpack and Lighter on loopback, the real bot against them."""
     params = locals()
-    code = ops.demo(params, seed=seed, faults=faults, lighter_tier=lighter_tier, plain=plain)
+    outputs = Outputs.from_flags(notify, metrics_port, notify_summary, os.environ)
+    code = ops.demo(
+        params, seed=seed, faults=faults, lighter_tier=lighter_tier, plain=plain, outputs=outputs
+    )
     raise typer.Exit(code)
 
 

@@ -253,35 +253,21 @@ async def run_pairs(
     accounts: Accounts | None = None,
     max_net_usd: Decimal | None = None,
     on_started: Callable[[HedgeEngine], None] | None = None,
+    on_finished: Callable[[Settings, BotRun], None] | None = None,
 ) -> list[BotRun]:
     """Every pair's run at once, on venue accounts the pairs share; one pair's halt stops that
     pair (legs balanced), the account guard (`max_net_usd`), a signal or one pair's error
     stops them all. Returns the runs in the pairs' order; an error is raised once all ended."""
     shared = accounts or shared_accounts(pairs[0])
-    engines: list[HedgeEngine] = []
     guard = _account_guard(pairs, max_net_usd)
-    stopping = False
-
-    def stop_all() -> None:
-        nonlocal stopping
-        stopping = True
-        for engine in engines:
-            engine.request_stop()
-
-    def started(engine: HedgeEngine) -> None:
-        engines.append(engine)
-        if guard is not None:
-            guard.engines.append(engine)
-        if stopping:
-            engine.request_stop()
-        if on_started is not None:
-            on_started(engine)
+    runs = _Engines(guard, on_started)
+    started, stop_all = runs.started, runs.stop_all
 
     async def one(settings: Settings) -> BotRun:
         PAIR.set(settings.ticker)  # this task's log lines, and its children's, are the pair's
         maker, hedge = build_venues(settings, accounts=shared)
         try:
-            return await run_bot(
+            bot = await run_bot(
                 settings,
                 maker=maker,
                 hedge=hedge,
@@ -292,6 +278,9 @@ async def run_pairs(
         except BaseException:
             stop_all()  # a pair that cannot run (refused at connect) stops the others
             raise
+        if on_finished is not None:
+            on_finished(settings, bot)  # e.g. its halt told at once, the others still running
+        return bot
 
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGINT, signal.SIGTERM):
@@ -306,6 +295,33 @@ async def run_pairs(
         for signum in (signal.SIGINT, signal.SIGTERM):
             loop.remove_signal_handler(signum)
     return _runs(results)
+
+
+class _Engines:
+    """The engines of several pairs as they start: the account guard watches them, a stop
+    reaches them all (even one that starts after it)."""
+
+    def __init__(
+        self, guard: AccountGuard | None, on_started: Callable[[HedgeEngine], None] | None
+    ) -> None:
+        self.engines: list[HedgeEngine] = []
+        self.guard = guard
+        self.on_started = on_started
+        self.stopping = False
+
+    def stop_all(self) -> None:
+        self.stopping = True
+        for engine in self.engines:
+            engine.request_stop()
+
+    def started(self, engine: HedgeEngine) -> None:
+        self.engines.append(engine)
+        if self.guard is not None:
+            self.guard.engines.append(engine)
+        if self.stopping:
+            engine.request_stop()
+        if self.on_started is not None:
+            self.on_started(engine)
 
 
 def _account_guard(pairs: list[Settings], max_net_usd: Decimal | None) -> AccountGuard | None:

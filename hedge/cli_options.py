@@ -142,3 +142,16 @@ _REPORT_JOURNAL = (
 ReportJournalOpt = Annotated[
     list[str] | None, Opt("--journal", metavar="PATH", help=_REPORT_JOURNAL)
 ]
+# what the operator gets besides the screen (run / demo)
+_NOTIFY = (
+    "Send alerts here (an apprise URL: tgram://, lark://, discord://, slack://, ntfy://, "
+    "json://...): halts, unbalanced exits, external changes, reconnect and 429 storms. "
+    "Repeatable; also HEDGEBOT_NOTIFY."
+)
+NotifyOpt = Annotated[list[str] | None, Opt("--notify", metavar="URL", help=_NOTIFY)]
+_NOTIFY_SUMMARY = "With --notify: also a summary alert every this many minutes."
+NotifySummaryOpt = Annotated[
+    str | None, Opt("--notify-summary", metavar="MINUTES", help=_NOTIFY_SUMMARY)
+]
+_METRICS = "Serve Prometheus metrics on 127.0.0.1:PORT/metrics (per pair; README lists them)."
+MetricsPortOpt = Annotated[str | None, Opt("--metrics-port", metavar="PORT", help=_METRICS)]

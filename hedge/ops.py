@@ -33,7 +33,6 @@ from hedge.config import (
     TradingFlags,
     load_settings,
     market_problems,
-    with_endpoints,
 )
 from hedge.economics import money_line
 from hedge.logsetup import REDACTOR
@@ -44,6 +43,7 @@ if TYPE_CHECKING:
     from exchanges.sim.runner import SimCluster
     from hedge.app import Accounts
     from hedge.journal import Journal
+    from hedge.launch import Outputs
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -504,11 +504,17 @@ def print_summary(summary: dict[str, object], journal: Path, result_reason: str)
 
 
 def run(
-    pairs: list[Settings], *, plain: bool, max_net_usd: Decimal | None = None, yes: bool = False
+    pairs: list[Settings],
+    *,
+    plain: bool,
+    max_net_usd: Decimal | None = None,
+    yes: bool = False,
+    outputs: Outputs | None = None,
 ) -> int:
     """A live or paper run of one pair or several, after pointing at an unfinished run of
     another journal."""
     from hedge.app import unfinished_elsewhere
+    from hedge.launch import execute
 
     for settings in pairs:
         check_paths(settings)
@@ -519,7 +525,7 @@ def run(
                 f"--journal {unfinished}",
                 soft_wrap=True,
             )
-    return execute(pairs, plain=plain, max_net_usd=max_net_usd, yes=yes)
+    return execute(pairs, plain=plain, max_net_usd=max_net_usd, yes=yes, outputs=outputs)
 
 
 def fit_budget(pairs: list[Settings], *, yes: bool) -> None:
@@ -539,126 +545,6 @@ def fit_budget(pairs: list[Settings], *, yes: bool) -> None:
             f"{text}: the pairs would wait for the budget. Trade fewer pairs, use a Premium "
             "account, or run throttled with --yes (hedges always go first)"
         )
-
-
-def execute(
-    pairs: list[Settings],
-    *,
-    plain: bool,
-    cluster_factory: Callable[[], SimCluster] | None = None,
-    max_net_usd: Decimal | None = None,
-    yes: bool = False,
-) -> int:
-    """Run the bot on each pair (and, for the demo, the simulated venues first); returns the
-    exit code that most needs a human."""
-    import asyncio
-
-    from hedge.logsetup import setup_logging
-
-    fit_budget(pairs, yes=yes)
-    first = pairs[0]
-    plain = plain or not out.is_terminal
-    names = "+".join(s.ticker for s in pairs)
-    log_path = setup_logging(
-        first.log_dir,
-        name=f"{names}-{first.mode.tag}",
-        console=plain,
-        pairs=tuple(s.ticker for s in pairs),
-    )
-    out.print(f"log file: {log_path}")
-    job = _execute(pairs, plain=plain, cluster_factory=cluster_factory, max_net_usd=max_net_usd)
-    return asyncio.run(job)
-
-
-async def _execute(
-    pairs: list[Settings],
-    *,
-    plain: bool,
-    cluster_factory: Callable[[], SimCluster] | None,
-    max_net_usd: Decimal | None,
-) -> int:
-    from hedge.app import shared_accounts
-    from hedge.pairs import key_lock
-
-    cluster = None
-    run_pairs = pairs
-    with quiet_console():
-        if cluster_factory is not None:
-            cluster = cluster_factory()
-            await cluster.start()
-            run_pairs = [with_endpoints(s, cluster.env()) for s in pairs]
-    try:
-        with key_lock(run_pairs[0]):
-            accounts = shared_accounts(run_pairs[0])
-            with quiet_console():
-                await preflight_pairs(run_pairs, accounts)
-            code = await _run_all(run_pairs, accounts, plain, cluster, max_net_usd)
-    finally:
-        venue_truth = ""
-        if cluster is not None:
-            venue_truth = "; ".join(
-                f"{s.ticker}: {cluster.bot_positions(s.ticker)}" for s in run_pairs
-            )
-            venue_truth += f"; {cluster.requests_summary()}"
-            await cluster.stop()
-    if cluster is not None:
-        out.print(f"simulated venues' own records: {venue_truth}", soft_wrap=True)
-    return code
-
-
-async def _run_all(
-    pairs: list[Settings],
-    accounts: Accounts,
-    plain: bool,
-    cluster: SimCluster | None,
-    max_net_usd: Decimal | None,
-) -> int:
-    """One pair with the dashboard (unless plain), or several; summaries printed; the exit
-    code."""
-    from hedge.app import build_venues, run_bot, run_pairs, worst_exit
-    from hedge.dashboard import Dashboard, PairsDashboard
-    from hedge.pairs import account_totals
-
-    if len(pairs) > 1 or max_net_usd is not None:
-        screen = None if plain else PairsDashboard(out)
-        if screen is not None and cluster is not None:
-            sim = cluster
-            screen.faults_seen = lambda: dict(sim.fault_plan.fired)
-        try:
-            bots = await run_pairs(
-                pairs,
-                accounts=accounts,
-                max_net_usd=max_net_usd,
-                on_started=None if screen is None else screen.attach,
-            )
-        finally:
-            if screen is not None:
-                await screen.stop()
-        for settings, bot in zip(pairs, bots, strict=True):
-            out.print(f"[bold]{settings.ticker}[/]", markup=True)
-            print_summary(bot.summary, bot.journal_path, bot.result.reason)
-        totals = account_totals({s.ticker: b.summary for s, b in zip(pairs, bots, strict=True)})
-        _print_totals(totals)
-        return worst_exit([b.result.exit_code for b in bots])
-    dashboard = None if plain else Dashboard(out)
-    if dashboard is not None and cluster is not None:
-        sim = cluster
-        dashboard.faults_seen = lambda: dict(sim.fault_plan.fired)
-    maker, hedge = build_venues(pairs[0], accounts=accounts)
-    try:
-        bot = await run_bot(
-            pairs[0],
-            maker=maker,
-            hedge=hedge,
-            ids=accounts.ids,
-            status=None if dashboard is None else dashboard.status,
-            on_started=None if dashboard is None else dashboard.attach,
-        )
-    finally:
-        if dashboard is not None:
-            await dashboard.stop()
-    print_summary(bot.summary, bot.journal_path, bot.result.reason)
-    return bot.result.exit_code
 
 
 def _print_totals(totals: dict[str, object], what: str = "pairs") -> None:
@@ -712,19 +598,22 @@ def market_params(items: list[str] | None) -> MarketParams:
 
 
 def demo(
-    params: dict[str, object], *, seed: str, faults: str, lighter_tier: str, plain: bool
+    params: dict[str, object],
+    *,
+    seed: str,
+    faults: str,
+    lighter_tier: str,
+    plain: bool,
+    outputs: Outputs | None = None,
 ) -> int:
     """The demo: simulated venues in-process, the real bot against them; the exit code.
     `params` are the command's trading flags (its `locals()`); `--ticker A,B` trades several
     pairs at once on the one simulated account."""
-    from datetime import UTC, datetime
-
     from exchanges.sim.market import DEFAULT_TICKERS
     from exchanges.sim.runner import SimCluster
+    from hedge.launch import execute
     from hedge.pairs import max_net_usd, split_pairs
 
-    stamp = f"{datetime.now(UTC):%Y%m%d-%H%M%S}"
-    log_dir = str(params["log_dir"])
     pair_flags = split_pairs(flags_from(params))
     cap = max_net_usd(params.get("max_net_usd"))  # type: ignore[arg-type]
     pairs: list[Settings] = []
@@ -732,15 +621,11 @@ def demo(
         ticker, seed_value, faults = sim_options(flags.ticker, seed, faults, lighter_tier)
         spec = DEFAULT_TICKERS[ticker]
         default_size = max(spec.backpack.min_qty, spec.lighter.min_qty) * 10
-        flags = replace(
-            flags,
-            ticker=ticker,
-            size=flags.size or str(default_size),
-            journal=flags.journal or str(Path(log_dir) / f"{ticker}-demo-{stamp}.sqlite"),
-        )
+        # The journal defaults to <log-dir>/<PAIR>-demo-<time>.sqlite (load_settings).
+        flags = replace(flags, ticker=ticker, size=flags.size or str(default_size))
         # The bot knows its simulated account's tier as it would a real one's (budget, fees).
-        tier = "premium" if lighter_tier == "premium" else "standard"
-        pairs.append(load_settings(flags, mode=Mode.DEMO, env={"LIGHTER_ACCOUNT_TIER": tier}))
+        tier = {"LIGHTER_ACCOUNT_TIER": "premium" if lighter_tier == "premium" else "standard"}
+        pairs.append(load_settings(flags, mode=Mode.DEMO, env=tier))
     for settings in pairs:
         check_paths(settings)
     items = params.get("market")
@@ -757,7 +642,14 @@ def demo(
         f"Lighter tier {lighter_tier}); {pairs[0].iterations} iteration(s) of {what}"
     )
     yes = bool(params.get("yes"))
-    return execute(pairs, plain=plain, cluster_factory=cluster_factory, max_net_usd=cap, yes=yes)
+    return execute(
+        pairs,
+        plain=plain,
+        cluster_factory=cluster_factory,
+        max_net_usd=cap,
+        yes=yes,
+        outputs=outputs,
+    )
 
 
 # -- sim -------------------------------------------------------------------------------------
