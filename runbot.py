@@ -79,7 +79,7 @@ app = typer.Typer(
     help="Quote post-only maker orders on Backpack perps and hedge every fill at once on "
     "Lighter, so the account stays delta-neutral while it earns maker volume.",
     no_args_is_help=True,
-    add_completion=False,
+    add_completion=True,
     pretty_exceptions_enable=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )

@@ -16,6 +16,7 @@ import base64
 import binascii
 import contextlib
 import logging
+import logging.handlers
 import re
 import string
 import sys
@@ -28,6 +29,8 @@ _FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s %(name)s: %(message)s"
 _PAIR_FORMAT = "%(asctime)s.%(msecs)03d %(levelname)-7s [%(pair)s] %(name)s: %(message)s"
 _DATEFMT = "%Y-%m-%d %H:%M:%S"
 
+LOG_MAX_BYTES = 50 * 2**20  # a log file rotates at 50 MB
+LOG_BACKUPS = 5  # and keeps five rotated files
 FRAGMENT = 12  # the shortest piece of a secret that is redacted
 _HALF = FRAGMENT // 2
 _FOLD = str.maketrans(string.ascii_uppercase, string.ascii_lowercase)  # keeps every offset
@@ -123,6 +126,14 @@ if logging.lastResort is not None:
     logging.lastResort.addFilter(REDACTOR)
 
 
+def _rotating(path: Path) -> logging.Handler:
+    """A log file that rotates by size (`<name>.log.1` ... `.5`): hours of unattended running
+    at 1-3 KB a fill never fill the disk."""
+    return logging.handlers.RotatingFileHandler(
+        path, maxBytes=LOG_MAX_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+    )
+
+
 class PairTag(logging.Filter):
     """Tags a record with the pair whose task logged it ("account" for what pairs share);
     with `only`, passes that pair's records alone (its own log file)."""
@@ -160,10 +171,10 @@ def setup_logging(
         log_dir.mkdir(parents=True, exist_ok=True)
         stamp = f"{datetime.now(UTC):%Y%m%d-%H%M%S}"
         path = log_dir / f"{name}-{stamp}.log"
-        handlers.append(logging.FileHandler(path, encoding="utf-8"))
+        handlers.append(_rotating(path))
         mode = name.rsplit("-", 1)[-1]
         for pair in pairs if len(pairs) > 1 else ():
-            own = logging.FileHandler(log_dir / f"{pair}-{mode}-{stamp}.log", encoding="utf-8")
+            own = _rotating(log_dir / f"{pair}-{mode}-{stamp}.log")
             own.addFilter(PairTag(pair))
             handlers.append(own)
     if console:
