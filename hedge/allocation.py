@@ -29,13 +29,22 @@ class Lot:
     recv_ns: int  # maker lots: when the fill's frame was read
     is_maker: bool
     client_id: int = 0  # hedge lots: the hedge order's client id
-    sent_ns: int = 0  # hedge lots: when the hedge request was handed over
+    # Hedge lots: when the hedge request was handed over. Maker lots: when the first hedge
+    # after the fill was (a re-send covering it later is not its latency: the report measures
+    # first sends, as the dashboard and the metrics do).
+    sent_ns: int = 0
 
 
 class LotBook:
     def __init__(self, journal: Journal) -> None:
         self.journal = journal
         self._lots: deque[Lot] = deque()
+
+    def hedge_started(self, sent_ns: int) -> None:
+        """A hedge went out at `sent_ns`: the first one for every open maker lot before it."""
+        for lot in self._lots:
+            if lot.is_maker and not lot.sent_ns and 0 < lot.recv_ns <= sent_ns:
+                lot.sent_ns = sent_ns
 
     def add(self, lot: Lot) -> Decimal:
         """Net `lot` against the oldest open lots of the opposite sign, FIFO, journaling each
@@ -47,11 +56,8 @@ class LotBook:
             if front.is_maker != lot.is_maker:
                 maker, hedge = (front, lot) if front.is_maker else (lot, front)
                 if maker.venue != SEED_VENUE:
-                    latency = (
-                        hedge.sent_ns - maker.recv_ns
-                        if hedge.sent_ns >= maker.recv_ns > 0
-                        else None
-                    )
+                    sent = maker.sent_ns or hedge.sent_ns
+                    latency = sent - maker.recv_ns if sent >= maker.recv_ns > 0 else None
                     self.journal.defer(
                         "allocate", maker.venue, maker.trade_id, hedge.client_id, take, latency
                     )

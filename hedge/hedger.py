@@ -513,6 +513,7 @@ class Hedger:
         )
         self.stats.hedges_sent += 1
         self._record_latency(sent_ns, client_id)
+        self._lots.hedge_started(sent_ns)
         if written is not None:
             log.info(
                 "hedge sent %s %s worst=%s client=%s (pre-signed)",
