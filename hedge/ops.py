@@ -12,7 +12,7 @@ import logging
 import math
 import os
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import fields, replace
 from decimal import ROUND_CEILING, Decimal
@@ -279,11 +279,7 @@ async def preflight(
             summaries = [await _describe(maker), await _describe(hedge)]
             return summaries, quote_bound_words(settings, maker, hedge)
     except TimeoutError:
-        raise VenueError(
-            f"the venues did not come up within {CONNECT_TIMEOUT_S:g} s: check the network/DNS "
-            "or the BACKPACK_* and LIGHTER_* URL variables",
-            retryable=True,
-        ) from None
+        raise not_up_in_time() from None
     finally:
         await asyncio.gather(maker.close(), hedge.close(), return_exceptions=True)
 
@@ -292,34 +288,52 @@ async def preflight_pairs(pairs: list[Settings], accounts: Accounts) -> None:
     """`preflight` for every pair, over the accounts they will share (the run's: its request
     budget counts these requests too): one connection per venue, every pair's market problems
     reported at once."""
-    import asyncio
-
-    from hedge.app import build_venues
-
     if len(pairs) == 1:
         await preflight(pairs[0], accounts=accounts)
         return
     await probe_endpoints(pairs[0])
-    venues = [build_venues(s, paper=False, accounts=accounts) for s in pairs]
+    async with connected_pairs(pairs, accounts, paper=False) as venues:
+        problems = [
+            problem
+            for settings, (maker, hedge) in zip(pairs, venues, strict=True)
+            for problem in market_problems(
+                settings, [(v.market(), _mid(v)) for v in (maker, hedge)]
+            )
+        ]
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def not_up_in_time() -> VenueError:
+    return VenueError(
+        f"the venues did not come up within {CONNECT_TIMEOUT_S:g} s: check the network/DNS "
+        "or the BACKPACK_* and LIGHTER_* URL variables",
+        retryable=True,
+    )
+
+
+@contextlib.asynccontextmanager
+async def connected_pairs(
+    pairs: list[Settings], accounts: Accounts | None = None, *, paper: bool | None = None
+) -> AsyncIterator[list[tuple[Venue, Venue]]]:
+    """Every pair's venues over one set of shared accounts, connected (within
+    CONNECT_TIMEOUT_S) for the block and closed after it whatever happens."""
+    import asyncio
+
+    from hedge.app import build_venues, shared_accounts
+
+    shared = accounts or shared_accounts(pairs[0])
+    venues = [build_venues(s, paper=paper, accounts=shared) for s in pairs]
     try:
-        async with asyncio.timeout(CONNECT_TIMEOUT_S):
-            await asyncio.gather(*(connect_both(maker, hedge) for maker, hedge in venues))
-    except TimeoutError:
-        raise VenueError(
-            f"the venues did not come up within {CONNECT_TIMEOUT_S:g} s: check the network/DNS "
-            "or the BACKPACK_* and LIGHTER_* URL variables",
-            retryable=True,
-        ) from None
+        try:
+            async with asyncio.timeout(CONNECT_TIMEOUT_S):
+                await asyncio.gather(*(connect_both(maker, hedge) for maker, hedge in venues))
+        except TimeoutError:
+            raise not_up_in_time() from None
+        yield venues
     finally:
         every = [venue for pair in venues for venue in pair]
         await asyncio.gather(*(v.close() for v in every), return_exceptions=True)
-    problems = [
-        problem
-        for settings, (maker, hedge) in zip(pairs, venues, strict=True)
-        for problem in market_problems(settings, [(v.market(), _mid(v)) for v in (maker, hedge)])
-    ]
-    if problems:
-        raise ConfigError("\n".join(problems))
 
 
 async def connect_both(maker: Venue, hedge: Venue) -> None:
@@ -845,15 +859,8 @@ def status(pairs: list[Settings], journal: str | None) -> None:
 
 
 async def _status(pairs: list[Settings], paths: dict[str, Path | None]) -> None:
-    import asyncio
-
-    from hedge.app import build_venues, shared_accounts
-
     await probe_endpoints(pairs[0])
-    accounts = shared_accounts(pairs[0])
-    venues = [build_venues(s, accounts=accounts) for s in pairs]
-    try:
-        await asyncio.gather(*(connect_both(maker, hedge) for maker, hedge in venues))
+    async with connected_pairs(pairs) as venues:
         nets = {}
         for settings, pair in zip(pairs, venues, strict=True):
             nets[settings.ticker] = await _pair_status(settings, pair, paths[settings.ticker])
@@ -862,9 +869,6 @@ async def _status(pairs: list[Settings], paths: dict[str, Path | None]) -> None:
                 "account: net delta " + ", ".join(f"{t} {n}" for t, n in nets.items()),
                 soft_wrap=True,
             )
-    finally:
-        every = [venue for pair in venues for venue in pair]
-        await asyncio.gather(*(v.close() for v in every), return_exceptions=True)
 
 
 async def _pair_status(
@@ -939,20 +943,11 @@ def flatten(pairs: list[Settings], *, slippage_bps: Decimal) -> bool:
 async def _flatten(
     pairs: list[Settings], slippage_bps: Decimal
 ) -> list[tuple[list[str], dict[str, Decimal]]]:
-    import asyncio
-
-    from hedge.app import build_venues, shared_accounts
     from hedge.flatten import flatten_account
 
     await probe_endpoints(pairs[0])
-    accounts = shared_accounts(pairs[0])
-    venues = [build_venues(s, accounts=accounts) for s in pairs]
-    try:
-        await asyncio.gather(*(connect_both(maker, hedge) for maker, hedge in venues))
+    async with connected_pairs(pairs) as venues:
         return [await flatten_account(pair, slippage_bps=slippage_bps) for pair in venues]
-    finally:
-        every = [venue for pair in venues for venue in pair]
-        await asyncio.gather(*(v.close() for v in every), return_exceptions=True)
 
 
 def _readable_journal(path: Path) -> Journal:

@@ -51,7 +51,12 @@ def test_demo_three_iterations_ends_flat_and_reports_it(tmp_path: Path) -> None:
     assert re.search(r"net delta 0(\.0+)? \| double hedges 0 \| exit: done", tail), tail
     assert venue_net(demo.stdout) == 0
 
-    report = runbot("report", "--json", cwd=tmp_path, timeout=60)  # finds the demo's journal
+    # The demo writes only demo-named files; report defaults to live journals and points at it.
+    (journal,) = (tmp_path / "logs").glob("BTC-demo-*.sqlite")
+    assert not [p.name for p in (tmp_path / "logs").iterdir() if "-live" in p.name]
+    default = runbot("report", "--json", cwd=tmp_path, timeout=60)
+    assert default.returncode == 2 and f"logs/{journal.name}" in default.stderr, default.stderr
+    report = runbot("report", "--journal", str(journal), "--json", cwd=tmp_path, timeout=60)
     assert report.returncode == 0, report.stderr
     summary = json.loads(report.stdout)
     assert summary["double_hedges"] == 0
