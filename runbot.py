@@ -9,19 +9,20 @@ never a traceback.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
 from functools import wraps
 from pathlib import Path
 from typing import Annotated, ParamSpec, TypeVar
 
 import typer
+from rich.markup import escape
 
 from exchanges.base import ConfigError, VenueError
 from hedge import ops
 from hedge.cli_options import (
     BackpackPortOpt,
     CheckDryRunOpt,
+    ConfigOpt,
     ConnectOpt,
     DemoJournalOpt,
     DirectionOpt,
@@ -65,11 +66,10 @@ from hedge.cli_options import (
     YesOpt,
 )
 from hedge.config import DEFAULT_MIN_EDGE_BPS, Mode, parse_slippage
-from hedge.launch import Outputs
 from hedge.logsetup import REDACTOR
-from hedge.ops import err, flags_from, out, resolve_settings
-from hedge.pairs import max_net_usd as max_net
-from hedge.pairs import split_pairs, tickers_of
+from hedge.ops import err, out, resolve_settings
+from hedge.pairs import tickers_of
+from hedge.profile import sources_table
 
 __all__ = ["app", "resolve_settings"]  # resolve_settings: what `run --env-file` does (bench/)
 
@@ -96,8 +96,8 @@ def cli_errors(func: Callable[P, R]) -> Callable[P, R]:
         try:
             return func(*args, **kwargs)
         except ConfigError as exc:
-            for line in str(exc).splitlines():
-                err.print(f"[bold red]error:[/] {line}", markup=True, soft_wrap=True)
+            for line in str(exc).splitlines():  # `[run]` in a line is text, not markup
+                err.print(f"[bold red]error:[/] {escape(line)}", markup=True, soft_wrap=True)
             raise typer.Exit(EXIT_USAGE) from None
         except VenueError as exc:  # a venue unreachable or failing: not a bug, no crash log
             err.print(f"[bold red]error:[/] {REDACTOR.redact(str(exc))}", soft_wrap=True)
@@ -147,6 +147,7 @@ def main(
 @app.command()
 @cli_errors
 def check(
+    ctx: typer.Context,
     ticker: TickerOpt = "BTC",
     size: SizeOpt = None,
     max_position: MaxPositionOpt = None,
@@ -167,14 +168,15 @@ def check(
     dry_run: CheckDryRunOpt = False,
     connect: ConnectOpt = True,
     on_external_change: ExternalOpt = "halt",
+    config: ConfigOpt = None,
 ) -> None:
     """Validate settings, connect to both venues and show what a run would do. Sends no order."""
-    pairs = [
-        resolve_settings(flags, mode=_mode(dry_run), env_file=env_file)
-        for flags in split_pairs(flags_from(locals()))
-    ]
-    for settings in pairs:
+    resolved, _, _ = ops.chosen(ctx, locals())
+    pairs = resolved.each(lambda f: resolve_settings(f, mode=_mode(dry_run), env_file=env_file))
+    for flags, settings in zip(resolved.flags, pairs, strict=True):
         ops.check(settings, connect=connect)
+        if resolved.profile is not None:  # where each value came from
+            out.print(sources_table(flags, resolved.sources[settings.ticker]))
 
 
 @app.command()
@@ -199,6 +201,7 @@ def sim(
 @app.command()
 @cli_errors
 def run(
+    ctx: typer.Context,
     ticker: TickerOpt = "BTC",
     size: SizeOpt = None,
     max_position: MaxPositionOpt = None,
@@ -225,21 +228,19 @@ def run(
     notify: NotifyOpt = None,
     notify_summary: NotifySummaryOpt = None,
     metrics_port: MetricsPortOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Trade: quote post-only on Backpack, hedge every fill on Lighter (--ticker BTC,ETH
     trades several pairs in one process on the one account)."""
-    cap = max_net(max_net_usd)
-    outputs = Outputs.from_flags(notify, metrics_port, notify_summary, os.environ)
-    pairs = [
-        resolve_settings(flags, mode=_mode(dry_run), env_file=env_file)
-        for flags in split_pairs(flags_from(locals()))
-    ]
+    resolved, cap, outputs = ops.chosen(ctx, locals())
+    pairs = resolved.each(lambda f: resolve_settings(f, mode=_mode(dry_run), env_file=env_file))
     raise typer.Exit(ops.run(pairs, plain=plain, max_net_usd=cap, yes=yes, outputs=outputs))
 
 
 @app.command()
 @cli_errors
 def demo(
+    ctx: typer.Context,
     ticker: TickerOpt = "BTC",
     size: SizeOpt = None,
     max_position: MaxPositionOpt = None,
@@ -267,13 +268,22 @@ def demo(
     notify: NotifyOpt = None,
     notify_summary: NotifySummaryOpt = None,
     metrics_port: MetricsPortOpt = None,
+    config: ConfigOpt = None,
 ) -> None:
     """Offline demo: simulated Backpack and Lighter on loopback, the real bot against them."""
-    params = locals()
-    outputs = Outputs.from_flags(notify, metrics_port, notify_summary, os.environ)
-    code = ops.demo(
-        params, seed=seed, faults=faults, lighter_tier=lighter_tier, plain=plain, outputs=outputs
-    )
+    resolved, cap, outputs = ops.chosen(ctx, locals())
+    with resolved.blamed():
+        code = ops.demo(
+            resolved.flags,
+            market=market,
+            seed=seed,
+            faults=faults,
+            lighter_tier=lighter_tier,
+            plain=plain,
+            max_net_usd=cap,
+            yes=yes,
+            outputs=outputs,
+        )
     raise typer.Exit(code)
 
 

@@ -155,3 +155,5 @@ NotifySummaryOpt = Annotated[
 ]
 _METRICS = "Serve Prometheus metrics on 127.0.0.1:PORT/metrics (per pair; README lists them)."
 MetricsPortOpt = Annotated[str | None, Opt("--metrics-port", metavar="PORT", help=_METRICS)]
+_CONFIG = "Trading settings (and pairs) from a TOML profile (README); flags override it."
+ConfigOpt = Annotated[Path | None, Opt("--config", metavar="FILE.toml", help=_CONFIG)]

@@ -39,11 +39,14 @@ from hedge.logsetup import REDACTOR
 from hedge.quoting import BPS, bps_text
 
 if TYPE_CHECKING:
+    import typer
+
     from exchanges.sim.market import MarketParams
     from exchanges.sim.runner import SimCluster
     from hedge.app import Accounts
     from hedge.journal import Journal
     from hedge.launch import Outputs
+    from hedge.profile import Resolved
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -92,6 +95,29 @@ def resolve_settings(
     for notice in settings.notices:
         err.print(notice)
     return settings
+
+
+def chosen(
+    ctx: typer.Context, params: dict[str, object]
+) -> tuple[Resolved, Decimal | None, Outputs]:
+    """A run/demo/check command's settings: its flags over its `--config` profile over its
+    defaults, per pair (hedge/profile.py), and the account-wide ones: `--max-net-usd` and what
+    the operator gets (`Outputs`). A bad value set in the profile is blamed on it."""
+    from hedge.launch import Outputs
+    from hedge.pairs import max_net_usd
+    from hedge.profile import from_command
+
+    resolved = from_command(ctx, params)
+    extra = resolved.extras
+    with resolved.blamed():
+        cap = max_net_usd(extra["max_net_usd"])  # type: ignore[arg-type]
+        outputs = Outputs.from_flags(
+            extra["notify"],  # type: ignore[arg-type]
+            extra["metrics_port"],  # type: ignore[arg-type]
+            extra["notify_summary"],  # type: ignore[arg-type]
+            os.environ,
+        )
+    return resolved, cap, outputs
 
 
 def account_settings(ticker: str, env_file: Path | None) -> Settings:
@@ -612,24 +638,23 @@ def market_params(items: list[str] | None) -> MarketParams:
 
 
 def demo(
-    params: dict[str, object],
+    pair_flags: list[TradingFlags],
     *,
+    market: list[str] | None,
     seed: str,
     faults: str,
     lighter_tier: str,
     plain: bool,
+    max_net_usd: Decimal | None = None,
+    yes: bool = False,
     outputs: Outputs | None = None,
 ) -> int:
     """The demo: simulated venues in-process, the real bot against them; the exit code.
-    `params` are the command's trading flags (its `locals()`); `--ticker A,B` trades several
-    pairs at once on the one simulated account."""
+    Several `pair_flags` trade several pairs at once on the one simulated account."""
     from exchanges.sim.market import DEFAULT_TICKERS
     from exchanges.sim.runner import SimCluster
     from hedge.launch import execute
-    from hedge.pairs import max_net_usd, split_pairs
 
-    pair_flags = split_pairs(flags_from(params))
-    cap = max_net_usd(params.get("max_net_usd"))  # type: ignore[arg-type]
     pairs: list[Settings] = []
     for flags in pair_flags:
         ticker, seed_value, faults = sim_options(flags.ticker, seed, faults, lighter_tier)
@@ -642,8 +667,7 @@ def demo(
         pairs.append(load_settings(flags, mode=Mode.DEMO, env=tier))
     for settings in pairs:
         check_paths(settings)
-    items = params.get("market")
-    model = market_params(items if isinstance(items, list) else None)
+    model = market_params(market)
 
     def cluster_factory() -> SimCluster:
         return SimCluster(
@@ -655,12 +679,11 @@ def demo(
         f"demo: simulated venues on loopback (seed {seed_value}, faults {faults}, "
         f"Lighter tier {lighter_tier}); {pairs[0].iterations} iteration(s) of {what}"
     )
-    yes = bool(params.get("yes"))
     return execute(
         pairs,
         plain=plain,
         cluster_factory=cluster_factory,
-        max_net_usd=cap,
+        max_net_usd=max_net_usd,
         yes=yes,
         outputs=outputs,
     )
