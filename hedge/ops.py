@@ -33,6 +33,7 @@ from hedge.config import (
     TradingFlags,
     load_settings,
     market_problems,
+    read_env,
 )
 from hedge.economics import money_line
 from hedge.logsetup import REDACTOR
@@ -109,13 +110,18 @@ def chosen(
 
     resolved = from_command(ctx, params)
     extra = resolved.extras
+    env_file = params.get("env_file")
+    # HEDGEBOT_NOTIFY may sit in .env beside the keys (an alert URL carries a token).
+    env, _ = read_env(
+        Path(str(env_file)) if env_file else Path(".env"), explicit=env_file is not None
+    )
     with resolved.blamed():
         cap = max_net_usd(extra["max_net_usd"])  # type: ignore[arg-type]
         outputs = Outputs.from_flags(
             extra["notify"],  # type: ignore[arg-type]
             extra["metrics_port"],  # type: ignore[arg-type]
             extra["notify_summary"],  # type: ignore[arg-type]
-            os.environ,
+            env,
         )
     return resolved, cap, outputs
 
