@@ -40,6 +40,10 @@ class LotBook:
         self.journal = journal
         self._lots: deque[Lot] = deque()
 
+    def open_maker_trades(self) -> str:
+        """The trade ids of the maker fills not yet covered, space-separated."""
+        return " ".join(lot.trade_id for lot in self._lots if lot.is_maker)
+
     def hedge_started(self, sent_ns: int) -> None:
         """A hedge went out at `sent_ns`: the first one for every open maker lot before it."""
         for lot in self._lots:

@@ -41,6 +41,7 @@ class HedgeOrder:
     next_lookup: float = 0.0  # clock() before which it is not looked up again
     sweep: bool = False  # deliberately beyond the maker fills (see Hedger.sweep_dust)
     trade_ids: set[str] = field(default_factory=set)
+    covers: str = ""  # the maker trade ids it was sent for (the trade log's hedge_of)
 
     @property
     def outstanding(self) -> Decimal:

@@ -394,7 +394,8 @@ class Hedger:
             self.stats.duplicates_ignored += 1
             return
         with self.journal.group():  # the fill, journaled before it counts, and its allocations
-            self.journal.defer("record_fill", fill)
+            order = self._orders.get(fill.client_id) if fill.client_id is not None else None
+            self.journal.defer("record_fill", fill, order.covers if order is not None else "")
             before = self.exposure
             signed = self._count(fill)
             assert signed is not None
@@ -503,6 +504,7 @@ class Hedger:
         # fill callback, instead of after every other ready callback of the event loop.
         written = self._send_now(side, qty, worst, client_id) if self._send_now else None
         self._spawn(self._send(hedge, written), name=f"hedge-{client_id}")
+        hedge.covers = self._lots.open_maker_trades()  # after the write: off the hot path
         # Recorded after the send is under way: its client id comes from a reserved block, so
         # a restart recognizes the hedge even if this row never reaches the disk.
         self.journal.defer(

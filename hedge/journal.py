@@ -152,6 +152,7 @@ CSV_HEADER = [
     "order_id",
     "client_id",
     "trade_id",
+    "hedge_of",
 ]
 
 
@@ -607,7 +608,7 @@ class Journal:
         return int(row[0] or 0)
 
     # -- fills -------------------------------------------------------------------------------
-    def record_fill(self, fill: Fill) -> bool:
+    def record_fill(self, fill: Fill, hedge_of: str = "") -> bool:
         """Insert a fill; False when this (venue, trade_id) was already recorded."""
         now = time.time()
         cursor = self._db.execute(
@@ -648,6 +649,7 @@ class Journal:
                     fill.order_id,
                     fill.client_id,
                     fill.trade_id,
+                    hedge_of,
                 ]
             )
             if not self._db.in_transaction:

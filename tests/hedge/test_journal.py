@@ -309,13 +309,13 @@ def test_run_settings_are_stored_as_json(journal: Journal) -> None:
 def test_csv_has_a_header_and_one_row_per_new_fill(journal: Journal, tmp_path: Path) -> None:
     journal.record_fill(fill("t1", qty="0.00001", price="65000.1", fee="0.01"))
     journal.record_fill(fill("t1"))  # duplicate: no row
-    journal.record_fill(fill("h1", venue="lighter", side=Side.SELL))
+    journal.record_fill(fill("h1", venue="lighter", side=Side.SELL), hedge_of="t1")
     rows = csv_rows(tmp_path / "trades.csv")
     assert rows[0] == CSV_HEADER
     run = str(journal.run_id)
     assert [row[1:] for row in rows[1:]] == [
-        [run, "live", "backpack", "buy", "65000.1", "0.00001", "0.01", "order-1", "7", "t1"],
-        [run, "live", "lighter", "sell", "65000.1", "0.01", "0", "order-1", "7", "h1"],
+        [run, "live", "backpack", "buy", "65000.1", "0.00001", "0.01", "order-1", "7", "t1", ""],
+        [run, "live", "lighter", "sell", "65000.1", "0.01", "0", "order-1", "7", "h1", "t1"],
     ]
     assert rows[1][0].endswith("+00:00")  # ISO time in UTC
 
@@ -337,7 +337,7 @@ def test_csv_rows_follow_the_transaction_outcome(journal: Journal, tmp_path: Pat
     assert csv_rows(tmp_path / "trades.csv") == [CSV_HEADER]  # rolled back: no phantom row
     with journal.transaction():
         journal.record_fill(fill("t1"))
-    assert [row[-1] for row in csv_rows(tmp_path / "trades.csv")[1:]] == ["t1"]
+    assert [row[-2] for row in csv_rows(tmp_path / "trades.csv")[1:]] == ["t1"]
 
 
 def test_csv_is_appended_across_reopen_with_one_header(tmp_path: Path) -> None:
@@ -347,7 +347,7 @@ def test_csv_is_appended_across_reopen_with_one_header(tmp_path: Path) -> None:
         book.close()
     rows = csv_rows(tmp_path / "trades.csv")
     assert rows[0] == CSV_HEADER and CSV_HEADER not in rows[1:]
-    assert [row[-1] for row in rows[1:]] == ["t1", "t2"]
+    assert [row[-2] for row in rows[1:]] == ["t1", "t2"]
 
 
 def test_an_empty_csv_file_gets_its_header(tmp_path: Path) -> None:
