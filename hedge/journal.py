@@ -403,6 +403,7 @@ class Journal:
 
     def _write_loop(self, items: queue.SimpleQueue[_Item]) -> None:
         writer = Journal(self.path, csv_path=self._csv_path)
+        writer._mode = self._mode  # the run's, for the CSV rows it writes
         try:
             while True:
                 batch = [items.get()]

@@ -414,3 +414,16 @@ def test_checkpoint_folds_the_wal_into_the_database_file(journal: Journal, tmp_p
         assert [(f.trade_id, f.qty) for f in alone.fills()] == [("t1", Decimal("0.00001"))]
     finally:
         alone.close()
+
+
+def test_csv_rows_written_by_the_writer_thread_carry_the_runs_mode(tmp_path: Path) -> None:
+    book = Journal(tmp_path / "w.sqlite", csv_path=tmp_path / "w.csv")
+    book.start_run(mode="demo", ticker="BTC", settings={})
+    book.start_writer()
+    try:
+        book.defer("record_fill", fill("h1", venue="lighter", side=Side.SELL), "t1")
+        assert book.flush()
+    finally:
+        book.close()
+    (row,) = csv_rows(tmp_path / "w.csv")[1:]
+    assert row[1:3] == [str(book.run_id), "demo"] and row[-2:] == ["h1", "t1"]
