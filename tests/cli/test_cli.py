@@ -102,3 +102,39 @@ def test_usage_errors_exit_2_without_traceback(tmp_path: Path, args: list[str]) 
     result = run_cli(*args, cwd=tmp_path)
     assert result.returncode == 2
     assert "Traceback" not in result.stdout + result.stderr
+
+
+def test_version_prints_the_version_and_exits_0(tmp_path: Path) -> None:
+    from importlib.metadata import version
+
+    result = run_cli("--version", cwd=tmp_path)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.strip() == f"hedgebot {version('hedgebot')}"
+
+
+def test_status_and_report_take_the_live_journal_of_the_pair_not_another_modes(
+    tmp_path: Path,
+) -> None:
+    from hedge.ops import latest_journal
+
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    written = iter(range(1_000_000, 2_000_000, 10))  # mtimes in order, whatever the clock
+
+    def write(name: str) -> None:
+        (logs / f"{name}.sqlite").touch()
+        at = next(written)
+        os.utime(logs / f"{name}.sqlite", (at, at))
+
+    for name in ("BTC-demo-20261130-101010", "BTC-dry-20261130", "ETH-live-20261130"):
+        write(name)
+    assert latest_journal(logs, "BTC") is None  # a demo and a dry run: no live journal
+    assert latest_journal(logs, "BTC", "dry") == logs / "BTC-dry-20261130.sqlite"
+    assert latest_journal(logs, "BTC", "demo") == logs / "BTC-demo-20261130-101010.sqlite"
+    write("BTC-20261129")  # a live journal named as before this version
+    assert latest_journal(logs, "BTC") == logs / "BTC-20261129.sqlite"
+    write("BTC-live-20261130")
+    assert latest_journal(logs, "BTC") == logs / "BTC-live-20261130.sqlite"
+    assert latest_journal(logs) == logs / "BTC-live-20261130.sqlite"  # the newest of any pair
+    result = run_cli("report", "--ticker", "SOL", cwd=tmp_path)
+    assert_clean_failure(result, names="no live journal found")
