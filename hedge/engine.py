@@ -59,6 +59,7 @@ from hedge.risk import (
     PositionMoved,
     book_age,
     check_balance_patiently,
+    read_positions,
     tradable_minimum,
 )
 
@@ -185,7 +186,11 @@ class HedgeEngine:
             code, reason = EXIT_UNBALANCED, f"{closed.left(self.settings.ticker)}; {reason}"
             log.critical("%s", reason)
             self.status.warn(reason)
-        maker_position, hedge_position = await self._positions()
+        # A clean end read its balance already: the streams say the same, with no request
+        # queued behind a budget the start spent (ten pairs on Standard: up to a minute).
+        maker_position, hedge_position = await own_positions(
+            self, streamed=code in (EXIT_OK, EXIT_INTERRUPTED)
+        )
         try:
             self.journal.end_run(code, reason)
         except Exception:  # a broken journal: the outcome is still printed and logged
@@ -575,21 +580,9 @@ class HedgeEngine:
             self.journal,
             self._client_ids,
             max_slippage_bps=self.settings.max_slippage_bps,
-            positions=lambda: self._positions(strict=True),
+            positions=lambda: own_positions(self, strict=True),
             expected_net=None if self.hedger is None else self.maker_position + self.hedge_position,
         ).run()
-
-    async def _positions(self, *, strict: bool = False) -> tuple[Decimal, Decimal]:
-        """The bot's own positions: the venues' less any external change (G9)."""
-        try:
-            maker, hedge = await self.maker.position(), await self.hedge.position()
-            return (maker, hedge) if self.external is None else self.external.own_pair(maker, hedge)
-        except VenueError:
-            if strict:
-                raise
-            if self.hedger is None:
-                return Decimal(0), Decimal(0)
-            return self.maker_position, self.hedge_position
 
     # -- restart recovery --------------------------------------------------------------------------
     async def _recover(self, previous: tuple[int, Decimal, float] | None) -> None:
@@ -610,6 +603,23 @@ class HedgeEngine:
         self.maker_start, self.hedge_start = start.maker_start, start.hedge_start
         self.maker_baseline = start.maker_baseline
         recovery.check_net(start, self._tolerance())
+
+
+async def own_positions(
+    engine: HedgeEngine, *, strict: bool = False, streamed: bool = False
+) -> tuple[Decimal, Decimal]:
+    """The bot's own positions: the venues' (from the streams if `streamed` and known) less any
+    external change (G9); on a venue error, what the hedger counted (unless `strict`)."""
+    try:
+        maker, hedge = await read_positions(engine.maker, engine.hedge, streamed=streamed)
+        external = engine.external
+        return (maker, hedge) if external is None else external.own_pair(maker, hedge)
+    except VenueError:
+        if strict:
+            raise
+        if engine.hedger is None:
+            return Decimal(0), Decimal(0)
+        return engine.maker_position, engine.hedge_position
 
 
 async def fresh_top(
