@@ -193,26 +193,6 @@ class RiseWatch:
         return count - samples[0][1]
 
 
-class FirstSends:
-    """How many hedges went out as the first for a maker fill: `HedgerStats.triggers` gets
-    one entry per first send (a bounded deque, so its length stops counting); new entries are
-    counted at each redraw. Re-sends (retries, remainders, escalations, sweeps) are
-    `hedges_sent` minus these."""
-
-    def __init__(self) -> None:
-        self._seen: dict[int, tuple[int, tuple[int, int] | None]] = {}
-
-    def count(self, stats: HedgerStats) -> int:
-        total, last = self._seen.get(id(stats), (0, None))
-        triggers = stats.triggers
-        for entry in reversed(triggers):
-            if entry == last:
-                break
-            total += 1
-        self._seen[id(stats)] = (total, triggers[-1] if triggers else last)
-        return total
-
-
 # -- the screen ----------------------------------------------------------------------------------
 
 
@@ -252,7 +232,6 @@ class Dashboard:
         self.feed = WarningFeed()
         self.attached_at: float | None = None  # time.monotonic(): the uptime counts from here
         self.storms = RiseWatch()
-        self.first_sends = FirstSends()
 
     def attach(self, engine: HedgeEngine) -> None:
         self.engine = engine
@@ -377,7 +356,7 @@ class Dashboard:
         lines: list[Text] = []
         if hedger is not None:
             lines.append(_exposure_line(engine, hedger, wide))
-            lines.append(_hedges_line(hedger.stats, self.first_sends.count(hedger.stats), wide))
+            lines.append(_hedges_line(hedger.stats, hedger.stats.first_sends, wide))
             lines.append(_latency_line(hedger.stats, wide))
         lines.append(_reconnects_line((maker, hedge), engine, wide))
         lines += _budget_lines((maker, hedge), self.storms, wide)
@@ -866,7 +845,7 @@ class PairsDashboard(Dashboard):
     ) -> tuple[list[tuple[str, str]], Decimal | None, list[int]]:
         """One pair's cells from `exposure` on, its PnL (None: not markable) and its counts."""
         stats = hedger.stats
-        resent = max(stats.hedges_sent - self.first_sends.count(stats), 0)
+        resent = max(stats.hedges_sent - stats.first_sends, 0)
         recent = [ns / 1e6 for ns in itertools.islice(reversed(stats.latencies_ns), LATENCY_WINDOW)]
         pnl, _ = _pnl_or_none(engine, hedger)
         exposure, style = "0 flat", GREEN

@@ -153,6 +153,7 @@ class HedgerStats:
     hedge_fills: int = 0
     duplicates_ignored: int = 0
     hedges_sent: int = 0
+    first_sends: int = 0  # hedges sent as the first for a maker fill (the rest are re-sends)
     hedge_failures: int = 0
     over_hedges: int = 0
     escalations: int = 0
@@ -545,6 +546,7 @@ class Hedger:
         start = self._latency_from_ns
         self._latency_from_ns = 0
         if start and sent_ns >= start:
+            self.stats.first_sends += 1
             self.stats.latencies_ns.append(sent_ns - start)
             self.stats.triggers.append((start, client_id))
 

@@ -22,7 +22,9 @@ Metrics (counters end in `_total`; amounts in the quote currency, USDC):
 - `hedgebot_reconnects_total{pair,venue,role}`: the venue's WebSocket sessions after the first
 - `hedgebot_hedges_sent_total{pair}`: hedge orders sent
 - `hedgebot_hedge_failures_total{pair}`: hedges that failed
-- `hedgebot_escalations_total{pair}`: hedge re-sends and escalations
+- `hedgebot_escalations_total{pair}`: hedges escalated (wider slippage) after the timeout
+- `hedgebot_hedge_resends_total{pair}`: hedges sent that were not a fill's first (retries,
+  remainders, escalations, sweeps): `hedges_sent` = first sends + these
 - `hedgebot_over_hedges_total{pair}`: hedges that filled more than the exposure
 - `hedgebot_duplicate_fills_total{pair}`: fill events seen twice and ignored
 - `hedgebot_pnl_quote{pair}`: cash of the fills minus fees, open legs at the mids
@@ -116,7 +118,8 @@ _SPECS: tuple[tuple[str, str, tuple[str, ...], str], ...] = (
     ("hedgebot_reconnects", COUNTER, LEG, "WebSocket sessions after the first."),
     ("hedgebot_hedges_sent", COUNTER, PAIR, "Hedge orders sent."),
     ("hedgebot_hedge_failures", COUNTER, PAIR, "Hedges that failed."),
-    ("hedgebot_escalations", COUNTER, PAIR, "Hedge re-sends and escalations."),
+    ("hedgebot_escalations", COUNTER, PAIR, "Hedges escalated (wider slippage) after the timeout."),
+    ("hedgebot_hedge_resends", COUNTER, PAIR, "Hedges sent that were not a fill's first."),
     ("hedgebot_over_hedges", COUNTER, PAIR, "Hedges that filled more than the exposure."),
     ("hedgebot_duplicate_fills", COUNTER, PAIR, "Fill events seen twice and ignored."),
     ("hedgebot_pnl_quote", GAUGE, PAIR, "Cash of the fills minus fees, open legs at the mids."),
@@ -167,6 +170,7 @@ class HedgeSample:
     hedges_sent: int
     hedge_failures: int
     escalations: int
+    resends: int
     over_hedges: int
     duplicates_ignored: int
     pnl: float
@@ -279,6 +283,7 @@ def _read_hedger(engine: HedgeEngine, hedger: Hedger) -> HedgeSample:
         hedges_sent=stats.hedges_sent,
         hedge_failures=stats.hedge_failures,
         escalations=stats.escalations,
+        resends=max(stats.hedges_sent - stats.first_sends, 0),
         over_hedges=stats.over_hedges,
         duplicates_ignored=stats.duplicates_ignored,
         pnl=float(pnl),
@@ -371,6 +376,7 @@ def _add_pair(families: _Families, pair: PairSample) -> None:
         ("hedgebot_hedges_sent", hedge.hedges_sent),
         ("hedgebot_hedge_failures", hedge.hedge_failures),
         ("hedgebot_escalations", hedge.escalations),
+        ("hedgebot_hedge_resends", hedge.resends),
         ("hedgebot_over_hedges", hedge.over_hedges),
         ("hedgebot_duplicate_fills", hedge.duplicates_ignored),
         ("hedgebot_pnl_quote", hedge.pnl),

@@ -18,7 +18,6 @@ import re
 import secrets
 import threading
 import time
-from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -35,7 +34,6 @@ from hedge.config import Mode, Settings, TradingFlags, load_settings
 from hedge.dashboard import (
     REFRESH_PER_SECOND,
     Dashboard,
-    FirstSends,
     PairsDashboard,
     RiseWatch,
     WarningFeed,
@@ -43,7 +41,7 @@ from hedge.dashboard import (
     warning_source,
 )
 from hedge.engine import EngineStatus, HedgeEngine
-from hedge.hedger import ClientIds, Hedger, HedgerStats
+from hedge.hedger import ClientIds, Hedger
 from hedge.journal import Journal
 from hedge.logsetup import REDACTOR
 from tests.waiting import wait_for
@@ -318,7 +316,7 @@ def loud_engine(journal: Journal, dashboard: Dashboard) -> HedgeEngine:
     assert engine.hedger is not None
     stats = engine.hedger.stats
     stats.hedges_sent, stats.hedge_failures, stats.escalations = 9, 4, 2
-    stats.triggers.extend((n, n) for n in range(6))  # six first sends: three re-sent
+    stats.first_sends = 6  # six first sends: three re-sent
     stats.latencies_ns.extend([150_000, 200_000, 900_000])
     engine.status.state = "halted"
     engine.status.halt_reason = "exposure 0.005 BTC unhedged for 15.2 s " + "(details) " * 12
@@ -450,25 +448,12 @@ async def test_a_hedge_in_flight_is_shown_beside_the_exposure_it_covers(
 # -- hedges, re-sends, latency ---------------------------------------------------------------
 
 
-def test_first_sends_are_counted_past_the_bounded_deque() -> None:
-    stats = HedgerStats()
-    stats.triggers = deque(maxlen=3)
-    counter = FirstSends()
-    assert counter.count(stats) == 0
-    stats.triggers.extend([(1, 1), (2, 2)])
-    assert counter.count(stats) == 2
-    stats.triggers.extend([(3, 3), (4, 4), (5, 5)])  # the deque holds three
-    assert counter.count(stats) == 5
-    assert counter.count(stats) == 5
-
-
 def test_re_sends_and_latency_are_shown_apart(journal: Journal) -> None:
     dashboard = Dashboard(console())
     engine = quoting_engine(journal, dashboard)
     assert engine.hedger is not None
     stats = engine.hedger.stats
-    stats.hedges_sent = 5
-    stats.triggers.extend([(1, 10), (2, 11), (3, 12)])
+    stats.hedges_sent, stats.first_sends = 5, 3
     stats.latencies_ns.extend([100_000, 300_000, 2_000_000])
     text = "\n".join(screen(dashboard, 120, 40))
     assert "5 sent = 3 first + 2 re-sent · 0 failed" in text
@@ -709,7 +694,7 @@ def test_render_cost_stays_under_three_percent_of_a_core(
     engine = loud_engine(journal, dashboard)
     assert engine.hedger is not None
     engine.hedger.stats.latencies_ns.extend(range(200_000, 200_000 + 300_000))  # a long run
-    engine.hedger.stats.triggers.extend((n, n) for n in range(100_000))
+    engine.hedger.stats.first_sends = 100_000
     for n in range(50):
         logging.getLogger("exchanges.lighter.user_stream").warning("lighter gap %d", n)
 

@@ -84,6 +84,7 @@ def _stats(fills: int, volume: str, fee_maker: str, fee_hedge: str, cash: str) -
     stats = HedgerStats()
     stats.maker_fills, stats.hedge_fills = fills, fills + 1
     stats.hedges_sent, stats.hedge_failures, stats.escalations = fills + 1, 1, 2
+    stats.first_sends = fills  # one re-send
     stats.over_hedges, stats.duplicates_ignored = 3, 4
     stats.maker_volume, stats.hedge_volume = Decimal(volume), Decimal(volume) + 1
     stats.fees_maker = Decimal(fee_maker)
@@ -201,6 +202,7 @@ def test_per_pair_counters_match_the_stats(server, engines) -> None:
             ("hedgebot_hedges_sent_total", stats.hedges_sent),
             ("hedgebot_hedge_failures_total", stats.hedge_failures),
             ("hedgebot_escalations_total", stats.escalations),
+            ("hedgebot_hedge_resends_total", 1),
             ("hedgebot_over_hedges_total", stats.over_hedges),
             ("hedgebot_duplicate_fills_total", stats.duplicates_ignored),
             ("hedgebot_max_unhedged_seconds", stats.max_unhedged_s),
