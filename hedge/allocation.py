@@ -40,6 +40,10 @@ class LotBook:
         self.journal = journal
         self._lots: deque[Lot] = deque()
 
+    def oldest_maker_ns(self) -> int:
+        """When the oldest maker fill not yet covered was read (perf_counter_ns; 0: none)."""
+        return next((lot.recv_ns for lot in self._lots if lot.is_maker and lot.recv_ns), 0)
+
     def open_maker_trades(self) -> str:
         """The trade ids of the maker fills not yet covered, space-separated."""
         return " ".join(lot.trade_id for lot in self._lots if lot.is_maker)

@@ -438,11 +438,11 @@ def _attention_lines(items: list[tuple[str, str]], width: int, wide: bool) -> li
 def exposure_words(hedger: Hedger, ticker: str) -> tuple[str, str]:
     """The one exposure figure and its style. `exposure` is the signed net of every fill of
     ours on both legs (hedge/hedger.py); `in_flight` what hedges sent and not yet done cover;
-    `unhedged_age()` how long a tradable exposure has waited without hedge progress."""
+    `oldest_unhedged_age()` how long ago the oldest maker fill not yet covered was read."""
     exposure, in_flight = hedger.exposure, hedger.in_flight
     if not exposure and not in_flight:
         return "0 (flat)", GREEN
-    age = hedger.unhedged_age()
+    age = hedger.oldest_unhedged_age()
     text = f"{_fmt(exposure)} {ticker}" + (f", {age:.1f} s old" if age >= 0.05 else "")
     uncovered = exposure + in_flight  # hedger.unhedged
     notes = [f"{_fmt(abs(in_flight))} in flight"] if in_flight else []

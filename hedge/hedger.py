@@ -295,6 +295,11 @@ class Hedger:
             await asyncio.sleep(0.02)
         return True
 
+    def oldest_unhedged_age(self) -> float:
+        """Seconds since the oldest maker fill not yet covered by hedge fills was read."""
+        since = self._lots.oldest_maker_ns()
+        return (time.perf_counter_ns() - since) / 1e9 if since else 0.0
+
     def unhedged_age(self) -> float:
         """Seconds a tradable exposure has waited without hedge progress (0 when none)."""
         if self._stalled_since is None:

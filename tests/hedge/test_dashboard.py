@@ -19,7 +19,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from pathlib import Path
 from types import SimpleNamespace
@@ -401,13 +401,13 @@ def test_the_exposure_is_flat_or_says_its_age_and_what_is_in_flight(journal: Jou
     assert hedger is not None
     assert exposure_words(hedger, "BTC") == ("0 (flat)", "green")
 
-    hedger.on_maker_event(maker_fill("m1", "0.002", Side.SELL))
-    hedger._stalled_since = hedger.clock() - 1.3  # what the watchdog measures
+    read_ns = time.perf_counter_ns() - 1_300_000_000  # the fill's frame, read 1.3 s ago
+    hedger.on_maker_event(replace(maker_fill("m1", "0.002", Side.SELL), recv_ns=read_ns))
     words, style = exposure_words(hedger, "BTC")
-    assert words == "-0.002 BTC, 1.3 s old (-0.002 not covered by a hedge)"
+    assert re.fullmatch(r"-0\.002 BTC, 1\.[34] s old \(-0\.002 not covered by a hedge\)", words)
     assert style == "yellow"
 
-    hedger._stalled_since = hedger.clock() - 6.0  # past the hedge timeout (5 s)
+    hedger._lots._lots[0].recv_ns -= 4_700_000_000  # the oldest fill: past the hedge timeout
     assert exposure_words(hedger, "BTC")[1] == "red"
     hedger.halted = True
     assert exposure_words(hedger, "BTC")[1] == "bold red"
