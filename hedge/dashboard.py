@@ -279,8 +279,9 @@ class Dashboard:
         return _Screen(self._lines, self.console.options)
 
     @staticmethod
-    def _pnl(engine: HedgeEngine) -> Decimal:
-        """Cash of the run's fills minus fees, the open net valued at the mids."""
+    def _pnl(engine: HedgeEngine) -> Decimal | None:
+        """Cash of the run's fills minus fees, the open net valued at the mids; None while an
+        open leg has no book to be valued at (the dashboard and the metrics alike)."""
         assert engine.hedger is not None
         stats = engine.hedger.stats
         value = stats.cash - stats.fees
@@ -289,6 +290,8 @@ class Dashboard:
             (engine.hedge, engine.hedger.hedge_net),
         ):
             top = venue.top()
+            if net and top is None:
+                return None
             if net and top is not None:
                 value += net * top.mid
         return value
@@ -630,10 +633,9 @@ def _unmarked(engine: HedgeEngine, hedger: Hedger) -> str:
 
 def _pnl_or_none(engine: HedgeEngine, hedger: Hedger) -> tuple[Decimal | None, str]:
     """The PnL (Dashboard._pnl), or None and why when an open leg cannot be marked."""
-    unmarked = _unmarked(engine, hedger)
-    if unmarked:
-        return None, f"n/a (no {unmarked} book to mark the open leg at)"
     pnl = Dashboard._pnl(engine)
+    if pnl is None:
+        return None, f"n/a (no {_unmarked(engine, hedger)} book to mark the open leg at)"
     return pnl, f"{_fmt(pnl, 4)} USDC"
 
 

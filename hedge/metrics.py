@@ -27,7 +27,8 @@ Metrics (counters end in `_total`; amounts in the quote currency, USDC):
   remainders, escalations, sweeps): `hedges_sent` = first sends + these
 - `hedgebot_over_hedges_total{pair}`: hedges that filled more than the exposure
 - `hedgebot_duplicate_fills_total{pair}`: fill events seen twice and ignored
-- `hedgebot_pnl_quote{pair}`: cash of the fills minus fees, open legs at the mids
+- `hedgebot_pnl_quote{pair}`: cash of the fills minus fees, open legs at the mids (absent
+  while an open leg has no book to be valued at)
 - `hedgebot_wear_per_10k{pair}`: -PnL per 10,000 of maker volume (absent before any)
 - `hedgebot_net_position{pair}`: maker + hedge position, base quantity
 - `hedgebot_unhedged{pair}`: base quantity not covered by hedge fills nor hedges in flight
@@ -173,7 +174,7 @@ class HedgeSample:
     resends: int
     over_hedges: int
     duplicates_ignored: int
-    pnl: float
+    pnl: float | None  # None while an open leg has no book to be valued at
     wear_per_10k: float | None
     net: float
     unhedged: float
@@ -286,8 +287,12 @@ def _read_hedger(engine: HedgeEngine, hedger: Hedger) -> HedgeSample:
         resends=max(stats.hedges_sent - stats.first_sends, 0),
         over_hedges=stats.over_hedges,
         duplicates_ignored=stats.duplicates_ignored,
-        pnl=float(pnl),
-        wear_per_10k=float(-pnl / stats.maker_volume * 10_000) if stats.maker_volume else None,
+        pnl=None if pnl is None else float(pnl),
+        wear_per_10k=(
+            float(-pnl / stats.maker_volume * 10_000)
+            if pnl is not None and stats.maker_volume
+            else None
+        ),
         net=float(maker_position + hedge_position),
         unhedged=float(hedger.unhedged),
         unhedged_age_s=hedger.unhedged_age(),
