@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 from exchanges.base import ConfigError
 from exchanges.common.budget import LIGHTER_TIERS
 from hedge.config import TradingFlags
+from hedge.economics import SPLIT_KEYS
 
 if TYPE_CHECKING:
     from hedge.config import Settings
@@ -263,12 +264,7 @@ SUMMED_KEYS = (
     "double_hedges",
     "halts",
     "wear_quote",
-    "fees_maker_quote",
-    "fees_hedge_quote",
-    "slippage_quote",
-    "adverse_quote",
-    "basis_quote",
-    "other_quote",
+    *SPLIT_KEYS,
     "pnl_realized_quote",
     "pnl_mark_quote",
     "pnl_quote",
