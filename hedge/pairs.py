@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 
 from exchanges.base import ConfigError
 from exchanges.common.budget import LIGHTER_TIERS
-from hedge.config import TradingFlags
+from hedge.config import Mode, TradingFlags
 from hedge.economics import SPLIT_KEYS
 
 if TYPE_CHECKING:
@@ -160,8 +160,13 @@ class KeyLock:
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock or raise ConfigError naming the process that holds it."""
-        import fcntl
+        """Take the lock or raise ConfigError naming the process that holds it. Where file
+        locks do not exist (Windows), the nonce watch alone recognises another process."""
+        try:
+            import fcntl
+        except ImportError:
+            log.warning("no file locks here: a second process on this key is found by its nonces")
+            return
 
         self.path.parent.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
@@ -187,8 +192,9 @@ class KeyLock:
 
 @contextlib.contextmanager
 def key_lock(settings: Settings) -> Iterator[None]:
-    """Hold the Lighter key's lock for a run that trades with it (nothing to lock without)."""
-    if settings.dry_run or settings.lighter_account_index is None:
+    """Hold the Lighter key's lock for a run that trades with it (nothing to lock without; a
+    demo's simulated account is its own)."""
+    if settings.mode is not Mode.LIVE or settings.lighter_account_index is None:
         yield
         return
     assert settings.lighter_api_key_index is not None

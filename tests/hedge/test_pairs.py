@@ -682,7 +682,7 @@ def test_a_lock_dies_with_its_process(
 
 def test_key_lock_holds_the_key_for_the_run(lock_dir: Path) -> None:
     env = {"LIGHTER_ACCOUNT_INDEX": "7", "LIGHTER_API_KEY_INDEX": "2"}
-    settings = load_settings(TradingFlags(size="1"), mode=Mode.DEMO, env=env)
+    settings = load_settings(TradingFlags(size="1"), mode=Mode.LIVE, env=env, require_keys=False)
     with key_lock(settings), pytest.raises(ConfigError, match="another hedgebot process"):
         KeyLock(settings.lighter_api_url, 7, 2).acquire()
     lock = KeyLock(settings.lighter_api_url, 7, 2)
@@ -693,7 +693,8 @@ def test_key_lock_holds_the_key_for_the_run(lock_dir: Path) -> None:
 def test_key_lock_takes_nothing_without_a_key_to_trade_with(lock_dir: Path) -> None:
     env = {"LIGHTER_ACCOUNT_INDEX": "7", "LIGHTER_API_KEY_INDEX": "2"}
     dry = load_settings(TradingFlags(size="1"), mode=Mode.DRY_RUN, env=env)
-    no_account = load_settings(TradingFlags(size="1"), mode=Mode.DEMO, env={})
-    for settings in (dry, no_account):
+    demo = load_settings(TradingFlags(size="1"), mode=Mode.DEMO, env=env)  # its own sim account
+    no_account = load_settings(TradingFlags(size="1"), mode=Mode.LIVE, env={}, require_keys=False)
+    for settings in (dry, demo, no_account):
         with key_lock(settings):
             assert not lock_dir.exists()
