@@ -359,6 +359,20 @@ VENUE_CASES = {
             ("check", "BACKPACK_API_URL", "http://no-such-host.invalid/"),
         ]
     },
+    # Paper trading with the public endpoints out of reach: one line and a hint, exit 1.
+    "venue run --dry-run BACKPACK_API_URL unreachable": venue_case(
+        (*RUN_ONE, "--dry-run"),
+        "BACKPACK_API_URL",
+        code=1,
+        BACKPACK_API_URL="http://127.0.0.1:{closed}/",
+    ),
+    "venue run --dry-run no DNS": venue_case(
+        (*RUN_ONE, "--dry-run"),
+        "BACKPACK_API_URL",
+        "DNS",
+        code=1,
+        BACKPACK_API_URL="http://no-such-host.invalid/",
+    ),
     "venue status LIGHTER_API_URL unreachable": venue_case(
         ("status", "--env-file", "{env}"),
         "LIGHTER_API_URL",
