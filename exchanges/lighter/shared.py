@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 from exchanges.base import VenueError
 from exchanges.common.budget import LIGHTER_TIERS, RequestBudget
+from exchanges.common.retry import with_retries
 from exchanges.common.shared_ws import ANY, SharedSocket
 from exchanges.common.ws import Frame
 from exchanges.lighter.nonce import NonceSequencer
@@ -99,7 +100,14 @@ class SharedAccount:
             rest.open(self.api_url)
             self.sender = TxSender(self.api_url, session.send_timeout, session.request_timeout)
             if private_key is not None:
-                await signer.start(self.api_url, private_key)
+                # The key check is one request of the Go signer's own (no retry of ours
+                # around it otherwise): a 5xx burst at start must not fail the start.
+                await with_retries(
+                    lambda: signer.start(self.api_url, private_key),
+                    attempts=session.retry_attempts + 1,
+                    venue="lighter",
+                    logger=log,
+                )
                 assert self.nonces is not None
                 async with self.nonces.holding() as hold:
                     await hold.refresh()
