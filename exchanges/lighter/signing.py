@@ -179,9 +179,6 @@ class Signer:
             )
         keys.client = client
 
-    async def close(self) -> None:
-        await self.keys.close()
-
     async def _sign(self, what: Callable[[], tuple[Any, Any, Any, Any]]) -> tuple[int, str]:
         """Run one signer call in the signing threads; (tx_type, tx_info)."""
         self.session.stats.sign_calls += 1
