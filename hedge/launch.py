@@ -16,11 +16,11 @@ from typing import TYPE_CHECKING
 
 from hedge.config import Settings, with_endpoints
 from hedge.ops import (
-    _print_totals,
     fit_budget,
     out,
     preflight_pairs,
     print_summary,
+    print_totals,
     quiet_console,
 )
 
@@ -240,7 +240,7 @@ async def _run_all(
             out.print(f"[bold]{settings.ticker}[/]", markup=True)
         print_summary(bot.summary, bot.journal_path, bot.result.reason)
     if several:
-        _print_totals(
+        print_totals(
             account_totals({s.ticker: b.summary for s, b in zip(pairs, bots, strict=True)})
         )
     return worst_exit([b.result.exit_code for b in bots])

@@ -14,7 +14,7 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import fields, replace
+from dataclasses import replace
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -66,13 +66,6 @@ def write_crash_log() -> Path:
 
 
 # -- settings --------------------------------------------------------------------------------
-
-
-def flags_from(params: dict[str, object], **overrides: object) -> TradingFlags:
-    """The trading flags among a command's parameters (its `locals()`), plus overrides."""
-    names = {f.name for f in fields(TradingFlags)}
-    chosen = {k: v for k, v in {**params, **overrides}.items() if k in names}
-    return TradingFlags(**chosen)  # type: ignore[arg-type]
 
 
 def resolve_settings(
@@ -593,7 +586,7 @@ def fit_budget(pairs: list[Settings], *, yes: bool) -> None:
         )
 
 
-def _print_totals(totals: dict[str, object], what: str = "pairs") -> None:
+def print_totals(totals: dict[str, object], what: str = "pairs") -> None:
     nets = totals["net_delta_by_pair"]
     assert isinstance(nets, dict)
     out.print(
@@ -1010,7 +1003,7 @@ def report(journals: list[str] | None, *, as_json: bool, tickers: list[str] | No
             out.file.write(text + "\n")
             return
         _print_rows(named)
-        _print_totals(totals, what=key)
+        print_totals(totals, what=key)
         return
     path = paths[0] if paths else _default_journal(tickers[0] if tickers else None)
     summary = _summary(path)
