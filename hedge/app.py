@@ -194,7 +194,9 @@ async def run_bot(
         for signum in signals:
             loop.remove_signal_handler(signum)
         if engine.hedger is not None:
-            journal.set_counter("over_hedges", engine.hedger.stats.over_hedges)
+            stats = engine.hedger.stats
+            journal.set_counter("over_hedges", stats.over_hedges)
+            journal.set_counter("hedge_resends", max(stats.hedges_sent - stats.first_sends, 0))
         for venue in (maker, hedge):
             top = venue.top()
             if top is not None:  # what the open legs are marked at (hedge/economics.py)

@@ -526,6 +526,7 @@ def print_summary(summary: dict[str, object], journal: Path, result_reason: str)
         ("double hedges", summary["double_hedges"]),
         ("max unhedged", f"{summary['unhedged_max_s']} s"),
         ("hedge latency p50/p99/max", f"{latency['p50']} / {latency['p99']} / {latency['max']} ms"),
+        ("hedges re-sent", summary.get("hedge_resends", 0)),
         ("edge", f"{summary['edge_bps']} bps"),
         ("fees maker / hedge", f"{s['fees_maker_quote']} / {s['fees_hedge_quote']} USDC"),
         ("PnL realized / open legs", f"{s['pnl_realized_quote']} / {s['pnl_mark_quote']} USDC"),

@@ -268,6 +268,7 @@ SUMMED_KEYS = (
     "maker_volume",
     "hedge_volume",
     "double_hedges",
+    "hedge_resends",
     "halts",
     "wear_quote",
     *SPLIT_KEYS,

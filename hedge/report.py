@@ -15,7 +15,9 @@ Definitions:
   that covered the last of it (or to the end of its run, or now while the run is still going,
   for one never fully covered). A remainder below the hedge venue's minimum size (the run's
   `hedge_min_qty` setting) is carried, not unhedged, and does not count.
-- hedge_latency_ms: per maker fill, WS frame read -> hedge request handed over, in-process.
+- hedge_latency_ms: per maker fill, WS frame read -> the first hedge request after it handed
+  over, in-process; hedge_resends: hedges sent that were not a fill's first (retries,
+  remainders, escalations), counted apart.
 - edge_bps: quantity-weighted (hedge price - maker price) / maker price, signed so that
   positive means the pair earned the spread.
 - pnl_quote: pnl_realized_quote + pnl_mark_quote: cash flow of the fills minus fees, plus
@@ -68,6 +70,7 @@ REPORT_KEYS = (
     "double_hedges",
     "unhedged_max_s",
     "hedge_latency_ms",
+    "hedge_resends",
     "edge_bps",
     "fees_quote",
     "pnl_quote",
@@ -131,13 +134,14 @@ def summarize(
             "p99": round(percentile(latencies_ms, 0.99), 3),
             "max": round(max(latencies_ms, default=0.0), 3),
         },
+        "hedge_resends": _counter(journal, scope, "hedge_resends"),
         "edge_bps": _edge_bps(hedge_fills, allocations),
         "fees_quote": decimal_text(sum((f.fee for f in fills), Decimal(0))),
         "pnl_quote": decimal_text((money.pnl_realized + money.pnl_mark).quantize(CENT)),
         **money.report(),
         "halts": len(halts),
         "halt_reasons": [str(row[0]) for row in halts],
-        "reconnects": _reconnects(journal, scope),
+        "reconnects": _counter(journal, scope, "reconnects%"),
         "requests": _requests(journal, scope),
         "external_changes": _external(journal, scope),
         "per_cycle": per_cycle(journal, maker_fills, money.per_fill),
@@ -266,11 +270,10 @@ def _cycles(journal: Journal, scope: _Scope) -> int:
     return int(journal.query(query, scope.params)[0][0])
 
 
-def _reconnects(journal: Journal, scope: _Scope) -> int:
-    query = (
-        "SELECT COALESCE(SUM(value), 0) FROM counters WHERE name LIKE 'reconnects%'" + scope.filter
-    )
-    return int(journal.query(query, scope.params)[0][0])
+def _counter(journal: Journal, scope: _Scope, pattern: str) -> int:
+    """The sum of the runs' counters named like `pattern` (SQL LIKE)."""
+    query = "SELECT COALESCE(SUM(value), 0) FROM counters WHERE name LIKE ?" + scope.filter
+    return int(journal.query(query, (pattern, *scope.params))[0][0])
 
 
 BUDGET_COUNTERS = ("requests", "waited", "http_429")

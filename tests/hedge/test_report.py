@@ -304,3 +304,15 @@ def test_requests_per_venue_come_from_the_runs_budget_counters(journal: Journal)
         "backpack": {"requests": 40, "waited": 0, "http_429": 0},
         "lighter": {"requests": 23, "waited": 2, "http_429": 1},
     }
+
+
+def test_re_sends_are_counted_apart_from_the_latency_per_run_and_in_all(journal: Journal) -> None:
+    first = journal.run_id
+    journal.set_counter("hedge_resends", 2)
+    journal.set_counter("reconnects_lighter", 1)
+    journal.start_run(mode="live", ticker="BTC", settings={})
+    journal.set_counter("hedge_resends", 3)
+    assert summarize(journal)["hedge_resends"] == 5
+    assert summarize(journal, run_id=first)["hedge_resends"] == 2
+    assert summarize(journal, run_id=first)["reconnects"] == 1
+    assert summarize(journal, run_id=journal.run_id)["reconnects"] == 0
