@@ -222,13 +222,20 @@ class AccountGuard:
         self.engines: list[HedgeEngine] = []
         self.over_since: float | None = None
         self.tripped = ""
+        self._mids: dict[int, Decimal] = {}  # the last mid seen, per engine
 
     def net_usd(self) -> Decimal:
+        """The pairs' unhedged quantities in USD: at the hedge venue's mid, else the maker
+        venue's, else the last mid seen (an emptied hedge book is when it matters most)."""
         total = Decimal(0)
         for engine in self.engines:
-            hedger, top = engine.hedger, engine.hedge.top()
-            if hedger is not None and top is not None:
-                total += abs(hedger.exposure) * top.mid
+            hedger = engine.hedger
+            top = engine.hedge.top() or engine.maker.top()
+            if top is not None:
+                self._mids[id(engine)] = top.mid
+            mid = self._mids.get(id(engine))
+            if hedger is not None and mid is not None:
+                total += abs(hedger.exposure) * mid
         return total
 
     def check(self) -> str | None:

@@ -348,3 +348,48 @@ def test_a_second_process_on_the_same_key_is_refused_and_the_first_keeps_trading
     finally:
         for bot in bots:
             bot.stop()
+
+
+async def test_the_account_guard_halts_every_pair_when_their_summed_exposure_stays_over_the_cap(
+    tmp_path: Path,
+) -> None:
+    """--max-net-usd: BTC's hedges meet an emptied Lighter book, so its fill stays unhedged
+    (0.002 BTC, about 130 USD, above the 50 USD cap); after the hedge timeout the account
+    guard halts BTC and ETH, which had nothing unhedged, before BTC's own ladder would have
+    (three hedge timeouts). Judged by the simulators' own positions."""
+    from exchanges.sim.market import OrderUpdate
+    from exchanges.sim.runner import BACKPACK_ACCOUNT
+    from hedge.app import run_pairs
+    from tests.e2e.conftest import bot_settings, positions
+
+    sim = SimCluster(seed=5, fill_rate=4.0, keys=sim_keys())
+    await sim.start()
+    try:
+        emptied: list[int] = []
+
+        def on_btc_order(update: OrderUpdate) -> None:
+            if not emptied and update.fill is not None and update.order.account == BACKPACK_ACCOUNT:
+                emptied.append(1)
+                sim.market.book("lighter", "BTC").set_thin(Decimal(0))
+
+        sim.market.book("backpack", "BTC").on_order(on_btc_order)
+        common = {"iterations": "20", "hedge_timeout": "2", "fill_timeout": "30"}
+        btc = bot_settings(
+            sim, tmp_path, ticker="BTC", journal=str(tmp_path / "b.sqlite"), **common
+        )
+        eth = bot_settings(
+            sim, tmp_path, ticker="ETH", size="0.05", journal=str(tmp_path / "e.sqlite"), **common
+        )
+        runs = await run_pairs([btc, eth], max_net_usd=Decimal(50))
+        venues = {t: positions(sim, t) for t in ("BTC", "ETH")}
+    finally:
+        await sim.stop()
+
+    assert emptied, "BTC's maker order never filled"
+    for ticker, bot in zip(("BTC", "ETH"), runs, strict=True):
+        assert "account guard" in bot.result.reason and "--max-net-usd 50" in bot.result.reason
+        maker, hedge = venues[ticker]
+        if bot.result.exit_code == 4:  # the emptied book: said exactly, never silently
+            assert ticker == "BTC" and "left uncovered" in bot.result.reason
+        else:
+            assert bot.result.exit_code == 3 and maker + hedge == 0, (ticker, maker, hedge)

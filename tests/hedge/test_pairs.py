@@ -421,9 +421,12 @@ class FakeHedgeVenue:
 class FakeEngine:
     """What the guard reads of a HedgeEngine: its hedger's exposure, the hedge book's mid."""
 
-    def __init__(self, exposure: Decimal | None, mid: Decimal | None) -> None:
+    def __init__(
+        self, exposure: Decimal | None, mid: Decimal | None, maker_mid: Decimal | None = None
+    ) -> None:
         self.hedger = None if exposure is None else FakeHedger(exposure)
         self.hedge = FakeHedgeVenue(mid)
+        self.maker = FakeHedgeVenue(maker_mid)
         self.halts: list[str] = []
 
     def request_halt(self, reason: str) -> None:
@@ -449,6 +452,19 @@ def test_the_net_is_the_sum_of_absolute_exposures_at_the_hedge_mid() -> None:
         ]
     )
     assert guard.net_usd() == Decimal(700)
+
+
+def test_an_emptied_hedge_book_still_counts_its_exposure() -> None:
+    # Unhedged because the hedge book emptied: exactly when the cap matters most.
+    engine = FakeEngine(Decimal("0.01"), Decimal(50_000))
+    guard, _ = guard_over([engine])
+    assert guard.net_usd() == Decimal(500)
+    engine.hedge.mid = None  # emptied: the last mid seen values it
+    assert guard.net_usd() == Decimal(500)
+    engine.maker.mid = Decimal(49_000)  # the maker book's mid, when there is one
+    assert guard.net_usd() == Decimal(490)
+    fresh = FakeEngine(Decimal(2), None, maker_mid=Decimal(100))  # never had a hedge book
+    assert guard_over([fresh])[0].net_usd() == Decimal(200)
 
 
 def test_below_or_at_the_cap_there_is_no_reason_to_halt() -> None:
