@@ -8,12 +8,13 @@ from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import pytest
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import ServerConnection
 from websockets.exceptions import ConnectionClosed
 
 from exchanges.base import VenueError
 from exchanges.common.shared_ws import ANY, SharedSocket
 from exchanges.common.ws import Backoff, Frame, ReconnectingWebSocket
+from tests.exchanges.test_ws import FakeVenue
 from tests.waiting import wait_for
 
 FAST: dict[str, Any] = {
@@ -24,29 +25,13 @@ FAST: dict[str, Any] = {
 }
 
 
-class Venue:
-    """A WebSocket server: counts connections, records what clients send, pushes frames."""
+class Venue(FakeVenue):
+    """test_ws's server, also telling which connection sent what and which connections ended."""
 
     def __init__(self) -> None:
-        self.connections: list[ServerConnection] = []
+        super().__init__()
         self.closed: list[ServerConnection] = []  # connections whose handler ended
-        self.received: list[tuple[int, str]] = []  # (connection number, message)
-        self._server: Server | None = None
-        self.port = 0
-
-    async def start(self) -> None:
-        self._server = await serve(self._handler, "127.0.0.1", 0)
-        self.port = self._server.sockets[0].getsockname()[1]
-
-    async def stop(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-            self._server = None
-
-    @property
-    def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}"
+        self.numbered: list[tuple[int, str]] = []  # (connection number, message)
 
     async def _handler(self, conn: ServerConnection) -> None:
         self.connections.append(conn)
@@ -54,18 +39,15 @@ class Venue:
         try:
             with contextlib.suppress(ConnectionClosed):
                 async for message in conn:
-                    self.received.append((number, str(message)))
+                    self.numbered.append((number, str(message)))
         finally:
             self.closed.append(conn)
 
     def messages(self, connection: int) -> list[str]:
-        return [m for n, m in self.received if n == connection]
+        return [m for n, m in self.numbered if n == connection]
 
-    async def push(self, **frame: object) -> None:
-        await self.connections[-1].send(json.dumps(frame))
-
-    async def drop(self) -> None:
-        await self.connections[-1].close()
+    async def push_json(self, **frame: object) -> None:
+        await self.push(json.dumps(frame))
 
 
 @pytest.fixture
@@ -163,7 +145,7 @@ async def connected_pairs(venue: Venue, socket: SharedSocket, *pairs: Pair) -> N
     for pair in pairs:
         await attach(socket, pair)
     wanted = {f"subscribe {p.key}" for p in pairs}
-    await until(lambda: wanted <= {m for _, m in venue.received})
+    await until(lambda: wanted <= {m for _, m in venue.numbered})
     assert socket.ws is not None
     await until(lambda: socket.ws is not None and socket.ws.connected)
 
@@ -171,7 +153,7 @@ async def connected_pairs(venue: Venue, socket: SharedSocket, *pairs: Pair) -> N
 async def end_marker(venue: Venue, *pairs: Pair, n: str = "end") -> None:
     """A frame to everyone, then wait for it: frames are read in order, so every frame pushed
     before it has been handed out once each pair has it."""
-    await venue.push(n=n)
+    await venue.push_json(n=n)
     await until(lambda: all(p.got(n) for p in pairs))
 
 
@@ -185,12 +167,12 @@ async def test_frames_reach_the_pair_their_route_names(
     a, b = Pair("A"), Pair("B")
     await connected_pairs(venue, socket, a, b)
 
-    await venue.push(k="A", n=1)
-    await venue.push(k="B", n=2)
-    await venue.push(n=3)  # routed to None: every pair's (account-wide, errors)
-    await venue.push(k=ANY, n=4)  # a ping: answered by one pair only
-    await venue.push(k="B", n=5)
-    await venue.push(k="A", n=6)
+    await venue.push_json(k="A", n=1)
+    await venue.push_json(k="B", n=2)
+    await venue.push_json(n=3)  # routed to None: every pair's (account-wide, errors)
+    await venue.push_json(k=ANY, n=4)  # a ping: answered by one pair only
+    await venue.push_json(k="B", n=5)
+    await venue.push_json(k="A", n=6)
     await end_marker(venue, a, b)
 
     assert [n for n in a.numbers if n != 4] == [1, 3, 6, "end"]
@@ -207,8 +189,8 @@ async def test_a_lone_pair_gets_every_frame_unrouted(
     a = Pair("A")
     await connected_pairs(venue, socket, a)
 
-    await venue.push(k="B", n=1)  # another market's, on a socket only A ever used: A's own
-    await venue.push(k=ANY, n=2)
+    await venue.push_json(k="B", n=1)  # another market's, on a socket only A ever used: A's own
+    await venue.push_json(k=ANY, n=2)
     await end_marker(venue, a)
 
     assert a.numbers == [1, 2, "end"]
@@ -226,11 +208,11 @@ async def test_frames_of_a_pair_that_left_are_dropped_not_given_to_the_one_left(
     await socket.detach("B")
     assert socket.keys == ["A"]
     # B's channels still flow on the connection: they must never reach A's book.
-    await venue.push(k="B", n=1)
-    await venue.push(k="A", n=2)
-    await venue.push(k="B", n=3)
-    await venue.push(k="C", n=4)  # a market nobody ever held
-    await venue.push(k=ANY, n=5)  # the ping goes to the pair that is left
+    await venue.push_json(k="B", n=1)
+    await venue.push_json(k="A", n=2)
+    await venue.push_json(k="B", n=3)
+    await venue.push_json(k="C", n=4)  # a market nobody ever held
+    await venue.push_json(k=ANY, n=5)  # the ping goes to the pair that is left
     await end_marker(venue, a)
 
     assert a.numbers == [2, 5, "end"]
@@ -258,7 +240,7 @@ async def test_one_connection_for_both_pairs_and_a_late_pair_subscribes_at_once(
     assert b.sessions == [1]  # the session already up, not a new one
     await until(lambda: "subscribe B" in venue.messages(1))
 
-    await venue.push(k="B", n=1)
+    await venue.push_json(k="B", n=1)
     await end_marker(venue, a, b)
     assert b.numbers == [1, "end"]
     assert len(a.connects) == 1 and len(b.connects) == 1  # once per connection
@@ -313,8 +295,8 @@ async def test_a_drop_reaches_every_pair_and_the_reconnect_resubscribes_them(
     assert a.disconnects == 1 and b.disconnects == 1
 
     # The new connection routes as the old one did.
-    await venue.push(k="B", n=1)
-    await venue.push(k="A", n=2)
+    await venue.push_json(k="B", n=1)
+    await venue.push_json(k="A", n=2)
     await end_marker(venue, a, b)
     assert a.numbers == [2, "end"] and b.numbers == [1, "end"]
 
@@ -379,7 +361,7 @@ async def test_an_attach_that_fails_leaves_nothing_attached(
 
     with pytest.raises(RuntimeError):
         await socket.attach("B", on_message=b.on_message, on_connect=broken)
-    await venue.push(k="B", n=1)
+    await venue.push_json(k="B", n=1)
     await end_marker(venue, a)
     assert socket.keys == ["A"]
     assert b.numbers == []
@@ -398,7 +380,7 @@ async def test_the_last_pair_out_closes_the_connection(
     assert ws is not None
 
     await socket.detach("A")
-    await venue.push(k="B", n=1)
+    await venue.push_json(k="B", n=1)
     await end_marker(venue, b)
     assert b.numbers == [1, "end"]  # still open for B
     assert venue.closed == []
@@ -420,8 +402,8 @@ async def test_a_pair_failing_on_a_frame_for_everyone_does_not_keep_it_from_the_
     a.fail_on = lambda frame: frame.get("n") == 1
     await connected_pairs(venue, socket, a, b, c)
 
-    await venue.push(n=1)  # everyone's; A, the first in line, raises on it
-    await venue.push(k="A", n=2)  # A goes on reading its own
+    await venue.push_json(n=1)  # everyone's; A, the first in line, raises on it
+    await venue.push_json(k="A", n=2)  # A goes on reading its own
     await end_marker(venue, a, b, c)
 
     assert a.numbers == [1, 2, "end"]
