@@ -87,6 +87,22 @@ def _env() -> dict[str, str]:
     return env
 
 
+def isolated_env(folder: Path) -> dict[str, str]:
+    """A bot subprocess's environment with its own temp dir (the Lighter key lock lives under
+    it, so tests never meet each other's, or a real user's, locks) and no alert URL of the
+    machine's."""
+    tmp = folder / "tmp"
+    tmp.mkdir(exist_ok=True)
+    env = _env()
+    env["TMPDIR"] = str(tmp)
+    env.pop("HEDGEBOT_NOTIFY", None)
+    return env
+
+
+def runbot_argv(*args: str) -> list[str]:
+    return [sys.executable, str(ROOT / "runbot.py"), *args]
+
+
 class SimProcess:
     """`runbot.py sim` in its own process, steered over its /_sim/ control routes."""
 

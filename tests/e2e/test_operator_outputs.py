@@ -16,7 +16,6 @@ import math
 import signal
 import socket
 import subprocess
-import sys
 import time
 import urllib.error
 import urllib.request
@@ -30,26 +29,13 @@ from aiohttp import web
 from prometheus_client.parser import text_string_to_metric_families
 
 from exchanges.sim.runner import BACKPACK_ACCOUNT
-from tests.e2e.conftest import ROOT, SimProcess, _env
+from tests.e2e.conftest import SimProcess, isolated_env, runbot_argv
 
 SECRET_NAMES = ("BACKPACK_SECRET_KEY", "BACKPACK_PUBLIC_KEY", "LIGHTER_API_PRIVATE_KEY")
 SECRET_PIECE = 12  # no run of this many characters of a secret may appear in an alert
 FOREIGN_QTY = "0.001"
 EXIT_HALTED = 3
 EXIT_INTERRUPTED = 130
-
-
-def _isolated_env(folder: Path) -> dict[str, str]:
-    tmp = folder / "tmp"
-    tmp.mkdir(exist_ok=True)
-    env = _env()
-    env["TMPDIR"] = str(tmp)
-    env.pop("HEDGEBOT_NOTIFY", None)  # only the URL the test gives
-    return env
-
-
-def _runbot(*args: str) -> list[str]:
-    return [sys.executable, str(ROOT / "runbot.py"), *args]
 
 
 def _tail(path: Path, chars: int = 4000) -> str:
@@ -137,7 +123,7 @@ async def test_notify_sends_one_alert_per_external_change_and_halt_and_no_secret
         out_path = tmp_path / "bot.out"
         with out_path.open("wb") as out:
             bot = await asyncio.create_subprocess_exec(
-                *_runbot(
+                *runbot_argv(
                     "run",
                     "--env-file",
                     str(sim.env_file),
@@ -162,7 +148,7 @@ async def test_notify_sends_one_alert_per_external_change_and_halt_and_no_secret
                     str(tmp_path / "logs"),
                 ),
                 cwd=tmp_path,
-                env=_isolated_env(tmp_path),
+                env=isolated_env(tmp_path),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -303,7 +289,7 @@ def _all_between_iterations(samples: Samples) -> bool:
 
 def _report(journal: Path, env: dict[str, str], folder: Path) -> dict[str, Any]:
     done = subprocess.run(
-        _runbot("report", "--journal", str(journal), "--json"),
+        runbot_argv("report", "--journal", str(journal), "--json"),
         cwd=folder,
         env=env,
         capture_output=True,
@@ -322,9 +308,9 @@ def demo_process(tmp_path: Path) -> Iterator[Callable[..., subprocess.Popen[byte
     def start(*args: str) -> subprocess.Popen[bytes]:
         with (tmp_path / "demo.out").open("wb") as out:
             process = subprocess.Popen(
-                _runbot("demo", *args),
+                runbot_argv("demo", *args),
                 cwd=tmp_path,
-                env=_isolated_env(tmp_path),
+                env=isolated_env(tmp_path),
                 stdout=out,
                 stderr=subprocess.STDOUT,
             )
@@ -402,7 +388,7 @@ def test_metrics_scraped_during_a_demo_agree_with_the_report(
     assert f"metrics: {url}" in output
     assert _scrape(url) is None  # the server ended with the run
 
-    env = _isolated_env(tmp_path)
+    env = isolated_env(tmp_path)
     for pair in METRICS_TICKERS:
         [journal] = logs.glob(f"{pair}-demo-*.sqlite")
         report = _report(journal, env, tmp_path)

@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import re
 import subprocess
-import sys
 from collections.abc import Callable, Iterator
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
@@ -21,25 +20,11 @@ from exchanges.lighter import LighterVenue
 from exchanges.lighter.shared import SharedAccount
 from exchanges.sim.lighter_server import TX_TYPE_CREATE_ORDER
 from exchanges.sim.runner import LIGHTER_ACCOUNT, LIGHTER_API_KEY_INDEX, SimCluster
-from tests.e2e.conftest import ROOT, SimProcess, _env, sim_keys
+from tests.e2e.conftest import ROOT, SimProcess, isolated_env, runbot_argv, sim_keys
 from tests.waiting import wait_until
 
 TICKERS = ("BTC", "ETH", "SOL")
 HEDGES_PER_PAIR = 24  # even: alternating sides leave every pair flat
-
-
-def _isolated_env(folder: Path) -> dict[str, str]:
-    """The subprocesses' environment, with their own temp dir: the Lighter key lock lives
-    under it, so these tests never meet each other's (or a real user's) locks."""
-    tmp = folder / "tmp"
-    tmp.mkdir(exist_ok=True)
-    env = _env()
-    env["TMPDIR"] = str(tmp)
-    return env
-
-
-def _runbot(*args: str) -> list[str]:
-    return [sys.executable, str(ROOT / "runbot.py"), *args]
 
 
 # -- 1. one nonce sequence for every pair's hedges -------------------------------------------
@@ -159,7 +144,7 @@ def test_demo_of_three_pairs_trades_each_flat_on_one_connection_per_venue(
 ) -> None:
     logs = tmp_path / "logs"
     done = subprocess.run(
-        _runbot(
+        runbot_argv(
             "demo",
             "--ticker",
             "BTC,ETH,SOL",
@@ -172,7 +157,7 @@ def test_demo_of_three_pairs_trades_each_flat_on_one_connection_per_venue(
             str(logs),
         ),
         cwd=ROOT,
-        env=_isolated_env(tmp_path),
+        env=isolated_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=240,
@@ -215,9 +200,9 @@ def test_bad_multi_pair_flags_exit_2_with_one_error_line(
     tmp_path: Path, flags: list[str], named: str
 ) -> None:
     done = subprocess.run(
-        _runbot("demo", *flags, "--plain", "--log-dir", str(tmp_path / "logs")),
+        runbot_argv("demo", *flags, "--plain", "--log-dir", str(tmp_path / "logs")),
         cwd=ROOT,
-        env=_isolated_env(tmp_path),
+        env=isolated_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=120,
@@ -247,7 +232,7 @@ class _Bot:
         self._out = self.out_path.open("w")
         self._err = self.err_path.open("w")
         self.process = subprocess.Popen(
-            _runbot(
+            runbot_argv(
                 "run",
                 "--env-file",
                 str(sim.env_file),
@@ -298,7 +283,7 @@ def test_a_second_process_on_the_same_key_is_refused_and_the_first_keeps_trading
     """Nothing fills by itself (fill rate 0): process A's maker order rests until the test
     trades through it, so A is surely still trading while B is refused, however slow B is to
     start."""
-    env = _isolated_env(tmp_path)
+    env = isolated_env(tmp_path)
     sim = make_sim("--fill-rate", "0", "--lighter-tier", "premium")
     try:
         a = _Bot(tmp_path / "a", sim, env, "--iterations", "2", "--fill-timeout", "120")
