@@ -75,6 +75,7 @@ class NaiveBot:
         self.slippage_bps = slippage_bps
         self.hedges: list[NaiveHedge] = []
         self.requotes = 0
+        self.waited_429 = 0  # book reads the venue answered 429 (waited out, then read again)
         self.resting: Resting | None = None
         self._filled = asyncio.Event()
         self._reader: asyncio.Task[None] | None = None
@@ -181,7 +182,7 @@ class NaiveBot:
         best_bid = max(Decimal(str(p)) for p, _ in depth["bids"])
         best_ask = min(Decimal(str(p)) for p, _ in depth["asks"])
         price = best_ask - self._tick if side == "Bid" else best_bid + self._tick
-        top = await self._order_api.order_book_orders(market_id=self._market_index, limit=1)
+        top = await self._lighter_book_top()
         self._lighter_top = (Decimal(top.bids[0].price), Decimal(top.asks[0].price))
         client_id = self._client_id()
         self._filled.clear()
@@ -202,6 +203,26 @@ class NaiveBot:
             return False
         self.resting = Resting(str(reply["id"]), client_id, str(self.size))
         return True
+
+    async def _lighter_book_top(self) -> Any:
+        """Lighter's top of book over REST. A 429 is waited out (its Retry-After, else 1 s):
+        the venue's request weights allow only so many book reads a minute, and this read is
+        before the quote, outside the measured fill -> hedge span."""
+        from lighter.exceptions import ApiException
+
+        while True:
+            try:
+                return await self._order_api.order_book_orders(
+                    market_id=self._market_index, limit=1
+                )
+            except ApiException as exc:
+                if exc.status != 429:
+                    raise
+                headers = exc.headers or {}
+                wait_s = float(headers.get("Retry-After") or 1)
+                self.waited_429 += 1
+                log.info("naive: Lighter answered 429 to a book read; waiting %.0f s", wait_s)
+                await asyncio.sleep(wait_s)
 
     def _client_id(self) -> int:
         self._next_client_id += 1
