@@ -481,13 +481,10 @@ VENUE_LANES = 2  # venue cases run one at a time per lane; each lane has its own
 
 @pytest.fixture(scope="module")
 def sim_envs() -> Iterator[list[dict[str, str]]]:
-    """Simulated Backpack + Lighter pairs (one per lane) in a thread of this process. Unlimited
-    Lighter tier, no Backpack limit: a request budget to run out of would only slow the table
-    down, and what is checked is that no order arrives at all."""
-    clusters = [
-        SimCluster(seed=14 + lane, lighter_tier="unlimited", backpack_rate_limit=None)
-        for lane in range(VENUE_LANES)
-    ]
+    """Simulated Backpack + Lighter pairs (one per lane) in a thread of this process, on the
+    venues' default limits (Lighter Standard); what is checked is that no order arrives at
+    all."""
+    clusters = [SimCluster(seed=14 + lane) for lane in range(VENUE_LANES)]
     with clusters_in_thread(clusters) as envs:
         yield envs
 

@@ -444,7 +444,7 @@ def other_case(name: str, planted: Planted) -> Case:
         "report | the .env given as the journal": Case(("report", "--journal", ".env"), **around),
         "status | the .env given as the journal": Case(("status", "--journal", ".env"), **around),
         "demo | one iteration": Case(
-            ("demo", "--iterations", "1", "--lighter-tier", "unlimited", *PLAIN_LOGS),
+            ("demo", "--iterations", "1", *PLAIN_LOGS),
             expect=TRADED,
             **around,
         ),
@@ -536,9 +536,8 @@ def venues(planted: Planted) -> Iterator[dict[str, dict[str, str]]]:
     this process: one for the trading run alone, one for every other case."""
     keys = SimKeys(planted.bp_public, planted.bp_secret, planted.lt_key, planted.lt_public)
     clusters = {
-        "trading": SimCluster(seed=11, fill_rate=4.0, keys=keys, lighter_tier="premium"),
-        # Many processes read this account at once: no request budget to run out of.
-        "errors": SimCluster(seed=12, keys=keys, lighter_tier="unlimited"),
+        "trading": SimCluster(seed=11, fill_rate=4.0, keys=keys),
+        "errors": SimCluster(seed=12, keys=keys),
     }
     with clusters_in_thread(list(clusters.values())) as envs:
         yield dict(zip(clusters, envs, strict=True))

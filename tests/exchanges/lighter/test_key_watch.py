@@ -21,7 +21,7 @@ KEY = 5
 async def server() -> AsyncIterator[tuple[LighterServer, str]]:
     private, public = generate_api_key()
     market = SimMarket(seed=3, fill_rate=0.0, faults=FaultPlan("none", seed=3))
-    srv = LighterServer(market, accounts={ACCOUNT: {KEY: public}}, tier="unlimited")
+    srv = LighterServer(market, accounts={ACCOUNT: {KEY: public}}, tier="standard")
     await srv.start()
     yield srv, private
     await srv.stop()
