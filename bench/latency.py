@@ -538,12 +538,28 @@ def measure(
                 and in_process["p99"] <= BUDGET_P99_MS
             ),
         },
+        "hedge_executed_ms": _executed(lighter_tier, ours["end_to_end_ms"]),
         "sim_final": final,
         "pinned": pinned,
         **({"profile": profile} if profile is not None else {}),
         "seconds": round(time.monotonic() - started, 1),
         "python": platform.python_version(),
         "cpus": os.cpu_count(),
+    }
+
+
+def _executed(tier: str, end_to_end: dict[str, Any]) -> dict[str, Any]:
+    """Fill -> hedge *executed* at the venue: the tier's taker delay (Lighter's sequencer holds
+    a Standard account's IOC 300 ms, Premium's 200 ms) plus our end-to-end figure."""
+    from exchanges.sim.lighter_server import TIERS
+
+    delay_ms = TIERS[tier].taker_delay_s * 1000
+    ours = {q: end_to_end.get(q) for q in ("p50", "p99")}
+    return {
+        "tier": tier,
+        "venue_delay_ms": delay_ms,
+        "ours_end_to_end_ms": ours,
+        **{q: None if v is None else round(delay_ms + v, 4) for q, v in ours.items()},
     }
 
 

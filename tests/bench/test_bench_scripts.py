@@ -60,6 +60,10 @@ def test_latency_measures_all_three_configurations_on_every_fill() -> None:
     assert configs["naive"]["in_process_ms"]["p50"] > presigned["in_process_ms"]["p50"]
     assert set(figures["ratios_naive_over_ours"]) >= {"in_process_p50", "end_to_end_p50"}
     assert isinstance(figures["budget"]["met"], bool)
+    # Standard: the venue executes the hedge 300 ms after it arrives, on top of our time.
+    executed = figures["hedge_executed_ms"]
+    assert (executed["tier"], executed["venue_delay_ms"]) == ("standard", 300.0)
+    assert executed["p50"] == round(300.0 + presigned["end_to_end_ms"]["p50"], 4)
     # Every run ends flat: each maker fill was hedged.
     final = figures["sim_final"]
     assert float(final["backpack_position"]) + float(final["lighter_position"]) == 0
