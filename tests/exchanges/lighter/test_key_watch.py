@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 
 import pytest
 
+from exchanges.base import VenueError
 from exchanges.lighter import LighterVenue
 from exchanges.lighter.shared import SharedAccount
 from exchanges.sim.faults import FaultPlan
@@ -111,3 +112,59 @@ async def test_pairs_on_one_shared_account_are_one_process(
     await shared._watch_key()
     assert reasons == []
     assert pairs[0]._nonces is pairs[1]._nonces
+
+
+def a_stranger_sends_first(
+    monkeypatch: pytest.MonkeyPatch, ours: LighterVenue, stranger: LighterVenue, times: int
+) -> list[int]:
+    """Before each of our next `times` sendTx requests, the stranger (another process on our
+    key) sends a transaction of its own, taking the nonce ours was signed with. Returns a
+    one-item list: how many of those stranger sends are still to come."""
+    sender = ours._session.require_sender()
+    real = sender.exchange
+    left = [times]
+
+    async def exchange(request: bytes, on_write: object = None) -> tuple[int, str]:
+        if left[0] > 0:
+            left[0] -= 1
+            await stranger.cancel_all()
+        return await real(request, on_write)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sender, "exchange", exchange)
+    return left
+
+
+async def test_a_fresh_nonce_taken_twice_in_a_row_stops_the_run_with_its_reason(
+    server: tuple[LighterServer, str],
+    venues: list[LighterVenue],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ours = await connect(server, venues)
+    stranger = await connect(server, venues)
+    reasons: list[str] = []
+    ours.watch_key(reasons.append)
+    left = a_stranger_sends_first(monkeypatch, ours, stranger, times=2)
+    with pytest.raises(VenueError, match="invalid nonce"):
+        await ours.cancel_all()
+    assert left == [0]  # the stranger sent before both of our attempts
+    assert len(reasons) == 1
+    assert "taken by someone else twice in a row" in reasons[0]
+    assert "another process is sending with Lighter account 12 API key 5" in reasons[0]
+    assert ours._nonces.contested == reasons[0]
+
+
+async def test_a_nonce_taken_once_is_re_signed_and_sent_without_alarm(
+    server: tuple[LighterServer, str],
+    venues: list[LighterVenue],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    ours = await connect(server, venues)
+    stranger = await connect(server, venues)
+    reasons: list[str] = []
+    ours.watch_key(reasons.append)
+    left = a_stranger_sends_first(monkeypatch, ours, stranger, times=1)
+    invalid_before = ours._session.stats.invalid_nonces
+    await ours.cancel_all()  # refused once for its nonce, re-signed on a fresh one: accepted
+    assert left == [0]
+    assert ours._session.stats.invalid_nonces == invalid_before + 1
+    assert reasons == [] and ours._nonces.contested is None
