@@ -2,7 +2,7 @@
 
 The command-line entry point (`python runbot.py ...` or the `hedgebot` console script): the
 Typer commands, their flags and the exit codes, nothing else. Each command hands its flags to
-one function of hedge/ops.py, which does the work. A bad flag or setting is one line naming it
+one function of hedge/ops.py or hedge/launch.py (run, demo), which does the work. A bad flag or setting is one line naming it
 and exit code 2; an unexpected error is one line plus the log file path and exit code 1 —
 never a traceback.
 """
@@ -18,7 +18,7 @@ import typer
 from rich.markup import escape
 
 from exchanges.base import ConfigError, VenueError
-from hedge import ops
+from hedge import launch, ops
 from hedge.cli_options import (
     BackpackPortOpt,
     CheckDryRunOpt,
@@ -171,7 +171,7 @@ def check(
     config: ConfigOpt = None,
 ) -> None:
     """Validate settings, connect to both venues and show what a run would do. Sends no order."""
-    resolved, _, _ = ops.chosen(ctx, locals())
+    resolved, _, _ = launch.chosen(ctx, locals())
     pairs = resolved.each(lambda f: resolve_settings(f, mode=_mode(dry_run), env_file=env_file))
     for flags, settings in zip(resolved.flags, pairs, strict=True):
         ops.check(settings, connect=connect)
@@ -232,9 +232,9 @@ def run(
 ) -> None:
     """Trade: quote post-only on Backpack, hedge every fill on Lighter (--ticker BTC,ETH
     trades several pairs in one process on the one account)."""
-    resolved, cap, outputs = ops.chosen(ctx, locals())
+    resolved, cap, outputs = launch.chosen(ctx, locals())
     pairs = resolved.each(lambda f: resolve_settings(f, mode=_mode(dry_run), env_file=env_file))
-    raise typer.Exit(ops.run(pairs, plain=plain, max_net_usd=cap, yes=yes, outputs=outputs))
+    raise typer.Exit(launch.run(pairs, plain=plain, max_net_usd=cap, yes=yes, outputs=outputs))
 
 
 @app.command()
@@ -271,9 +271,9 @@ def demo(
     config: ConfigOpt = None,
 ) -> None:
     """Offline demo: simulated Backpack and Lighter on loopback, the real bot against them."""
-    resolved, cap, outputs = ops.chosen(ctx, locals())
+    resolved, cap, outputs = launch.chosen(ctx, locals())
     with resolved.blamed():
-        code = ops.demo(
+        code = launch.demo(
             resolved.flags,
             market=market,
             seed=seed,

@@ -1,8 +1,7 @@
-"""Executing a run or a demo: logs, the start checks, one pair (with its dashboard) or several
-(with theirs), and what the operator gets on the side — alerts (`--notify`), Prometheus metrics
-(`--metrics-port`) — then the summaries and the exit code.
-
-hedge/ops.py validates the command's flags into Settings and `Outputs` and calls `execute`.
+"""The run and demo commands: their settings and `Outputs` from the flags and profile
+(`chosen`), then `execute`: logs, the start checks (hedge/ops.py), one pair (with its
+dashboard) or several (with theirs), and what the operator gets on the side — alerts
+(`--notify`), Prometheus metrics (`--metrics-port`) — then the summaries and the exit code.
 """
 
 from __future__ import annotations
@@ -10,24 +9,32 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
-from hedge.config import Settings, with_endpoints
+from hedge.config import Mode, Settings, TradingFlags, load_settings, read_env, with_endpoints
 from hedge.ops import (
+    check_paths,
+    err,
     fit_budget,
+    market_params,
     out,
     preflight_pairs,
     print_summary,
     print_totals,
     quiet_console,
+    sim_options,
 )
 
 if TYPE_CHECKING:
+    import typer
+
     from exchanges.sim.runner import SimCluster
     from hedge.app import Accounts, BotRun
     from hedge.engine import HedgeEngine
+    from hedge.profile import Resolved
     from hedge.watch import RunWatch
 
 
@@ -244,3 +251,108 @@ async def _run_all(
             account_totals({s.ticker: b.summary for s, b in zip(pairs, bots, strict=True)})
         )
     return worst_exit([b.result.exit_code for b in bots])
+
+
+# -- the run and demo commands ---------------------------------------------------------------
+
+
+def chosen(
+    ctx: typer.Context, params: dict[str, object]
+) -> tuple[Resolved, Decimal | None, Outputs]:
+    """A run/demo/check command's settings: its flags over its `--config` profile over its
+    defaults, per pair (hedge/profile.py), and the account-wide ones: `--max-net-usd` and what
+    the operator gets (`Outputs`). A bad value set in the profile is blamed on it."""
+    from hedge.pairs import max_net_usd
+    from hedge.profile import from_command
+
+    resolved = from_command(ctx, params)
+    extra = resolved.extras
+    env_file = params.get("env_file")
+    # HEDGEBOT_NOTIFY may sit in .env beside the keys (an alert URL carries a token).
+    env, _ = read_env(
+        Path(str(env_file)) if env_file else Path(".env"), explicit=env_file is not None
+    )
+    with resolved.blamed():
+        cap = max_net_usd(extra["max_net_usd"])  # type: ignore[arg-type]
+        outputs = Outputs.from_flags(
+            extra["notify"],  # type: ignore[arg-type]
+            extra["metrics_port"],  # type: ignore[arg-type]
+            extra["notify_summary"],  # type: ignore[arg-type]
+            env,
+        )
+    return resolved, cap, outputs
+
+
+def run(
+    pairs: list[Settings],
+    *,
+    plain: bool,
+    max_net_usd: Decimal | None = None,
+    yes: bool = False,
+    outputs: Outputs | None = None,
+) -> int:
+    """A live or paper run of one pair or several, after pointing at an unfinished run of
+    another journal."""
+    from hedge.app import unfinished_elsewhere
+
+    for settings in pairs:
+        check_paths(settings)
+        unfinished = unfinished_elsewhere(settings.journal)
+        if unfinished is not None:
+            err.print(
+                f"note: {unfinished} has an unfinished run; to resume its state use "
+                f"--journal {unfinished}",
+                soft_wrap=True,
+            )
+    return execute(pairs, plain=plain, max_net_usd=max_net_usd, yes=yes, outputs=outputs)
+
+
+def demo(
+    pair_flags: list[TradingFlags],
+    *,
+    market: list[str] | None,
+    seed: str,
+    faults: str,
+    lighter_tier: str,
+    plain: bool,
+    max_net_usd: Decimal | None = None,
+    yes: bool = False,
+    outputs: Outputs | None = None,
+) -> int:
+    """The demo: simulated venues in-process, the real bot against them; the exit code.
+    Several `pair_flags` trade several pairs at once on the one simulated account."""
+    from exchanges.sim.market import DEFAULT_TICKERS
+    from exchanges.sim.runner import SimCluster
+
+    pairs: list[Settings] = []
+    for flags in pair_flags:
+        ticker, seed_value, faults = sim_options(flags.ticker, seed, faults, lighter_tier)
+        spec = DEFAULT_TICKERS[ticker]
+        default_size = max(spec.backpack.min_qty, spec.lighter.min_qty) * 10
+        # The journal defaults to <log-dir>/<PAIR>-demo-<time>.sqlite (load_settings).
+        flags = replace(flags, ticker=ticker, size=flags.size or str(default_size))
+        # The bot knows its simulated account's tier as it would a real one's (budget, fees).
+        tier = {"LIGHTER_ACCOUNT_TIER": "premium" if lighter_tier == "premium" else "standard"}
+        pairs.append(load_settings(flags, mode=Mode.DEMO, env=tier))
+    for settings in pairs:
+        check_paths(settings)
+    model = market_params(market)
+
+    def cluster_factory() -> SimCluster:
+        return SimCluster(
+            seed=seed_value, faults=faults, lighter_tier=lighter_tier, market_params=model
+        )
+
+    what = ", ".join(f"{s.size} {s.ticker}" for s in pairs)
+    out.print(
+        f"demo: simulated venues on loopback (seed {seed_value}, faults {faults}, "
+        f"Lighter tier {lighter_tier}); {pairs[0].iterations} iteration(s) of {what}"
+    )
+    return execute(
+        pairs,
+        plain=plain,
+        cluster_factory=cluster_factory,
+        max_net_usd=max_net_usd,
+        yes=yes,
+        outputs=outputs,
+    )

@@ -1,8 +1,10 @@
-"""The work behind the CLI commands: settings shown, runs executed, the account read or closed.
+"""The work behind the CLI commands: settings shown and checked, the start checks, the
+simulated venues served, the account read or closed, reports (`run` and `demo` themselves are
+in hedge/launch.py, which builds on this module).
 
-`runbot.py` parses flags and maps outcomes to exit codes; each command calls one function here.
-Everything that needs an event loop runs its own `asyncio.run` here, never in the CLI. Output
-goes to `out` (stdout) and `err` (stderr), the consoles the CLI shares.
+`runbot.py` parses flags and maps outcomes to exit codes; each command calls one function here
+or in launch.py. Everything that needs an event loop runs its own `asyncio.run` here, never in
+the CLI. Output goes to `out` (stdout) and `err` (stderr), the consoles the CLI shares.
 """
 
 from __future__ import annotations
@@ -14,7 +16,6 @@ import os
 import tempfile
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from decimal import ROUND_CEILING, Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -33,21 +34,16 @@ from hedge.config import (
     TradingFlags,
     load_settings,
     market_problems,
-    read_env,
 )
 from hedge.economics import money_line
 from hedge.logsetup import REDACTOR
 from hedge.quoting import BPS, bps_text
 
 if TYPE_CHECKING:
-    import typer
-
     from exchanges.sim.market import MarketParams
     from exchanges.sim.runner import SimCluster
     from hedge.app import Accounts
     from hedge.journal import Journal
-    from hedge.launch import Outputs
-    from hedge.profile import Resolved
 
 out = Console(highlight=False)
 err = Console(stderr=True, highlight=False)
@@ -89,34 +85,6 @@ def resolve_settings(
     for notice in settings.notices:
         err.print(notice)
     return settings
-
-
-def chosen(
-    ctx: typer.Context, params: dict[str, object]
-) -> tuple[Resolved, Decimal | None, Outputs]:
-    """A run/demo/check command's settings: its flags over its `--config` profile over its
-    defaults, per pair (hedge/profile.py), and the account-wide ones: `--max-net-usd` and what
-    the operator gets (`Outputs`). A bad value set in the profile is blamed on it."""
-    from hedge.launch import Outputs
-    from hedge.pairs import max_net_usd
-    from hedge.profile import from_command
-
-    resolved = from_command(ctx, params)
-    extra = resolved.extras
-    env_file = params.get("env_file")
-    # HEDGEBOT_NOTIFY may sit in .env beside the keys (an alert URL carries a token).
-    env, _ = read_env(
-        Path(str(env_file)) if env_file else Path(".env"), explicit=env_file is not None
-    )
-    with resolved.blamed():
-        cap = max_net_usd(extra["max_net_usd"])  # type: ignore[arg-type]
-        outputs = Outputs.from_flags(
-            extra["notify"],  # type: ignore[arg-type]
-            extra["metrics_port"],  # type: ignore[arg-type]
-            extra["notify_summary"],  # type: ignore[arg-type]
-            env,
-        )
-    return resolved, cap, outputs
 
 
 def account_settings(ticker: str, env_file: Path | None) -> Settings:
@@ -543,31 +511,6 @@ def print_summary(summary: dict[str, object], journal: Path, result_reason: str)
     )
 
 
-def run(
-    pairs: list[Settings],
-    *,
-    plain: bool,
-    max_net_usd: Decimal | None = None,
-    yes: bool = False,
-    outputs: Outputs | None = None,
-) -> int:
-    """A live or paper run of one pair or several, after pointing at an unfinished run of
-    another journal."""
-    from hedge.app import unfinished_elsewhere
-    from hedge.launch import execute
-
-    for settings in pairs:
-        check_paths(settings)
-        unfinished = unfinished_elsewhere(settings.journal)
-        if unfinished is not None:
-            err.print(
-                f"note: {unfinished} has an unfinished run; to resume its state use "
-                f"--journal {unfinished}",
-                soft_wrap=True,
-            )
-    return execute(pairs, plain=plain, max_net_usd=max_net_usd, yes=yes, outputs=outputs)
-
-
 def fit_budget(pairs: list[Settings], *, yes: bool) -> None:
     """Several pairs: say whether their expected fills fit the Lighter account's budget;
     when they do not, refuse (ConfigError) unless the user chose to run throttled."""
@@ -635,58 +578,6 @@ def market_params(items: list[str] | None) -> MarketParams:
         return MarketParams.parse(list(items or ()))
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
-
-
-def demo(
-    pair_flags: list[TradingFlags],
-    *,
-    market: list[str] | None,
-    seed: str,
-    faults: str,
-    lighter_tier: str,
-    plain: bool,
-    max_net_usd: Decimal | None = None,
-    yes: bool = False,
-    outputs: Outputs | None = None,
-) -> int:
-    """The demo: simulated venues in-process, the real bot against them; the exit code.
-    Several `pair_flags` trade several pairs at once on the one simulated account."""
-    from exchanges.sim.market import DEFAULT_TICKERS
-    from exchanges.sim.runner import SimCluster
-    from hedge.launch import execute
-
-    pairs: list[Settings] = []
-    for flags in pair_flags:
-        ticker, seed_value, faults = sim_options(flags.ticker, seed, faults, lighter_tier)
-        spec = DEFAULT_TICKERS[ticker]
-        default_size = max(spec.backpack.min_qty, spec.lighter.min_qty) * 10
-        # The journal defaults to <log-dir>/<PAIR>-demo-<time>.sqlite (load_settings).
-        flags = replace(flags, ticker=ticker, size=flags.size or str(default_size))
-        # The bot knows its simulated account's tier as it would a real one's (budget, fees).
-        tier = {"LIGHTER_ACCOUNT_TIER": "premium" if lighter_tier == "premium" else "standard"}
-        pairs.append(load_settings(flags, mode=Mode.DEMO, env=tier))
-    for settings in pairs:
-        check_paths(settings)
-    model = market_params(market)
-
-    def cluster_factory() -> SimCluster:
-        return SimCluster(
-            seed=seed_value, faults=faults, lighter_tier=lighter_tier, market_params=model
-        )
-
-    what = ", ".join(f"{s.size} {s.ticker}" for s in pairs)
-    out.print(
-        f"demo: simulated venues on loopback (seed {seed_value}, faults {faults}, "
-        f"Lighter tier {lighter_tier}); {pairs[0].iterations} iteration(s) of {what}"
-    )
-    return execute(
-        pairs,
-        plain=plain,
-        cluster_factory=cluster_factory,
-        max_net_usd=max_net_usd,
-        yes=yes,
-        outputs=outputs,
-    )
 
 
 # -- sim -------------------------------------------------------------------------------------

@@ -89,12 +89,11 @@ def _is_type_checking(node: ast.If) -> bool:
 
 
 def _import_nodes(tree: ast.AST, *, module_level: bool) -> Iterator[ast.Import | ast.ImportFrom]:
-    """Import statements of a module: all of them, or only those run at import time."""
+    """Import statements of a module: all of them (module_level False), or only those that run
+    (module_level True): at import time or inside functions, but not the type checker's."""
     for child in ast.iter_child_nodes(tree):
         if isinstance(child, ast.Import | ast.ImportFrom):
             yield child
-        elif module_level and isinstance(child, ast.FunctionDef | ast.AsyncFunctionDef):
-            continue
         elif module_level and isinstance(child, ast.If) and _is_type_checking(child):
             yield from (n for s in child.orelse for n in _import_nodes(s, module_level=True))
         else:
