@@ -2,8 +2,9 @@
 client (exchanges/common/http.py) sends them, each attempt through the account's request
 budget, and turns answers into typed errors; idempotent requests are retried with backoff
 (the policy of exchanges/common/retry.py), each attempt signed afresh by bpx-py. A 429
-(`RateLimited`) is retried as often as it takes and never counts as a failed attempt: the
-budget holds the next attempt until the venue's `Retry-After` has passed."""
+(`RateLimited`) is retried as often as it takes and never counts as a failed attempt
+(`budget_waits_out_429s`): the budget holds the next attempt until the venue's `Retry-After`
+has passed."""
 
 from __future__ import annotations
 
@@ -13,7 +14,6 @@ from typing import TypeVar
 
 from bpx.async_.account import Account as BpxAccount
 from bpx.async_.public import Public
-from tenacity import AsyncRetrying, RetryCallState, retry_if_exception, wait_exponential_jitter
 
 from exchanges.backpack.auth import make_account
 from exchanges.backpack.constants import (
@@ -25,8 +25,8 @@ from exchanges.backpack.constants import (
 from exchanges.backpack.session import Session
 from exchanges.base import ConfigError, PostOnlyRejected, VenueError
 from exchanges.common.budget import RequestBudget
-from exchanges.common.http import KeepAliveHttpClient, RateLimited, TransportError
-from exchanges.common.retry import FIRST_WAIT_S, JITTER_S, MAX_WAIT_S, is_retryable
+from exchanges.common.http import KeepAliveHttpClient, TransportError
+from exchanges.common.retry import retry_policy
 
 log = logging.getLogger(__name__)
 
@@ -72,46 +72,6 @@ def certainly_not_placed(exc: VenueError) -> bool:
     return exc.status == 429
 
 
-def retry_policy(*, attempts: int) -> AsyncRetrying:
-    """At most `attempts` failed calls in all, not counting 429s (retried without a wait of
-    our own: the budget holds the next attempt for the venue's pause); the last failure is
-    re-raised as it is."""
-    rate_limited = 0
-
-    def stop(state: RetryCallState) -> bool:
-        nonlocal rate_limited
-        if isinstance(_failure(state), RateLimited):
-            rate_limited += 1
-            return False
-        return state.attempt_number - rate_limited >= attempts
-
-    backoff = wait_exponential_jitter(initial=FIRST_WAIT_S, max=MAX_WAIT_S, jitter=JITTER_S)
-
-    def wait(state: RetryCallState) -> float:
-        return 0.0 if isinstance(_failure(state), RateLimited) else backoff(state)
-
-    def log_retry(state: RetryCallState) -> None:
-        log.warning(
-            "%s request failed (attempt %d): %s; retrying",
-            VENUE,
-            state.attempt_number,
-            _failure(state),
-        )
-
-    return AsyncRetrying(
-        stop=stop,
-        wait=wait,
-        retry=retry_if_exception(is_retryable),
-        before_sleep=log_retry,
-        reraise=True,
-    )
-
-
-def _failure(state: RetryCallState) -> BaseException | None:
-    outcome = state.outcome
-    return outcome.exception() if outcome is not None else None
-
-
 class BackpackRest:
     """The REST clients of one venue connection, over one keep-alive HTTP client."""
 
@@ -148,7 +108,13 @@ class BackpackRest:
 
     async def retrying(self, call: Callable[[], Awaitable[_T]]) -> _T:
         """Run an idempotent request, retrying retryable failures; `call` re-signs each time."""
-        async for attempt in retry_policy(attempts=self.session.retry_attempts + 1):
+        retrying = retry_policy(
+            attempts=self.session.retry_attempts + 1,
+            venue=VENUE,
+            logger=log,
+            budget_waits_out_429s=True,
+        )
+        async for attempt in retrying:
             with attempt:
                 return await call()
         raise AssertionError("unreachable: tenacity reraises")  # pragma: no cover

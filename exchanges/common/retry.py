@@ -7,6 +7,11 @@ bounded attempts, retrying only errors that say so (`VenueError.retryable`: tran
             return await call()
 
 or, for a plain awaitable factory, `await with_retries(call, attempts=4, venue="backpack")`.
+Requests sent through a `RequestBudget` (exchanges/common/http.py) may pass
+`budget_waits_out_429s=True`: a 429 (`RateLimited`) is then retried as often as it takes, with
+no wait of ours and without using an attempt, because the budget already holds the next send
+until the venue's `Retry-After` has passed.
+
 Work that must finish whatever it takes (recovery after a reconnect) runs `until_done`; work
 that must ride out a burst but not a sustained outage runs `within_window`.
 """
@@ -22,12 +27,12 @@ from tenacity import (
     AsyncRetrying,
     RetryCallState,
     retry_if_exception,
-    stop_after_attempt,
     stop_after_delay,
     wait_exponential_jitter,
 )
 
 from exchanges.base import VenueError
+from exchanges.common.http import RateLimited
 
 log = logging.getLogger(__name__)
 
@@ -42,23 +47,54 @@ def is_retryable(exc: BaseException) -> bool:
     return isinstance(exc, VenueError) and exc.retryable
 
 
-def retry_policy(*, attempts: int, venue: str, logger: logging.Logger = log) -> AsyncRetrying:
-    """At most `attempts` calls in all; the last failure is re-raised as it is."""
+def retry_policy(
+    *,
+    attempts: int,
+    venue: str,
+    logger: logging.Logger = log,
+    budget_waits_out_429s: bool = False,
+) -> AsyncRetrying:
+    """At most `attempts` failed calls in all; the last failure is re-raised as it is. With
+    `budget_waits_out_429s`, a `RateLimited` failure is not one of them and is retried with no
+    backoff of ours: the request budget has paused for the venue's `Retry-After`. It counts
+    the 429s of one request: make a policy per request."""
+    rate_limited = 0
+
+    def budget_waits(state: RetryCallState) -> bool:
+        return budget_waits_out_429s and isinstance(_failure(state), RateLimited)
+
+    def stop(state: RetryCallState) -> bool:
+        nonlocal rate_limited
+        if budget_waits(state):
+            rate_limited += 1
+            return False
+        return state.attempt_number - rate_limited >= attempts
+
+    backoff = wait_exponential_jitter(initial=FIRST_WAIT_S, max=MAX_WAIT_S, jitter=JITTER_S)
+
+    def wait(state: RetryCallState) -> float:
+        return 0.0 if budget_waits(state) else backoff(state)
 
     def log_retry(state: RetryCallState) -> None:
-        outcome = state.outcome
-        exc = outcome.exception() if outcome is not None else None
         logger.warning(
-            "%s request failed (attempt %d): %s; retrying", venue, state.attempt_number, exc
+            "%s request failed (attempt %d): %s; retrying",
+            venue,
+            state.attempt_number,
+            _failure(state),
         )
 
     return AsyncRetrying(
-        stop=stop_after_attempt(attempts),
-        wait=wait_exponential_jitter(initial=FIRST_WAIT_S, max=MAX_WAIT_S, jitter=JITTER_S),
+        stop=stop,
+        wait=wait,
         retry=retry_if_exception(is_retryable),
         before_sleep=log_retry,
         reraise=True,
     )
+
+
+def _failure(state: RetryCallState) -> BaseException | None:
+    outcome = state.outcome
+    return outcome.exception() if outcome is not None else None
 
 
 async def with_retries(
