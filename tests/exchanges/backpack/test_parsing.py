@@ -1,7 +1,14 @@
 """Backpack's wire formats -> our value types, on recorded frames: no socket, no venue.
 
-Frames are as the venue documents them (/work/shared/protocols/backpack.md, verbatim where it
-gives one) and as the simulator's own encoders write them (exchanges/sim/backpack_server.py).
+Every input is a literal frame in the venue's wire format, never one built by the simulator's
+encoders (a test double that shares the code under test shares its mistakes):
+- ORDER_ACCEPTED is the documented example of /work/shared/protocols/backpack.md, verbatim;
+- the other `account.orderUpdate` events, the order objects (`GET api/v1/orders`, integer ms
+  `createdAt`; `GET wapi/v1/history/orders`, ISO `createdAt` without a zone) and the fill history
+  rows (`GET wapi/v1/history/fills`) are written field by field as protocols/backpack.md (with
+  its "Second reading") documents them; the fields the notes do not spell out take their names
+  and JSON types from Backpack's official client `backpack-exchange/bpx-api-client`
+  (types/src/order.rs `OrderUpdate`, `LimitOrder`; types/src/fill.rs `Fill`).
 """
 
 from __future__ import annotations
@@ -39,8 +46,6 @@ from exchanges.base import (
     VenueError,
 )
 from exchanges.common.orderbook import BACKPACK, BookState, OrderBook
-from exchanges.sim.backpack_server import fill_object, order_object, order_update_data
-from exchanges.sim.market import OrderUpdate, SimFill, SimOrder
 
 D = Decimal
 SYMBOL = "BTC_USDC_PERP"
@@ -51,50 +56,67 @@ ORDER_ACCEPTED = (
     '"S":"Ask","o":"LIMIT","f":"GTC","q":"20.03","p":"178.15","X":"New","z":"0","Z":"0",'
     '"t":null,"r":false,"y":true,"O":"USER","T":1694687692989999}'
 )
+# A resting post-only bid of 0.004 @ 64999.9 (order 7001, client id 1201) takes a maker fill of
+# 0.001 (trade 88, fee 2 bps in USDC); `z`/`Z` are cumulative, `T` and `E` are microseconds.
+ORDER_FILL = (
+    '{"e":"orderFill","E":1764460000400512,"s":"BTC_USDC_PERP","i":"7001","c":1201,'
+    '"S":"Bid","o":"LIMIT","f":"GTC","q":"0.004","Q":"259.9996","p":"64999.9",'
+    '"X":"PartiallyFilled","z":"0.001","Z":"64.9999","t":88,"l":"0.001","L":"64999.9",'
+    '"m":true,"n":"0.013","N":"USDC","V":"RejectTaker","r":false,"y":true,"O":"USER",'
+    '"T":1764460000400000}'
+)
+ORDER_FILL_FRAME = '{"stream":"account.orderUpdate.BTC_USDC_PERP","data":' + ORDER_FILL + "}"
+# The same order, cancelled after that fill.
+ORDER_CANCELLED = (
+    '{"e":"orderCancelled","E":1764460000500512,"s":"BTC_USDC_PERP","i":"7001","c":1201,'
+    '"S":"Bid","o":"LIMIT","f":"GTC","q":"0.004","Q":"259.9996","p":"64999.9",'
+    '"X":"Cancelled","z":"0.001","Z":"64.9999","t":null,"V":"RejectTaker","r":false,'
+    '"y":true,"O":"USER","T":1764460000500000}'
+)
+# An IOC that found nothing to take: `R` is the expiry reason (orderExpired only).
+ORDER_EXPIRED = (
+    '{"e":"orderExpired","E":1764460000500512,"s":"BTC_USDC_PERP","i":"7001","c":1201,'
+    '"S":"Bid","o":"LIMIT","f":"IOC","q":"0.004","Q":"259.9996","p":"64999.9",'
+    '"X":"Expired","R":"ImmediateOrCancel","z":"0","Z":"0","t":null,"V":"RejectTaker",'
+    '"r":false,"y":false,"O":"USER","T":1764460000500000}'
+)
+
+# `GET api/v1/orders`: one row, the post-only bid above with 0.002 filled.
+OPEN_ORDER = (
+    '{"orderType":"Limit","id":"7001","clientId":1201,"symbol":"BTC_USDC_PERP","side":"Bid",'
+    '"quantity":"0.004","executedQuantity":"0.002","executedQuoteQuantity":"129.9998",'
+    '"stopLossTriggerPrice":null,"stopLossLimitPrice":null,"stopLossTriggerBy":null,'
+    '"takeProfitTriggerPrice":null,"takeProfitLimitPrice":null,"takeProfitTriggerBy":null,'
+    '"price":"64999.9","triggerBy":null,"triggerPrice":null,"triggerQuantity":null,'
+    '"triggeredAt":null,"timeInForce":"GTC","relatedOrderId":null,'
+    '"selfTradePrevention":"RejectTaker","postOnly":true,"reduceOnly":false,'
+    '"status":"PartiallyFilled","createdAt":1764460000000}'
+)
+# `GET wapi/v1/history/orders`: the IOC above, expired unfilled (`createdAt` ISO, no zone).
+HISTORY_ORDER_EXPIRED = (
+    '{"orderType":"Limit","id":"7001","clientId":1201,"symbol":"BTC_USDC_PERP","side":"Bid",'
+    '"quantity":"0.004","executedQuantity":"0","executedQuoteQuantity":"0",'
+    '"stopLossTriggerPrice":null,"stopLossLimitPrice":null,"stopLossTriggerBy":null,'
+    '"takeProfitTriggerPrice":null,"takeProfitLimitPrice":null,"takeProfitTriggerBy":null,'
+    '"price":"64999.9","triggerBy":null,"triggerPrice":null,"triggerQuantity":null,'
+    '"triggeredAt":null,"timeInForce":"IOC","relatedOrderId":null,'
+    '"selfTradePrevention":"RejectTaker","postOnly":false,"reduceOnly":false,'
+    '"status":"Expired","expiryReason":"ImmediateOrCancel",'
+    '"createdAt":"2025-11-29T23:46:40.000"}'
+)
+# `GET wapi/v1/history/fills`: the fill of ORDER_FILL (`clientId` a string here, `timestamp`
+# ISO without a zone).
+FILL_ROW = (
+    '{"tradeId":88,"orderId":"7001","clientId":"1201","symbol":"BTC_USDC_PERP","side":"Bid",'
+    '"price":"64999.9","quantity":"0.001","fee":"0.013","feeSymbol":"USDC","isMaker":true,'
+    '"systemOrderType":null,"timestamp":"2025-11-29T23:46:40.400"}'
+)
 
 
-def sim_order(**changes: Any) -> SimOrder:
-    fields: dict[str, Any] = {
-        "order_id": 7001,
-        "account": 3,
-        "venue": "backpack",
-        "ticker": "BTC",
-        "side": Side.BUY,
-        "qty": D("0.004"),
-        "price": D("64999.9"),
-        "client_id": 1201,
-        "post_only": True,
-        "tif": "GTC",
-        "order_type": "limit",
-        "created_ms": 1_764_460_000_000,
-        "updated_ms": 1_764_460_000_500,
-    }
-    fields.update(changes)
-    return SimOrder(**fields)
-
-
-def sim_fill(**changes: Any) -> SimFill:
-    fields: dict[str, Any] = {
-        "trade_id": 88,
-        "order_id": 7001,
-        "client_id": 1201,
-        "account": 3,
-        "venue": "backpack",
-        "ticker": "BTC",
-        "side": Side.BUY,
-        "price": D("64999.9"),
-        "qty": D("0.001"),
-        "fee": D("0.013"),
-        "is_maker": True,
-        "ts_ms": 1_764_460_000_400,
-    }
-    fields.update(changes)
-    return SimFill(**fields)
-
-
-def fill_frame_data() -> dict[str, Any]:
-    order = sim_order(status="partially_filled", filled_qty=D("0.001"), filled_quote=D("65"))
-    return order_update_data(OrderUpdate("fill", order, sim_fill()), SYMBOL)
+def wire(text: str) -> dict[str, Any]:
+    """A recorded frame as the parser receives it: a fresh dict each call, safe to alter."""
+    decoded: dict[str, Any] = json.loads(text)
+    return decoded
 
 
 # -- the account stream ---------------------------------------------------------------------------
@@ -118,7 +140,7 @@ def test_the_documented_order_accepted_event_is_an_open_order_event() -> None:
 
 
 def test_an_order_fill_event_gives_the_fill_and_the_order_event() -> None:
-    update = parse_order_update(fill_frame_data(), recv_ns=9)
+    update = parse_order_update(wire(ORDER_FILL), recv_ns=9)
 
     fill = update.fill
     assert fill is not None
@@ -135,11 +157,8 @@ def test_an_order_fill_event_gives_the_fill_and_the_order_event() -> None:
 
 
 def test_a_cancel_and_an_expiry_carry_their_status_and_reason() -> None:
-    cancelled = sim_order(status="cancelled", filled_qty=D("0.001"))
-    expired = sim_order(status="expired", tif="IOC", post_only=False)
-
-    cancel = parse_order_update(order_update_data(OrderUpdate("cancelled", cancelled), SYMBOL), 0)
-    expiry = parse_order_update(order_update_data(OrderUpdate("expired", expired), SYMBOL), 0)
+    cancel = parse_order_update(wire(ORDER_CANCELLED), 0)
+    expiry = parse_order_update(wire(ORDER_EXPIRED), 0)
 
     assert cancel.event.status is OrderStatus.CANCELED and cancel.event.filled_qty == D("0.001")
     assert expiry.event.status is OrderStatus.EXPIRED
@@ -147,7 +166,7 @@ def test_a_cancel_and_an_expiry_carry_their_status_and_reason() -> None:
 
 
 def test_a_fill_event_without_a_trade_id_is_malformed() -> None:
-    data = fill_frame_data()
+    data = wire(ORDER_FILL)
     for missing in (None, 0):
         data["t"] = missing
         with pytest.raises(PARSE_ERRORS):
@@ -156,7 +175,7 @@ def test_a_fill_event_without_a_trade_id_is_malformed() -> None:
 
 @pytest.mark.parametrize("field", ["i", "z", "s"])
 def test_an_event_missing_a_required_field_is_malformed(field: str) -> None:
-    data = fill_frame_data()
+    data = wire(ORDER_FILL)
     del data[field]
     with pytest.raises(PARSE_ERRORS):
         parse_order_update(data, 0)
@@ -169,8 +188,7 @@ def test_only_order_lifecycle_events_are_order_updates() -> None:
 
 
 def test_a_frame_splits_into_stream_and_data_and_garbage_is_refused() -> None:
-    text = json.dumps({"stream": f"account.orderUpdate.{SYMBOL}", "data": fill_frame_data()})
-    _, stream, data = frame_parts(text)
+    _, stream, data = frame_parts(ORDER_FILL_FRAME)
     assert stream == f"account.orderUpdate.{SYMBOL}" and isinstance(data, dict)
     _, stream, _ = frame_parts('{"id":null,"error":{"code":4006,"message":"Invalid"}}')
     assert stream is None
@@ -183,7 +201,7 @@ def test_a_frame_splits_into_stream_and_data_and_garbage_is_refused() -> None:
 
 
 def test_an_order_object_becomes_an_order() -> None:
-    raw = order_object(sim_order(status="partially_filled", filled_qty=D("0.002")), SYMBOL)
+    raw = wire(OPEN_ORDER)
 
     order = order_from_wire(raw)
 
@@ -193,9 +211,7 @@ def test_an_order_object_becomes_an_order() -> None:
 
 
 def test_an_ioc_order_from_history_is_a_hedge_kind_with_its_expiry_reason() -> None:
-    raw = order_object(
-        sim_order(status="expired", tif="IOC", post_only=False), SYMBOL, history=True
-    )
+    raw = wire(HISTORY_ORDER_EXPIRED)
 
     order = order_from_wire(raw)
     event = order_event_from_row(raw, recv_ns=1)
@@ -206,14 +222,14 @@ def test_an_ioc_order_from_history_is_a_hedge_kind_with_its_expiry_reason() -> N
 
 
 def test_a_malformed_order_object_is_a_venue_error() -> None:
-    raw = order_object(sim_order(), SYMBOL)
+    raw = wire(OPEN_ORDER)
     raw["status"] = "Sideways"
     with pytest.raises(VenueError, match="malformed order"):
         order_from_wire(raw)
 
 
 def test_a_fill_history_row_becomes_a_fill_with_its_iso_timestamp() -> None:
-    row = fill_object(sim_fill(), SYMBOL)
+    row = wire(FILL_ROW)
 
     fill = fill_from_history(row, recv_ns=3)
 
@@ -222,7 +238,7 @@ def test_a_fill_history_row_becomes_a_fill_with_its_iso_timestamp() -> None:
 
 
 def test_system_fills_are_not_fills_of_ours() -> None:
-    row = fill_object(sim_fill(), SYMBOL)
+    row = wire(FILL_ROW)
     for trade_id in (None, 0, "0", ""):
         row["tradeId"] = trade_id
         assert is_system_trade(trade_id)
@@ -232,7 +248,7 @@ def test_system_fills_are_not_fills_of_ours() -> None:
 
 
 def test_an_order_known_only_from_its_fills_is_filled_by_their_sum() -> None:
-    fills = [fill_from_history(fill_object(sim_fill(trade_id=t), SYMBOL), 0) for t in (1, 2)]
+    fills = [fill_from_history({**wire(FILL_ROW), "tradeId": t}, 0) for t in (1, 2)]
 
     order = order_from_fills(fills, OrderKind.IOC)
 

@@ -1,4 +1,14 @@
-"""`account.positionUpdate` frames -> PositionUpdate, on recorded frames (no socket)."""
+"""`account.positionUpdate` frames -> PositionUpdate, on recorded frames (no socket).
+
+The frames are literals in the venue's wire format, never ones written by the simulator (a test
+double that shares the code under test shares its mistakes). /work/shared/protocols/backpack.md
+documents the kinds (`e` positionOpened / positionAdjusted / positionClosed, and a snapshot
+without `e` on subscribe), `q` the signed net quantity, `B` entry price, `M` mark price, `P`/`p`
+PnL, and `E`/`T` in microseconds on every account event. The other fields (`b` break-even
+price, `l` liquidation price, `f`/`m` margin fractions, `Q`/`n` net exposure, `i` position id)
+fill the payload out as Backpack's API docs list it; the notes do not confirm them and the
+parser reads none of them.
+"""
 
 from __future__ import annotations
 
@@ -8,23 +18,25 @@ import pytest
 
 from exchanges.backpack.parsing import PARSE_ERRORS, frame_parts, parse_position_update
 
-# As the simulator writes them (exchanges/sim/backpack_server.py `_position_data`), fields as
-# protocols/backpack.md lists them: `q` the signed net quantity.
+# A short of 0.004 BTC after a fill.
 ADJUSTED = (
-    '{"stream":"account.positionUpdate.BTC_USDC_PERP","data":{"E":1764468000123456,'
-    '"s":"BTC_USDC_PERP","b":"65000.2","B":"65000.2","l":"0","f":"0.02","M":"65001.05",'
-    '"m":"0.0125","q":"-0.004","Q":"0.004","n":"260.0042","i":"3-BTC","p":"0.0012",'
-    '"P":"-0.0034","T":1764468000123400,"e":"positionAdjusted"}}'
+    '{"stream":"account.positionUpdate.BTC_USDC_PERP","data":{"e":"positionAdjusted",'
+    '"E":1764468000123456,"s":"BTC_USDC_PERP","b":"65000.2","B":"65000.2","l":"0",'
+    '"f":"0.02","M":"65001.05","m":"0.0125","q":"-0.004","Q":"0.004","n":"260.0042",'
+    '"i":"1111343026172067","p":"0.0012","P":"-0.0034","T":1764468000123400}}'
 )
-SNAPSHOT = (  # sent on subscribe, without `e`
+# Sent on subscribe: the same fields without `e`.
+SNAPSHOT = (
     '{"stream":"account.positionUpdate.BTC_USDC_PERP","data":{"E":1764468000000000,'
     '"s":"BTC_USDC_PERP","b":"65000","B":"65000","l":"0","f":"0.02","M":"65000",'
-    '"m":"0.0125","q":"0.002","Q":"0.002","n":"130","i":"3-BTC","p":"0","P":"0",'
-    '"T":1764468000000000}}'
+    '"m":"0.0125","q":"0.002","Q":"0.002","n":"130","i":"1111343026172067","p":"0",'
+    '"P":"0","T":1764468000000000}}'
 )
 CLOSED = (
-    '{"stream":"account.positionUpdate.BTC_USDC_PERP","data":{"E":1764468001000000,'
-    '"s":"BTC_USDC_PERP","q":"0","Q":"0","T":1764468001000000,"e":"positionClosed"}}'
+    '{"stream":"account.positionUpdate.BTC_USDC_PERP","data":{"e":"positionClosed",'
+    '"E":1764468001000000,"s":"BTC_USDC_PERP","b":"0","B":"0","l":"0","f":"0.02",'
+    '"M":"65002","m":"0.0125","q":"0","Q":"0","n":"0","i":"1111343026172067","p":"-0.0022",'
+    '"P":"0","T":1764468001000000}}'
 )
 
 
