@@ -410,6 +410,11 @@ class Execution:
             written.running = True  # from here `_place` gives the hold back
         try:
             result = await self._place(order, build, take_presigned, hold, written)
+        except AmbiguousOrderState:
+            # Accepted (or maybe sent) with its outcome unknown: it may be at the venue, so a
+            # later copy of this client id that is not placed proves nothing about it.
+            self.unknown.add(client_id)
+            raise
         finally:
             self.presigner.spent(client_id)  # a pre-sign for this client id is spent either way
         self.unknown.discard(client_id)  # its outcome is known

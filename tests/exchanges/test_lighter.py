@@ -46,6 +46,7 @@ from exchanges.lighter import (
     unscale,
 )
 from exchanges.lighter.shared import SharedAccount
+from exchanges.lighter.transport import NotSent
 from exchanges.sim.faults import FaultPlan
 from exchanges.sim.lighter_server import LighterServer, generate_api_key
 from exchanges.sim.market import SimMarket
@@ -1153,6 +1154,46 @@ async def test_a_hedge_still_unknown_after_the_resolve_timeout_is_ambiguous_then
     assert len(sim_orders(server, 83)) == 1
     assert [t["info"]["ClientOrderIndex"] for t in server.sent_txs] == [83]
     assert refusals and all(r == (83, 21728) for r in refusals)
+
+
+async def test_an_accepted_hedge_whose_outcome_stays_unknown_is_never_called_not_executed(
+    make_venue: VenueFactory, server: LighterServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The venue answered the sendTx (accepted), then neither the stream nor REST could tell
+    its outcome. A later copy of that client id that cannot even be sent (connection refused)
+    says nothing of the first: still unknown, never a plain failure the hedger would take for
+    "not executed" and hedge again under a new client id."""
+    venue = await make_venue(request_timeout=0.2, retry_attempts=1)
+    venue._execution.resolve_timeout_s = 1.0
+    refusals = spy_refusals(server)
+    faults = server.market.faults
+
+    async def rest_down_once_accepted() -> None:
+        await wait_for(lambda: bool(server.sent_txs))
+        silence_account_stream(server)
+        faults.set_probability("http_503", 1.0)
+
+    outage = asyncio.get_running_loop().create_task(rest_down_once_accepted())
+    with pytest.raises(AmbiguousOrderState, match="accepted, outcome unknown"):
+        await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue), 87)
+    await outage
+    sender = venue._sender
+    assert sender is not None
+
+    async def refused(request: bytes, on_write: object = None) -> tuple[int, str]:
+        raise NotSent("connection refused")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(sender, "exchange", refused)
+        with pytest.raises(AmbiguousOrderState):
+            await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue), 87)
+    faults.set_probability("http_503", 0.0)
+    # The same client id once the venue answers again: refused 21728, the first one's outcome.
+    order = await venue.place_hedge(Side.BUY, D("0.001"), far_buy(venue), 87)
+    assert order.status is OrderStatus.FILLED and order.filled_qty == D("0.001")
+    assert len(sim_orders(server, 87)) == 1
+    assert [t["info"]["ClientOrderIndex"] for t in server.sent_txs] == [87]
+    assert refusals and all(r == (87, 21728) for r in refusals)
 
 
 async def test_any_order_of_duplicated_and_reordered_updates_delivers_each_fill_once(
