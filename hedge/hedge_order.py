@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Coroutine, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -40,7 +40,9 @@ class HedgeOrder:
     looking_up: bool = False
     next_lookup: float = 0.0  # clock() before which it is not looked up again
     sweep: bool = False  # deliberately beyond the maker fills (see Hedger.sweep_dust)
-    trade_ids: set[str] = field(default_factory=set)
+    # Sent again under its own client id after its outcome stayed unknown: a failure of this
+    # copy says nothing of the first (only a copy the venue placed proves the first was not).
+    resent: bool = False
     covers: str = ""  # the maker trade ids it was sent for (the trade log's hedge_of)
 
     @property

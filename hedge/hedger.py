@@ -415,7 +415,6 @@ class Hedger:
                 if not order.filled:
                     self.marks.hedge_fill(fill)  # the touch the hedge met
                 order.filled += fill.qty
-                order.trade_ids.add(fill.trade_id)
             sent_ns = order.sent_ns if order is not None else 0
             self._add_lot(
                 Lot(fill.venue, fill.trade_id, signed, 0, False, fill.client_id or 0, sent_ns),
@@ -577,6 +576,12 @@ class Hedger:
             self._mark_ambiguous(hedge, exc)
             return
         except VenueError as exc:
+            if hedge.resent and not isinstance(exc, InsufficientLiquidity):
+                # A copy of a hedge whose outcome is unknown, and this copy was not shown placed
+                # (a placed copy that filled nothing is InsufficientLiquidity): the first may
+                # have executed, so still unknown, never "not executed" (no new client id).
+                self._mark_ambiguous(hedge, exc)
+                return
             self.stats.hedge_failures += 1
             hedge.final_filled = hedge.filled
             # Nothing within the price: an empty book refills in its own time, and every
@@ -613,6 +618,7 @@ class Hedger:
     def _resend(self, hedge: HedgeOrder) -> None:
         """An ambiguous hedge not found: the same order again, same client id (the venue
         places a client order index once, so this cannot hedge twice)."""
+        hedge.resent = True
         self._spawn(self._send(hedge, None), name=f"hedge-{hedge.client_id}-again")
 
     def _final(
