@@ -23,6 +23,10 @@ server's. Venues with application-level pings (Lighter: `{"type":"ping"}` -> `{"
 answer from `on_message` with `send_soon(text)`; `app_ping_text` additionally sends a message of
 our own every `app_ping_interval` seconds.
 
+Pacing: a venue that limits the messages a client sends (Lighter: 200 a minute) gets
+`messages_per_minute`; `send` then waits for room, and `slow_down(seconds)` holds every send
+when the venue says there were too many (`SendPace`).
+
 Exceptions raised by `on_message` are logged and the frame skipped; they never stop the reader.
 """
 
@@ -32,6 +36,7 @@ import asyncio
 import logging
 import random
 import time
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from typing import Any
 
@@ -84,6 +89,41 @@ class Backoff:
         self.failures = 0
 
 
+class SendPace:
+    """The messages a client may send in any rolling minute, and the venue's requests to slow
+    down: `wait()` returns once one more message may go (and counts it)."""
+
+    def __init__(
+        self, per_minute: int, *, sleep: Sleep = asyncio.sleep, clock: Clock = time.monotonic
+    ) -> None:
+        if per_minute < 1:
+            raise ValueError("a send pace needs at least one message a minute")
+        self.per_minute = per_minute
+        self._sent: deque[float] = deque()
+        self._paused_until = 0.0
+        self._sleep = sleep
+        self._clock = clock
+        self.waits = 0  # sends that had to wait (for the logs and the tests)
+
+    def slow_down(self, seconds: float) -> None:
+        """Hold every send for `seconds` from now (the venue said: too many messages)."""
+        self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def delay(self) -> float:
+        """Seconds until the next message may go (0: now)."""
+        now = self._clock()
+        while self._sent and now - self._sent[0] >= 60.0:
+            self._sent.popleft()
+        full = 60.0 - (now - self._sent[0]) if len(self._sent) >= self.per_minute else 0.0
+        return max(self._paused_until - now, full, 0.0)
+
+    async def wait(self) -> None:
+        while (delay := self.delay()) > 0:
+            self.waits += 1
+            await self._sleep(delay)
+        self._sent.append(self._clock())
+
+
 class ReconnectingWebSocket:
     """A WebSocket client connection that stays connected until `close()`."""
 
@@ -107,6 +147,7 @@ class ReconnectingWebSocket:
         app_ping_interval: float = 30.0,
         backoff: Backoff | None = None,
         stable_after: float = 30.0,
+        messages_per_minute: int | None = None,
         sleep: Sleep = asyncio.sleep,
         clock: Clock = time.monotonic,
     ) -> None:
@@ -135,6 +176,11 @@ class ReconnectingWebSocket:
         self._stable_after = stable_after  # a connection that lived this long resets backoff
         self._sleep = sleep
         self._clock = clock
+        self.pace = (
+            None
+            if messages_per_minute is None
+            else SendPace(messages_per_minute, sleep=sleep, clock=clock)
+        )
         self._init_state()
 
     def _init_state(self) -> None:
@@ -220,7 +266,10 @@ class ReconnectingWebSocket:
     # ---------------------------------------------------------------------------------------
 
     async def send(self, message: str | bytes) -> None:
-        """Send one frame on the current connection. Raises a retryable VenueError if down."""
+        """Send one frame on the current connection (once the pace allows). Raises a retryable
+        VenueError if down."""
+        if self.pace is not None:
+            await self.pace.wait()
         ws = self._ws
         if ws is None:
             raise VenueError(f"{self.name}: WebSocket not connected", retryable=True)
@@ -230,6 +279,12 @@ class ReconnectingWebSocket:
             raise VenueError(
                 f"{self.name}: WebSocket closed while sending", retryable=True
             ) from exc
+
+    def slow_down(self, seconds: float) -> None:
+        """The venue says we sent too many messages: hold our sends for `seconds`."""
+        if self.pace is not None:
+            self.pace.slow_down(seconds)
+            log.warning("%s: sends held %.0f s (the venue asked to slow down)", self.name, seconds)
 
     def send_soon(self, message: str | bytes) -> None:
         """Send from synchronous code (e.g. a pong from `on_message`), in an owned task.

@@ -41,6 +41,7 @@ RECENT_INACTIVE_ORDERS = 100
 WS_NOT_SUBSCRIBED = 30002  # our unsubscribe-before-subscribe of a channel already ended
 WS_ALREADY_SUBSCRIBED = 30003
 WS_TOO_MANY_MESSAGES = frozenset({30009, 30010})  # messages a minute / unacknowledged subscribes
+WS_SLOW_DOWN_S = 5.0  # our sends are held this long when the venue answers one of those
 
 # Channels and message types.
 ORDER_BOOK_SNAPSHOT = "subscribed/order_book"

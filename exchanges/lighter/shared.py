@@ -39,7 +39,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # Lighter closes sockets that stay silent for 2 minutes.
-_WS_OPTIONS = {"app_ping_text": json.dumps({"type": "pong"}), "app_ping_interval": 60.0}
+# Lighter takes 200 client messages a minute per connection (30009 past that): ours stay under.
+WS_MESSAGES_PER_MINUTE = 180
+_WS_OPTIONS = {
+    "app_ping_text": json.dumps({"type": "pong"}),
+    "app_ping_interval": 60.0,
+    "messages_per_minute": WS_MESSAGES_PER_MINUTE,
+}
 
 
 def route(frame: Frame) -> str | None:

@@ -41,6 +41,7 @@ from exchanges.lighter.constants import (
     VENUE,
     WS_ALREADY_SUBSCRIBED,
     WS_NOT_SUBSCRIBED,
+    WS_SLOW_DOWN_S,
     WS_TOO_MANY_MESSAGES,
 )
 from exchanges.lighter.parsing import (
@@ -276,6 +277,8 @@ class UserStream:
             return
         if error.code in WS_TOO_MANY_MESSAGES:
             log.warning("lighter stream%s: the venue asks us to slow down: %s", where, error.text)
+            if self.session.ws is not None:
+                self.session.ws.slow_down(WS_SLOW_DOWN_S)
             return
         log.error("lighter stream error%s: %s", where, error.text)
         if self.session.keyed and (error.account_related or error.token_related):

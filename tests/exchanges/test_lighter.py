@@ -1358,6 +1358,7 @@ async def test_a_subscription_ended_at_token_expiry_is_renewed_and_loses_no_fill
         '{"error":{"code":30003,"message":"Already Subscribed to : account_orders/1/7"}}',
         '{"error":{"code":30005,"message":"Invalid Channel"}}',
         '{"error":{"code":30009,"message":"Too Many Messages"}}',
+        '{"error":{"code":30010,"message":"Too Many Pending Subscriptions"}}',
     ],
 )
 async def test_the_venues_verbatim_error_frames_reach_the_error_handler(
@@ -1365,8 +1366,12 @@ async def test_the_venues_verbatim_error_frames_reach_the_error_handler(
 ) -> None:
     caplog.set_level("INFO", logger="exchanges.lighter")
     before = venue.malformed
+    ws = venue._session.ws
+    assert ws is not None and ws.pace is not None
     venue._on_frame(frame, time.perf_counter_ns())
     assert venue.malformed == before  # not dropped as malformed
-    message = json.loads(frame)["error"]["message"]
-    assert any(message in r.getMessage() for r in caplog.records)
+    error = json.loads(frame)["error"]
+    assert any(error["message"] in r.getMessage() for r in caplog.records)
     assert venue._account_live()  # none of these ends the account stream
+    # "Too many": our sends on that connection are held a while; the others change nothing.
+    assert (ws.pace.delay() > 0) == (error["code"] in (30009, 30010))

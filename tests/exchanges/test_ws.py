@@ -15,7 +15,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 
 from exchanges.base import ConfigError, VenueError
-from exchanges.common.ws import Backoff, Frame, ReconnectingWebSocket
+from exchanges.common.ws import Backoff, Frame, ReconnectingWebSocket, SendPace
 from tests.waiting import wait_for as wait_until
 
 FAST = {"ping_interval": None, "open_timeout": 2.0, "close_timeout": 1.0}
@@ -558,3 +558,44 @@ async def test_close_while_waiting_to_reconnect_returns_at_once() -> None:
     assert [t for t in asyncio.all_tasks() if t.get_name().startswith("ws-down")] == []
     with pytest.raises(RuntimeError):
         client.start()
+
+
+class FakeTime:
+    """A clock that only moves when something sleeps on it."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+        self.slept: list[float] = []
+
+    def clock(self) -> float:
+        return self.now
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.now += seconds
+
+
+async def test_send_pace_lets_n_messages_a_rolling_minute_through_then_waits_for_the_oldest() -> (
+    None
+):
+    time_ = FakeTime()
+    pace = SendPace(3, sleep=time_.sleep, clock=time_.clock)
+    for _ in range(3):
+        await pace.wait()
+        time_.now += 10.0
+    assert time_.slept == []  # three in 30 s: under the limit
+    await pace.wait()  # the fourth waits until the first is a minute old
+    assert time_.slept == [30.0] and pace.waits == 1
+    assert time_.now == 1060.0
+
+
+async def test_send_pace_holds_every_send_while_the_venue_asks_to_slow_down() -> None:
+    time_ = FakeTime()
+    pace = SendPace(100, sleep=time_.sleep, clock=time_.clock)
+    await pace.wait()
+    pace.slow_down(5.0)
+    assert pace.delay() == 5.0
+    await pace.wait()
+    assert time_.slept == [5.0] and pace.delay() == 0.0
+    with pytest.raises(ValueError):
+        SendPace(0)
