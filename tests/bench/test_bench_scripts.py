@@ -120,7 +120,7 @@ def test_footprint_measures_several_pairs_quoting_in_one_process() -> None:
 
 
 def test_requests_counts_what_each_venue_received_per_maker_fill() -> None:
-    figures = run_bench("bench.requests", "--iterations", "1", "--tier", "standard")
+    figures = run_bench("bench.requests", "--iterations", "3", "--tier", "standard")
 
     assert figures["bench"] == "requests"
     standard = figures["tiers"]["standard"]
@@ -132,6 +132,14 @@ def test_requests_counts_what_each_venue_received_per_maker_fill() -> None:
     # Every hedge is one sendTx: at least one per maker fill.
     assert standard["lighter"]["by_endpoint"]["/api/v1/sendTx"] >= standard["maker_fills"]
     assert standard["targets_met"]["no_429"] is True
+    # Issue 13's targets: Lighter at most one request per maker fill plus 10 for start-up,
+    # reconciliation and shutdown; Backpack's orders and cancels at most 2.5 per maker fill,
+    # and its reads only at start-up and shutdown (as many for 6 fills as for 60).
+    fills, backpack = standard["maker_fills"], standard["backpack"]
+    assert standard["targets_met"]["lighter"] is True
+    assert standard["lighter"]["requests"] <= fills + 10
+    assert backpack["orders_or_txs"] <= 2.5 * fills
+    assert backpack["requests"] - backpack["orders_or_txs"] <= 8
 
 
 def test_economics_runs_each_configuration_on_its_own_market_and_splits_the_wear() -> None:
