@@ -447,6 +447,18 @@ async def test_a_stream_error_reconnects_and_nothing_is_lost(rig: Rig) -> None:
     assert rig.fills[0].qty == Decimal("0.002")
 
 
+async def test_the_venues_verbatim_error_frame_reconnects(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The error frame as the venue sends it (protocols/backpack.md): no stream, no data."""
+    frame = '{"id":null,"error":{"code":4006,"message":"Invalid signature"}}'
+    reconnects, malformed = rig.venue.reconnects, rig.venue.malformed
+    rig.venue._on_frame(frame, time.perf_counter_ns())
+    await wait_for(lambda: rig.venue.reconnects > reconnects)
+    assert rig.venue.malformed == malformed  # acted on, not dropped as malformed
+    assert any("Invalid signature" in r.getMessage() for r in caplog.records)
+
+
 # --------------------------------------------------------------------------------------------
 # Transport faults
 # --------------------------------------------------------------------------------------------
