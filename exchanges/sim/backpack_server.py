@@ -46,7 +46,8 @@ The venue is as strict as the real one ("Second reading" in protocols/backpack.m
 - Rate limit: `rate_limit` requests per rolling minute per API key (public requests: per IP);
   past it, 429 `TOO_MANY_REQUESTS` with `Retry-After`. Every `api/`/`wapi/` request is counted
   in `ledger` (by the API key's account, and by IP; keys are "METHOD /path"; order placements
-  and cancels also as `send_tx`), 429s too, and every client WebSocket message; `/_sim/`
+  and cancels also as `send_tx`), 429s too, and every client WebSocket message (by IP, and
+  by the account of the key that signs it or of the connection's signed subscribe); `/_sim/`
   routes are neither counted nor limited. Read it at `GET /_sim/requests`.
 
 Error bodies are `{"code": ..., "message": ...}` with the venue's codes (`INVALID_SIGNATURE`,
@@ -1509,10 +1510,9 @@ class BackpackServer:
         try:
             async for message in ws:
                 if message.type == WSMsgType.TEXT:
-                    self._count_ws_message(conn)
                     self._ws_command(conn, message.data)
                 elif message.type == WSMsgType.BINARY:
-                    self._count_ws_message(conn)
+                    self._count_ws_message(conn, None)
                     self._ws_error(conn, None, WS_BAD_REQUEST, "Expected a text frame")
                 elif message.type == WSMsgType.PING:
                     await ws.pong(message.data)
@@ -1531,9 +1531,17 @@ class BackpackServer:
                     await task
         return ws
 
-    def _count_ws_message(self, conn: _WsConnection) -> None:
-        account = None if conn.account is None else str(conn.account)
-        self.ledger.ws_message(account, conn.ip)
+    def _count_ws_message(self, conn: _WsConnection, command: object) -> None:
+        """Counted under the IP and an account: the one whose key signs this message (checked
+        or not, as a REST request counts under the key it claims), else the connection's
+        since its signed subscribe. A connection's first signed subscribe counts under its
+        account too, although the account is set only while it is handled."""
+        account = conn.account
+        if isinstance(command, dict):
+            signature = command.get("signature")
+            if isinstance(signature, list) and signature:
+                account = self.api_keys.get(str(signature[0]), account)
+        self.ledger.ws_message(None if account is None else str(account), conn.ip)
 
     async def _ws_keepalive(self, conn: _WsConnection) -> None:
         """Ping every `ping_interval`; abort the connection when a Ping has gone unanswered for
@@ -1564,8 +1572,10 @@ class BackpackServer:
         try:
             command = json.loads(text)
         except ValueError:
+            self._count_ws_message(conn, None)
             self._ws_error(conn, None, WS_BAD_REQUEST, "Invalid JSON")
             return
+        self._count_ws_message(conn, command)
         if not isinstance(command, dict):
             self._ws_error(conn, None, WS_BAD_REQUEST, "Expected a JSON object")
             return

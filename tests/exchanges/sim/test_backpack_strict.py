@@ -29,6 +29,7 @@ from tests.exchanges.sim.test_backpack_server import (
     raw,
     send_config,
     send_signed,
+    ws_signature,
 )
 from tests.waiting import wait_for
 
@@ -494,14 +495,20 @@ async def test_request_counts_match_what_the_client_sent_and_sim_routes_are_free
         ):
             for _ in range(3):
                 await ws.send_str('{"method":"SUBSCRIBE","params":["depth.BTC_USDC_PERP"]}')
-            await wait_for(lambda: venue.server.ledger.snapshot()["ips"] != {})
+            # The connection's first signed subscribe counts under the account as well, and
+            # so does what follows it on that connection.
+            signature = ws_signature(venue.public_key, venue.secret_key)
+            await ws.send_json(
+                {"method": "SUBSCRIBE", "params": ["account.orderUpdate"], "signature": signature}
+            )
+            await ws.send_str('{"method":"SUBSCRIBE","params":["bookTicker.BTC_USDC_PERP"]}')
 
             def ws_counted() -> bool:
                 ips = venue.server.ledger.snapshot()["ips"]
                 assert isinstance(ips, dict)
-                return sum(row["ws_messages"] for row in ips.values()) == 3
+                return sum(row["ws_messages"] for row in ips.values()) == 5
 
-            await wait_for(ws_counted, what="3 ws messages counted")
+            await wait_for(ws_counted, what="5 ws messages counted")
 
         status, snapshot = await raw("GET", f"{venue.server.api_url}_sim/requests")
 
@@ -513,10 +520,11 @@ async def test_request_counts_match_what_the_client_sent_and_sim_routes_are_free
             "GET /api/v1/orders": 1,
         }
         assert mine["requests_total"] == 4 and mine["send_tx"] == 3 and mine["http_429"] == 0
+        assert mine["ws_messages"] == 2
         (by_ip,) = snapshot["ips"].values()
         assert by_ip["requests_total"] == 5  # the public depth request counts by IP only
         assert by_ip["requests"]["GET /api/v1/depth"] == 1
-        assert by_ip["ws_messages"] == 3
+        assert by_ip["ws_messages"] == 5
         await raw("POST", f"{venue.server.api_url}_sim/requests/reset")
         assert venue.server.ledger.snapshot()["accounts"] == {}
     finally:
