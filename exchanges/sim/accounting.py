@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -31,7 +31,8 @@ class RollingLimit:
     """A weighted budget over a rolling window: at most `capacity` weight in any `window_s`.
 
     `capacity=None` means unlimited (still counted). `take()` either books the weight and
-    returns None, or books nothing and returns the seconds until that weight would fit.
+    returns None, or books nothing and returns the seconds until that weight would fit;
+    `take_all()` does the same for one request against several budgets at once.
     """
 
     def __init__(
@@ -56,21 +57,41 @@ class RollingLimit:
         self._expire(self._clock())
         return self._used
 
-    def take(self, weight: int = 1) -> float | None:
+    def wait(self, weight: int = 1) -> float | None:
+        """Seconds until `weight` would fit, or None if it fits now. Books nothing."""
         now = self._clock()
         self._expire(now)
-        if self.capacity is not None and self._used + weight > self.capacity:
-            # The oldest events leave first: wait until enough of them have.
-            freed, wait = self.capacity - self._used, self.window_s
-            for stamp, booked in self._events:
-                freed += booked
-                if freed >= weight:
-                    wait = stamp + self.window_s - now
-                    break
-            return max(wait, 0.001)
-        self._events.append((now, weight))
+        if self.capacity is None or self._used + weight <= self.capacity:
+            return None
+        # The oldest events leave first: wait until enough of them have.
+        freed, wait = self.capacity - self._used, self.window_s
+        for stamp, booked in self._events:
+            freed += booked
+            if freed >= weight:
+                wait = stamp + self.window_s - now
+                break
+        return max(wait, 0.001)
+
+    def book(self, weight: int = 1) -> None:
+        """Book `weight` now, room or not (`wait` says whether there is)."""
+        self._events.append((self._clock(), weight))
         self._used += weight
-        return None
+
+    def take(self, weight: int = 1) -> float | None:
+        return take_all([(self, weight)])
+
+
+def take_all(demands: Iterable[tuple[RollingLimit, int]]) -> float | None:
+    """One request against several budgets (an account's and its IP's, say): books each
+    weight only if every budget has room, else books nothing anywhere and returns the longest
+    wait. A request refused by one budget must not spend the others."""
+    demands = list(demands)
+    waits = [wait for budget, weight in demands if (wait := budget.wait(weight)) is not None]
+    if waits:
+        return max(waits)
+    for budget, weight in demands:
+        budget.book(weight)
+    return None
 
 
 @dataclass

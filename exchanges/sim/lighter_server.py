@@ -40,7 +40,8 @@ Account tiers (`tier=` for every account, `account_tiers={account: tier}` to ove
   `by=index&value=`, the auth token, or the tx's AccountIndex) at its tier and per IP at the
   server's tier. Premium weights: sendTx/sendTxBatch/nextNonce 6, accountInactiveOrders 100,
   trades/recentTrades 600, others 300. A WS sendtx uses the same budgets. Over: HTTP 429
-  `{"code":429,"message":"Too Many Requests"}` with `Retry-After` (seconds). Every request
+  `{"code":429,"message":"Too Many Requests"}` with `Retry-After` (seconds), and the refused
+  request spends none of its budgets (the account's nor the IP's). Every request
   is counted in `ledger` (`GET /_sim/requests`); `/_sim/` routes and `/stream` are not limited.
 - WebSocket (standard and premium): 200 client messages a minute per IP (30009 beyond, the
   message is ignored), at most 50 subscribes whose reply frame is not yet written (30010).
@@ -88,7 +89,13 @@ from typing import Any, Literal
 from aiohttp import WSMsgType, web
 
 from exchanges.base import Side
-from exchanges.sim.accounting import RequestLedger, RollingLimit, add_requests_route, client_ip
+from exchanges.sim.accounting import (
+    RequestLedger,
+    RollingLimit,
+    add_requests_route,
+    client_ip,
+    take_all,
+)
 from exchanges.sim.control import add_control_routes, add_timings_route
 from exchanges.sim.market import (
     BookDelta,
@@ -602,12 +609,12 @@ class LighterServer:
             budgets.append((self._budget(self._rest_limits, owner, tier.rest_per_minute), weight))
             if is_tx:
                 budgets.append((self._budget(self._tx_limits, owner, tier.send_tx_per_minute), 1))
-        for budget, weight in budgets:
-            retry_after = budget.take(weight)
-            if retry_after is not None:
-                self.ledger.rejected_429(key, ip)
-                return retry_after
-        return None
+        # All or nothing: a request refused by one budget (the IP's) spends none of the
+        # others (the account's).
+        retry_after = take_all(budgets)
+        if retry_after is not None:
+            self.ledger.rejected_429(key, ip)
+        return retry_after
 
     @staticmethod
     def _budget(

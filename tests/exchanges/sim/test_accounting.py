@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from exchanges.sim.accounting import RequestLedger, RollingLimit
+from exchanges.sim.accounting import RequestLedger, RollingLimit, take_all
 
 
 class Clock:
@@ -47,6 +47,18 @@ def test_a_refused_request_books_nothing() -> None:
     for _ in range(5):
         assert limit.take() is not None
     assert limit.used() == 2
+
+
+def test_a_request_refused_by_one_budget_spends_none_of_the_others() -> None:
+    clock = Clock()
+    account, ip = RollingLimit(60, clock=clock), RollingLimit(1, clock=clock)
+    assert take_all([(account, 1), (ip, 1)]) is None
+    clock.now += 10.0
+    for _ in range(5):
+        # Refused by the IP's budget, which frees in 50 s: the account's books nothing.
+        assert take_all([(account, 1), (ip, 1)]) == pytest.approx(50.0)
+    assert (account.used(), ip.used()) == (1, 1)
+    assert take_all([(account, 1)]) is None
 
 
 def test_unlimited_counts_but_never_refuses() -> None:

@@ -8,6 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
@@ -106,31 +107,131 @@ async def outcome_delay(
     return time.monotonic() - sent, reply
 
 
+class TimedProbe(WsProbe):
+    """A WsProbe that also notes when each message arrived (time.monotonic())."""
+
+    def __init__(self, ws: Any) -> None:
+        self.arrived: list[float] = []
+        super().__init__(ws)
+
+    async def _read(self) -> None:
+        try:
+            async for raw in self.ws:
+                self.arrived.append(time.monotonic())
+                self.messages.append(json.loads(raw))
+        except websockets.ConnectionClosed:
+            pass
+        finally:
+            self.closed.set()
+
+    def order_updates(self, client_id: int) -> list[tuple[float, dict[str, Any]]]:
+        """(arrival, order) of each account_orders update naming this client order."""
+        return [
+            (arrived, order)
+            for arrived, message in zip(self.arrived, self.messages, strict=False)
+            if message.get("type") == "update/account_orders"
+            for orders in message["orders"].values()
+            for order in orders
+            if order["client_order_index"] == client_id
+        ]
+
+
+async def rest_shows_order(
+    server: LighterServer, http: aiohttp.ClientSession, client_id: int
+) -> bool:
+    """Whether the account's REST reads (active orders, inactive orders, trades) show it."""
+    base, query = f"{server.api_url}/api/v1", f"account_index={ACCOUNT}&market_id={BTC}"
+    auth = {"authorization": token()}
+    reads = [
+        await get_json(http, f"{base}/accountActiveOrders?{query}", auth),
+        await get_json(http, f"{base}/accountInactiveOrders?{query}&limit=10", auth),
+        await get_json(http, f"{base}/trades?{query}&limit=10"),
+    ]
+    assert [status for status, _ in reads] == [200, 200, 200], reads
+    (_, active), (_, inactive), (_, trades) = reads
+    orders = active["orders"] + inactive["orders"]
+    return any(o["client_order_index"] == client_id for o in orders) or any(
+        client_id in (t["bid_client_id"], t["ask_client_id"]) for t in trades["trades"]
+    )
+
+
+@dataclass
+class ClientView:
+    """A sendTx and its outcome as a client saw them; times in seconds after the reply."""
+
+    reply: dict[str, Any]
+    sent_ms: float  # unix ms just before the request left
+    replied_ms: float  # unix ms when the reply was received
+    updates: list[tuple[float, dict[str, Any]]]  # the order's account_orders updates
+    rest_reads: list[tuple[float, bool]]  # (answered at, showed the order)
+
+
+async def watch_ioc_outcome(
+    server: LighterServer, http: aiohttp.ClientSession, client_id: int
+) -> ClientView:
+    """Send a market buy (IOC) over REST with the account's order channel subscribed, then
+    read REST every 50 ms until the channel shows the order, and once more after."""
+    probe = TimedProbe(await websockets.connect(server.ws_url))
+    try:
+        await probe.next("connected")
+        channel = f"account_orders/{BTC}/{ACCOUNT}"
+        await probe.send({"type": "subscribe", "channel": channel, "auth": token()})
+        await probe.next("subscribed/account_orders")
+        form = taker_form(server, server.next_nonce(ACCOUNT, KEY), client_id)
+        sent_ms = time.time() * 1000
+        status, reply = await post_tx(http, server, form)
+        replied, replied_ms = time.monotonic(), time.time() * 1000
+        assert (status, reply["code"]) == (200, 200), reply
+        rest_reads: list[tuple[float, bool]] = []
+        while not probe.order_updates(client_id):
+            assert time.monotonic() - replied < 5.0, "no account_orders update for the order"
+            shown = await rest_shows_order(server, http, client_id)
+            rest_reads.append((time.monotonic() - replied, shown))
+            await asyncio.sleep(0.05)  # paced: Standard allows 60 requests a minute
+        shown = await rest_shows_order(server, http, client_id)
+        rest_reads.append((time.monotonic() - replied, shown))
+        await wait_for(lambda: probe.order_updates(client_id)[-1][1]["status"] == "filled")
+    finally:
+        await probe.close()
+    updates = [(arrived - replied, order) for arrived, order in probe.order_updates(client_id)]
+    return ClientView(reply, sent_ms, replied_ms, updates, rest_reads)
+
+
+def assert_outcome_not_before(view: ClientView, delay_ms: int) -> None:
+    """Nothing of the order reaches the client, on the channel or REST, until `delay_ms`
+    after the sendTx reply; then both show it. The reply's predicted execution time lies
+    between the send plus `delay_ms` and the first update."""
+    delay_s = delay_ms / 1000
+    first_update_at = view.updates[0][0]
+    assert first_update_at >= delay_s
+    assert view.updates[-1][1]["status"] == "filled"
+    early = [shown for at, shown in view.rest_reads if at < delay_s]
+    assert early and not any(early)
+    assert view.rest_reads[-1][1]
+    predicted = view.reply["predicted_execution_time_ms"]
+    update_ms = view.replied_ms + first_update_at * 1000
+    assert view.sent_ms + delay_ms <= predicted <= update_ms + 1  # whole ms, rounded up
+
+
 # --------------------------------------------------------------------------------------------
 # Tiers: the sequencer's delays
 # --------------------------------------------------------------------------------------------
 
 
-async def test_standard_ioc_outcome_comes_no_earlier_than_300ms_after_the_send(
+async def test_standard_ioc_outcome_comes_no_earlier_than_300ms_after_the_reply(
     make_server: MakeServer, http: aiohttp.ClientSession
 ) -> None:
     server = await make_server(tier="standard")
-    nonce = server.next_nonce(ACCOUNT, KEY)
-    sent_ms = time.time() * 1000
-    waited, reply = await outcome_delay(server, http, taker_form(server, nonce, 1), 1)
-    assert waited >= 0.3
-    assert reply["predicted_execution_time_ms"] >= sent_ms + 300
-    order = server.market.book("lighter", "BTC").find_order(ACCOUNT, client_id=1)
-    assert order is not None and order.status == "filled"
+    view = await watch_ioc_outcome(server, http, client_id=1)
+    assert_outcome_not_before(view, 300)
 
 
-async def test_premium_ioc_outcome_comes_no_earlier_than_200ms_after_the_send(
+async def test_premium_ioc_outcome_comes_no_earlier_than_200ms_after_the_reply(
     make_server: MakeServer, http: aiohttp.ClientSession
 ) -> None:
     server = await make_server(tier="premium")
-    nonce = server.next_nonce(ACCOUNT, KEY)
-    waited, _ = await outcome_delay(server, http, taker_form(server, nonce, 1), 1)
-    assert waited >= 0.2
+    view = await watch_ioc_outcome(server, http, client_id=1)
+    assert_outcome_not_before(view, 200)
 
 
 async def test_standard_maker_order_and_cancel_wait_200ms(
@@ -260,6 +361,23 @@ async def test_the_account_budget_follows_the_account_tier(
     status, body = await post_tx(http, server, taker_form(server, server.next_nonce(7, KEY), 1))
     assert status == 429 and body["code"] == 429
     assert (await get_json(http, f"{base}/orderBooks"))[0] == 200  # the IP is unlimited
+
+
+async def test_requests_refused_by_the_ip_budget_spend_nothing_of_the_account_budget(
+    make_server: MakeServer, http: aiohttp.ClientSession
+) -> None:
+    server = await make_server(tier="standard")  # 60 a minute per IP, and per account
+    base = f"{server.api_url}/api/v1"
+    named = f"{base}/nextNonce?account_index={ACCOUNT}&api_key_index={KEY}"
+    for _ in range(60):
+        assert (await get_json(http, f"{base}/orderBooks"))[0] == 200
+    for _ in range(10):
+        assert (await get_json(http, named))[0] == 429  # this IP's minute is spent
+    # From another address the account still has its whole minute.
+    other_ip = aiohttp.TCPConnector(local_addr=("127.0.0.2", 0))
+    async with aiohttp.ClientSession(connector=other_ip) as elsewhere:
+        for _ in range(60):
+            assert (await get_json(elsewhere, named))[0] == 200
 
 
 async def test_premium_requests_are_weighted(
@@ -439,9 +557,11 @@ async def test_an_expired_token_ends_its_subscription(make_server: MakeServer) -
 
 async def test_connections_close_at_their_maximum_age(make_server: MakeServer) -> None:
     server = await make_server(tier="standard", connection_max_age_s=0.3)
+    opened = time.monotonic()
     ws = await connect(server)
     try:
         await asyncio.wait_for(ws.closed.wait(), 3.0)
+        assert time.monotonic() - opened >= 0.3  # open until its age, not closed early
     finally:
         await ws.close()
 
@@ -617,6 +737,25 @@ async def test_fills_pay_the_tier_fees(
     assert fill.fee == fill.price * fill.qty * taker_fee
     _, body = await get_json(http, f"{server.api_url}/api/v1/trades?account_index={ACCOUNT}")
     [trade] = body["trades"]
-    assert trade["taker_fee"] == int(fill.fee.scaleb(6))
-    premium_maker = server.market.fees_of("lighter", ACCOUNT, book.rules)[0]
-    assert premium_maker == (Decimal("0.00004") if tier == "premium" else 0)
+    assert (trade["taker_fee"], trade["maker_fee"]) == (int(fill.fee.scaleb(6)), 0)
+
+
+@pytest.mark.parametrize(
+    "tier,maker_fee", [("premium", Decimal("0.00004")), ("standard", Decimal(0))]
+)
+async def test_maker_fills_pay_the_tier_maker_fee(
+    make_server: MakeServer, http: aiohttp.ClientSession, tier: str, maker_fee: Decimal
+) -> None:
+    server = await make_server(tier="unlimited", account_tiers={ACCOUNT: tier})
+    book = server.market.book("lighter", "BTC")
+    post_only = maker_form(server, server.next_nonce(ACCOUNT, KEY), client_id=1, tif=2)
+    assert (await post_tx(http, server, post_only))[1]["code"] == 200
+    await wait_for(lambda: book.find_order(ACCOUNT, client_id=1) is not None)
+    order = book.find_order(ACCOUNT, client_id=1)
+    assert order is not None and order.is_open
+    fill = book.fill_resting(order.order_id, order.qty)  # a taker takes it all
+    assert fill.is_maker
+    assert fill.fee == fill.price * fill.qty * maker_fee
+    _, body = await get_json(http, f"{server.api_url}/api/v1/trades?account_index={ACCOUNT}")
+    [trade] = body["trades"]
+    assert (trade["maker_fee"], trade["taker_fee"]) == (int(fill.fee.scaleb(6)), 0)
