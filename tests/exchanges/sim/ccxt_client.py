@@ -1,23 +1,32 @@
 """Drive a simulator with stock ccxt: run by the ccxt venv's python, never imported by pytest.
 
-    python ccxt_client.py SCENARIO CONFIG_JSON
+    python ccxt_client.py    (then JSON lines on stdin)
 
-CONFIG_JSON: {"venue": "backpack"|"lighter", "api": "http://127.0.0.1:P", "ws": "ws://...",
-"market_id": "<venue market id>", "args": {...}} plus the venue's keys: Backpack "key",
-"secret"; Lighter "private_key", "account_index", "api_key_index", "library_path" (the lighter
-signer shared library: ccxt's Python Lighter needs `options['libraryPath']`).
+One process is one ccxt exchange (markets loaded once, one rate limiter) for a test's calls.
+It imports ccxt first, then reads its configuration, so that a test runner can start it ahead
+of time. The first stdin line is the configuration: {"venue": "backpack"|"lighter", "api":
+"http://127.0.0.1:P", "ws": "ws://...", "market_id": "<venue market id>", "ticker": "BTC"}
+plus the venue's keys: Backpack "key", "secret"; Lighter "private_key", "account_index",
+"api_key_index", "library_path" (the lighter signer shared library: ccxt's Python Lighter
+needs `options['libraryPath']`).
 
-Prints exactly one JSON line on stdout: {"ok": true, "result": …, "requests": […]} or
-{"ok": false, "error": "<ccxt exception class>", "message": …, "requests": […]}; `requests`
-lists the HTTP calls ccxt made ("METHOD path?query -> status"), to name a simulator gap.
-Only the URLs and keys are configured (plus, for Lighter, the signer library path ccxt
-requires and `enableRateLimit: False`, see below): everything else is ccxt 4.5.90 as shipped.
+Then one request a line, {"scenario": NAME, "args": {...}}, each answered by one line on
+stdout: {"ok": true, "result": …, "requests": […]} or {"ok": false, "error": "<ccxt exception
+class>", "message": …, "traceback": …, "requests": […]}; `requests` lists the HTTP calls ccxt
+made for that scenario ("METHOD path?query -> status"), to name a simulator gap. The process
+ends at the end of stdin. Anything else written to stdout (by ccxt or the signer library)
+goes to stderr, so stdout carries only the answers.
+
+Only what a real client of the venue configures is set (the URLs, the keys and, for Lighter,
+the account, API key index and signer library path): everything else, the rate limiter
+included, is ccxt 4.5.90 as shipped.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 import time
 import traceback
@@ -27,7 +36,7 @@ from typing import Any
 
 import ccxt.pro as ccxtpro
 
-Scenario = Callable[[Any, dict[str, Any]], Awaitable[Any]]
+Scenario = Callable[[Any, dict[str, Any], dict[str, Any]], Awaitable[Any]]
 SCENARIOS: dict[str, Scenario] = {}
 REQUESTS: list[str] = []
 WATCH_TIMEOUT_S = 8.0
@@ -41,8 +50,9 @@ def scenario(func: Scenario) -> Scenario:
 def make_exchange(config: dict[str, Any]) -> Any:
     venue = config["venue"]
     if venue == "backpack":
+        # The account's API key pair: all ccxt's Backpack needs to sign.
         exchange = ccxtpro.backpack({"apiKey": config["key"], "secret": config["secret"]})
-        exchange.urls["api"] = {
+        exchange.urls["api"] = {  # the simulator's, in place of api.backpack.exchange
             "public": config["api"],
             "private": config["api"],
             "ws": {"public": config["ws"], "private": config["ws"]},
@@ -52,18 +62,20 @@ def make_exchange(config: dict[str, Any]) -> Any:
         private_key = str(config["private_key"]).removeprefix("0x")
         exchange = ccxtpro.lighter(
             {
-                # ccxt throttles Lighter to one request a second (the Standard tier's budget):
-                # the simulator enforces its tier's budget itself, a 429 would fail the test.
-                "enableRateLimit": False,
                 "options": {
+                    # ccxt signs with Lighter's signer library, which it does not ship.
                     "libraryPath": config["library_path"],
+                    # Without it ccxt asks the venue for the account of an L1 address, from
+                    # an L1 private key: a client holding only an API key names its account.
                     "accountIndex": int(account),
+                    # The slot the API key is registered in (ccxt accepts 4-254).
                     "apiKeyIndex": int(key),
+                    # The API key itself, for that account and slot.
                     "auths": {account: {key: {"lighterPrivateKey": private_key}}},
                 },
             }
         )
-        exchange.urls["api"] = {
+        exchange.urls["api"] = {  # the simulator's, in place of mainnet.zklighter.elliot.ai
             "root": config["api"],
             "public": config["api"],
             "private": config["api"],
@@ -129,7 +141,7 @@ def top_of(book: dict[str, Any]) -> dict[str, Any]:
 
 
 @scenario
-async def load_markets(exchange: Any, config: dict[str, Any]) -> Any:
+async def load_markets(exchange: Any, config: dict[str, Any], args: dict[str, Any]) -> Any:
     symbol = await symbol_of(exchange, config)
     market = exchange.market(symbol)
     return {
@@ -145,14 +157,14 @@ async def load_markets(exchange: Any, config: dict[str, Any]) -> Any:
 
 
 @scenario
-async def order_book(exchange: Any, config: dict[str, Any]) -> Any:
+async def order_book(exchange: Any, config: dict[str, Any], args: dict[str, Any]) -> Any:
     symbol = await symbol_of(exchange, config)
     book = await exchange.fetch_order_book(symbol)
     return {"symbol": symbol, "top": top_of(book), "bids": book["bids"], "asks": book["asks"]}
 
 
 @scenario
-async def balance_positions(exchange: Any, config: dict[str, Any]) -> Any:
+async def balance_positions(exchange: Any, config: dict[str, Any], args: dict[str, Any]) -> Any:
     symbol = await symbol_of(exchange, config)
     balance = await exchange.fetch_balance()
     positions = await exchange.fetch_positions()
@@ -169,8 +181,7 @@ async def balance_positions(exchange: Any, config: dict[str, Any]) -> Any:
 
 
 @scenario
-async def create_order(exchange: Any, config: dict[str, Any]) -> Any:
-    args = config["args"]
+async def create_order(exchange: Any, config: dict[str, Any], args: dict[str, Any]) -> Any:
     symbol = await symbol_of(exchange, config)
     params = args.get("params", {})
     order = await exchange.create_order(
@@ -180,21 +191,20 @@ async def create_order(exchange: Any, config: dict[str, Any]) -> Any:
 
 
 @scenario
-async def cancel_order(exchange: Any, config: dict[str, Any]) -> Any:
-    args = config["args"]
+async def cancel_order(exchange: Any, config: dict[str, Any], args: dict[str, Any]) -> Any:
     symbol = await symbol_of(exchange, config)
     order = await exchange.cancel_order(str(args["id"]), symbol)
     return order_view(order)
 
 
 @scenario
-async def open_orders(exchange: Any, config: dict[str, Any]) -> Any:
+async def open_orders(exchange: Any, config: dict[str, Any], args: dict[str, Any]) -> Any:
     symbol = await symbol_of(exchange, config)
     return [order_view(o) for o in await exchange.fetch_open_orders(symbol)]
 
 
 @scenario
-async def my_trades(exchange: Any, config: dict[str, Any]) -> Any:
+async def my_trades(exchange: Any, config: dict[str, Any], args: dict[str, Any]) -> Any:
     symbol = await symbol_of(exchange, config)
     return [trade_view(t) for t in await exchange.fetch_my_trades(symbol)]
 
@@ -210,7 +220,7 @@ async def _sim_top(exchange: Any, config: dict[str, Any]) -> dict[str, str]:
 
 
 @scenario
-async def watch_order_book(exchange: Any, config: dict[str, Any]) -> Any:
+async def watch_order_book(exchange: Any, config: dict[str, Any], args: dict[str, Any]) -> Any:
     """Watch until ccxt's book top equals the simulator's top (both move every tick)."""
     symbol = await symbol_of(exchange, config)
     deadline = time.monotonic() + WATCH_TIMEOUT_S
@@ -283,9 +293,8 @@ async def _watch_until(
 
 
 @scenario
-async def watch_orders(exchange: Any, config: dict[str, Any]) -> Any:
+async def watch_orders(exchange: Any, config: dict[str, Any], args: dict[str, Any]) -> Any:
     """Subscribe to order updates, place the order in args, report what the stream showed."""
-    args = config["args"]
     symbol = await symbol_of(exchange, config)
     marker = args.get("client_id")
 
@@ -305,9 +314,8 @@ async def watch_orders(exchange: Any, config: dict[str, Any]) -> Any:
 
 
 @scenario
-async def watch_my_trades(exchange: Any, config: dict[str, Any]) -> Any:
+async def watch_my_trades(exchange: Any, config: dict[str, Any], args: dict[str, Any]) -> Any:
     """Subscribe to our trades, place the (crossing) order in args, report the stream."""
-    args = config["args"]
     symbol = await symbol_of(exchange, config)
 
     async def act() -> Any:
@@ -321,24 +329,44 @@ async def watch_my_trades(exchange: Any, config: dict[str, Any]) -> Any:
     return {"created": order_view(created), "stream": [trade_view(t) for t in seen]}
 
 
-async def main(name: str, config: dict[str, Any]) -> dict[str, Any]:
-    exchange = make_exchange(config)
+async def answer(exchange: Any, config: dict[str, Any], request: dict[str, Any]) -> dict[str, Any]:
+    REQUESTS.clear()
     try:
-        result = await SCENARIOS[name](exchange, config)
-        return {"ok": True, "result": result, "requests": REQUESTS}
+        scenario = SCENARIOS[request["scenario"]]
+        result = await scenario(exchange, config, request.get("args") or {})
+        return {"ok": True, "result": result, "requests": list(REQUESTS)}
     except Exception as exc:
         return {
             "ok": False,
             "error": type(exc).__name__,
             "message": str(exc)[:2000],
             "traceback": traceback.format_exc()[-3000:],
-            "requests": REQUESTS,
+            "requests": list(REQUESTS),
         }
+
+
+async def main(answers: Any) -> None:
+    """Read the configuration, then answer each request line of stdin with one line on
+    `answers`, until stdin ends."""
+    loop = asyncio.get_running_loop()
+    requests = asyncio.StreamReader()
+    await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(requests), sys.stdin)
+    first = await requests.readline()
+    if not first:  # started ahead of time, never used
+        return
+    config = json.loads(first)
+    exchange = make_exchange(config)
+    try:
+        while line := await requests.readline():
+            outcome = await answer(exchange, config, json.loads(line))
+            answers.write(json.dumps(outcome, default=str) + "\n")
+            answers.flush()
     finally:
         await exchange.close()
 
 
 if __name__ == "__main__":
-    outcome = asyncio.run(main(sys.argv[1], json.loads(sys.argv[2])))
-    sys.stdout.write("\n" + json.dumps(outcome, default=str) + "\n")
-    sys.stdout.flush()
+    # Answers go to the real stdout; fd 1 becomes stderr for whatever else prints there.
+    answers = os.fdopen(os.dup(sys.stdout.fileno()), "w")
+    os.dup2(sys.stderr.fileno(), sys.stdout.fileno())
+    asyncio.run(main(answers))
