@@ -576,28 +576,21 @@ class Hedger:
             self._mark_ambiguous(hedge, exc)
             return
         except VenueError as exc:
-            if hedge.resent and not isinstance(exc, InsufficientLiquidity):
-                # A copy of a hedge whose outcome is unknown, and this copy was not shown placed
-                # (a placed copy that filled nothing is InsufficientLiquidity): the first may
+            empty = isinstance(exc, InsufficientLiquidity)  # placed, nothing within the price
+            if hedge.resent and not empty:
+                # A copy of a hedge whose outcome is unknown, not shown placed: the first may
                 # have executed, so still unknown, never "not executed" (no new client id).
                 self._mark_ambiguous(hedge, exc)
                 return
             self.stats.hedge_failures += 1
-            hedge.final_filled = hedge.filled
-            # Nothing within the price: an empty book refills in its own time, and every
-            # re-send spends the account's budget (60 a minute on Standard): back off.
-            empty = isinstance(exc, InsufficientLiquidity)
+            # An empty book refills in its own time, and every re-send spends the account's
+            # budget (60 a minute on Standard): back off.
             self._empty_in_a_row = self._empty_in_a_row + 1 if empty else 0
             backoff = RETRY_BACKOFF_S * 2 ** max(self._empty_in_a_row - 2, 0)
             self._retry_after = self.clock() + min(backoff, EMPTY_BACKOFF_MAX_S)
             log.warning("hedge %s failed (%s): will retry", hedge.client_id, exc)
-            self.journal.defer(
-                "update_order",
-                self.venue.name,
-                hedge.client_id,
-                status=OrderStatus.REJECTED,
-                filled_qty=hedge.filled,
-            )
+            hedge.final_filled = hedge.filled
+            self._final(hedge, OrderStatus.REJECTED, hedge.filled)
             self._after_change()
             return
         except Exception as exc:  # a bug below us: the request may have left, so unknown
