@@ -40,6 +40,9 @@ class TrackedOrder:
     order_id: str | None = None  # the venue's id, once known
     filled: Decimal = Decimal(0)  # cumulative
     venue_status: str = ""  # the venue's own word for the status, for logs
+    # A copy of this client id was sent and its outcome is unknown: it may be at the venue, so
+    # a later copy that is not placed proves nothing (the venue carries it to the next copy).
+    maybe_placed: bool = False
     changed: asyncio.Event = field(default_factory=asyncio.Event)  # set on every change
 
     @property
@@ -95,6 +98,11 @@ class OrderTracker:
         order = TrackedOrder(client_id, side, qty, price, kind, sent_ms=sent_ms)
         self._orders[client_id] = order
         return order
+
+    def maybe_placed(self, order: TrackedOrder, maybe: bool = True) -> None:
+        """Whether a copy of the order's client id may be at the venue with its outcome
+        unknown (True), or its outcome is now known (False)."""
+        order.maybe_placed = maybe
 
     def get(self, client_id: int | None) -> TrackedOrder | None:
         return None if client_id is None else self._orders.get(client_id)

@@ -290,9 +290,6 @@ class Execution:
         self.stream = stream
         self.account = account
         self.resolve_timeout_s = resolve_timeout_s  # accepted, outcome still unknown after this
-        # Client ids of hedges that may be at the venue without our knowing: a later send of
-        # the same id that is not placed says nothing about the earlier one.
-        self.unknown: set[int] = set()
 
     # -- hedges ---------------------------------------------------------------------------------
 
@@ -413,11 +410,11 @@ class Execution:
         except AmbiguousOrderState:
             # Accepted (or maybe sent) with its outcome unknown: it may be at the venue, so a
             # later copy of this client id that is not placed proves nothing about it.
-            self.unknown.add(client_id)
+            self.tracker.maybe_placed(order)
             raise
         finally:
             self.presigner.spent(client_id)  # a pre-sign for this client id is spent either way
-        self.unknown.discard(client_id)  # its outcome is known
+        self.tracker.maybe_placed(order, False)  # its outcome is known
         if result.status.is_terminal and result.filled_qty == 0:
             reason = order.venue_status
             if reason in NO_LIQUIDITY:
@@ -490,7 +487,11 @@ class Execution:
             self.tracker.forget(old)  # pending (never confirmed) or finished: replaced
         scales = self.session.require_scales()
         qty, limit = scales.unscale_qty(base_amount), scales.unscale_price(price)
-        return self.tracker.track(client_id, side, qty, limit, kind, sent_ms=int(time.time() * 1e3))
+        sent_ms = int(time.time() * 1e3)
+        order = self.tracker.track(client_id, side, qty, limit, kind, sent_ms=sent_ms)
+        if old is not None and old.maybe_placed:
+            self.tracker.maybe_placed(order)  # the earlier copy may still be at the venue
+        return order
 
     async def _place(
         self,
@@ -527,10 +528,10 @@ class Execution:
         except AmbiguousOrderState:
             if order.kind is not OrderKind.IOC:
                 raise  # still tracked: the stream or a reconcile may still report the order
-            self.unknown.add(client_id)
+            self.tracker.maybe_placed(order)
             return await self._resend_until_known(order, build)
         except VenueError as exc:
-            if client_id in self.unknown:
+            if order.maybe_placed:
                 # This copy was not placed, but an earlier one may have been: still unknown.
                 raise AmbiguousOrderState(f"lighter {what}: {exc}", client_id=client_id) from exc
             self.tracker.forget(order)
