@@ -15,8 +15,9 @@ The fill -> hedge path, in four hops:
    with `TxSender.write_now`; it starts one task, which owns the hold from then on. (When
    any of that does not fit, the hedger awaits `place_hedge`, which signs or takes the
    pre-sign under an awaited hold: the same `Execution._place` below.)
-3. That task, `Execution._place`, has `Transactor.complete` read the reply, resolve an invalid
-   nonce or a lost answer, and release the hold as soon as the venue has answered.
+3. That task, `Execution._hedge` (through `_place`), has `Transactor.complete` read the reply,
+   resolve an invalid nonce or a lost answer, and release the hold as soon as the venue has
+   answered.
 4. `Execution.await_outcome` waits for the tracked order to reach a final state, moved by
    `UserStream.on_order_state` (account stream, or REST reconcile when the stream is quiet),
    and returns the Order; its fills reach the hedger as Fill events.
