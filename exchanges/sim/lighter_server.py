@@ -532,6 +532,7 @@ class LighterServer:
             ("/api/v1/orderBookOrders", self._order_book_orders),
             ("/api/v1/account", self._account),
             ("/api/v1/apikeys", self._apikeys),
+            ("/api/v1/accountLimits", self._account_limits),
             ("/api/v1/nextNonce", self._next_nonce),
             ("/api/v1/accountActiveOrders", self._active_orders),
             ("/api/v1/accountInactiveOrders", self._inactive_orders),
@@ -966,6 +967,32 @@ class LighterServer:
             if wanted in (None, ALL_API_KEYS, index)
         ]
         return _json({"code": CODE_OK, "api_keys": api_keys})
+
+    async def _account_limits(self, request: web.Request) -> web.Response:
+        """The account's tier and what it allows (`models.AccountLimits`); needs the account's
+        auth token. ccxt reads `user_tier` before each order."""
+        account = self._auth(request, _req_int(request, "account_index"))
+        tier = self.tier_of(account)
+        name = "premium" if tier.name == "premium" else "standard"  # unlimited: not a real tier
+        # Fee ticks read as millionths of the notional (unconfirmed; nothing of ours reads them).
+        maker, taker = (int(fee * 1_000_000) for fee in (tier.maker_fee, tier.taker_fee))
+        return _json(
+            {
+                "code": CODE_OK,
+                "max_llp_percentage": 100,
+                "max_llp_amount": "0.000000",
+                "user_tier": name,
+                "user_tier_name": name,
+                "user_tier_last_update": 0,
+                "can_create_public_pool": False,
+                "current_maker_fee_tick": maker,
+                "current_taker_fee_tick": taker,
+                "effective_lit_stakes": "0.00000000",
+                "leased_lit": "0.00000000",
+                "bo_user_tier_name": name,
+                "bo_fee_rate": 1,
+            }
+        )
 
     async def _next_nonce(self, request: web.Request) -> web.Response:
         key = (_req_int(request, "account_index"), _req_int(request, "api_key_index"))

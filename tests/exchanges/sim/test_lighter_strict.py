@@ -366,6 +366,18 @@ async def test_the_account_budget_follows_the_account_tier(
     assert (await get_json(http, f"{base}/orderBooks"))[0] == 200  # the IP is unlimited
 
 
+async def test_account_limits_says_the_accounts_tier_to_its_token_only(
+    make_server: MakeServer, http: aiohttp.ClientSession
+) -> None:
+    server = await make_server(tier="standard", account_tiers={ACCOUNT: "premium"})
+    url = f"{server.api_url}/api/v1/accountLimits?account_index={ACCOUNT}"
+    status, body = await get_json(http, url, {"authorization": token()})
+    assert (status, body["code"], body["user_tier"]) == (200, 200, "premium")
+    assert body["current_taker_fee_tick"] == 280  # 2.8 bps
+    status, body = await get_json(http, url)
+    assert status != 200 or body["code"] != 200  # no token: refused
+
+
 async def test_requests_refused_by_the_ip_budget_spend_nothing_of_the_account_budget(
     make_server: MakeServer, http: aiohttp.ClientSession
 ) -> None:
