@@ -22,7 +22,12 @@ from exchanges.base import (
 )
 
 S = OrderStatus
-LEGAL = [(a, b) for a, targets in ORDER_TRANSITIONS.items() for b in targets]
+# In a fixed order (frozensets iterate in hash order, which differs between processes).
+LEGAL = [
+    (a, b)
+    for a, targets in ORDER_TRANSITIONS.items()
+    for b in sorted(targets, key=list(OrderStatus).index)
+]
 ILLEGAL = [
     (S.FILLED, S.OPEN),
     (S.FILLED, S.CANCELED),
