@@ -134,15 +134,24 @@ def a_stranger_sends_first(
     return left
 
 
+async def ours_beside_a_stranger(
+    server: tuple[LighterServer, str], venues: list[LighterVenue]
+) -> tuple[LighterVenue, LighterVenue, list[str]]:
+    """Our venue and a stranger's (another process) on the same key, and the reasons ours
+    is told that the key is contested."""
+    ours = await connect(server, venues)
+    stranger = await connect(server, venues)
+    reasons: list[str] = []
+    ours.watch_key(reasons.append)
+    return ours, stranger, reasons
+
+
 async def test_a_fresh_nonce_taken_twice_in_a_row_stops_the_run_with_its_reason(
     server: tuple[LighterServer, str],
     venues: list[LighterVenue],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ours = await connect(server, venues)
-    stranger = await connect(server, venues)
-    reasons: list[str] = []
-    ours.watch_key(reasons.append)
+    ours, stranger, reasons = await ours_beside_a_stranger(server, venues)
     left = a_stranger_sends_first(monkeypatch, ours, stranger, times=2)
     with pytest.raises(VenueError, match="invalid nonce"):
         await ours.cancel_all()
@@ -158,10 +167,7 @@ async def test_a_nonce_taken_once_is_re_signed_and_sent_without_alarm(
     venues: list[LighterVenue],
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    ours = await connect(server, venues)
-    stranger = await connect(server, venues)
-    reasons: list[str] = []
-    ours.watch_key(reasons.append)
+    ours, stranger, reasons = await ours_beside_a_stranger(server, venues)
     left = a_stranger_sends_first(monkeypatch, ours, stranger, times=1)
     invalid_before = ours._session.stats.invalid_nonces
     await ours.cancel_all()  # refused once for its nonce, re-signed on a fresh one: accepted
