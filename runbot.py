@@ -2,9 +2,9 @@
 
 The command-line entry point (`python runbot.py ...` or the `hedgebot` console script): the
 Typer commands, their flags and the exit codes, nothing else. Each command hands its flags to
-one function of hedge/ops.py or hedge/launch.py (run, demo), which does the work. A bad flag or setting is one line naming it
-and exit code 2; an unexpected error is one line plus the log file path and exit code 1 —
-never a traceback.
+one function of hedge/ops.py (or hedge/launch.py: run, demo), which does the work. A bad flag
+or setting is one line naming it and exit code 2; an unexpected error is one line plus the log
+file path and exit code 1 — never a traceback.
 """
 
 from __future__ import annotations
