@@ -25,10 +25,12 @@ from tests.exchanges.sim.test_backpack_server import (
     Venue,
     cancel_by_client_id,
     make_venue,
+    next_on,
     place_resting_bid,
     raw,
     send_config,
     send_signed,
+    subscribed_private,
     ws_signature,
 )
 from tests.waiting import wait_for
@@ -139,6 +141,69 @@ async def test_cancel_accepted_202_answers_no_body_and_cancels_shortly_after() -
         assert status == 202 and body is None
         await wait_for(lambda: not venue.book.find_order(ACCOUNT, client_id=44).is_open)
         assert venue.book.find_order(ACCOUNT, client_id=44).status == "cancelled"
+    finally:
+        await venue.server.stop()
+
+
+async def cancel_each(venue: Venue, orders: list[dict[str, Any]]) -> list[tuple[str, int, Any]]:
+    """Cancel each order by its order id: (order id, HTTP status, JSON body or None)."""
+    answers = []
+    for order in orders:
+        body = {"symbol": SYMBOL, "orderId": order["id"]}
+        status, answer = await send_signed(venue, "DELETE", "orderCancel", body)
+        answers.append((order["id"], status, answer))
+    return answers
+
+
+async def test_under_faults_some_cancels_are_answered_202_with_no_body_then_cancelled() -> None:
+    venue = await make_venue(seed=11)  # seeded: the same cancels are answered 202 every run
+    stream = "account.orderUpdate"
+    ws = await subscribed_private(venue, [stream])
+    try:
+        account = venue.account()
+        orders = [await place_resting_bid(account, venue, client_id=c) for c in range(201, 213)]
+        venue.market.faults.set_probability("ambiguous_order", 0.5)
+
+        answers = await cancel_each(venue, orders)
+
+        accepted = {order_id for order_id, status, _ in answers if status == 202}
+        assert accepted and len(accepted) < len(answers)  # both forms, from one seeded plan
+        assert all(body is None for _, status, body in answers if status == 202)
+        assert all(
+            (status, body["status"]) == (200, "Cancelled")
+            for _, status, body in answers
+            if status != 202
+        )
+        assert venue.server.cancels_accepted_202 == len(accepted)
+        cancelled: set[str] = set()
+        while not accepted <= cancelled:  # what the 202 did not say, the stream tells
+            event = (await next_on(ws, stream))["data"]
+            if event["e"] == "orderCancelled":
+                cancelled.add(event["i"])
+        for order_id in accepted:
+            order = venue.book.find_order(ACCOUNT, order_id=int(order_id))
+            assert order is not None and order.status == "cancelled"
+    finally:
+        await ws.close()
+        await venue.server.stop()
+
+
+async def test_with_the_fault_probability_zero_no_cancel_is_answered_202() -> None:
+    venue = await make_venue(preset="chaos", seed=11)  # every other fault as the preset has it
+    faults = venue.market.faults
+    for fault in ("http_429", "http_500", "http_503", "post_only_reject"):  # not about cancels
+        faults.set_probability(fault, 0.0)
+    faults.set_probability("ambiguous_order", 0.0)
+    try:
+        account = venue.account()
+        orders = [await place_resting_bid(account, venue, client_id=c) for c in range(221, 241)]
+
+        answers = await cancel_each(venue, orders)
+
+        assert [(status, body["status"]) for _, status, body in answers] == [
+            (200, "Cancelled")
+        ] * len(orders)
+        assert venue.server.cancels_accepted_202 == 0
     finally:
         await venue.server.stop()
 

@@ -8,7 +8,7 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from decimal import Decimal
 from typing import Any
 
@@ -21,7 +21,7 @@ from lighter import models
 from exchanges.base import Side
 from exchanges.sim.faults import FaultPlan
 from exchanges.sim.lighter_server import LighterServer, generate_api_key
-from exchanges.sim.market import SimMarket
+from exchanges.sim.market import DEFAULT_TICKERS, SimMarket, TickerSpec
 from tests.exchanges.sim.test_lighter_server import (
     ACCOUNT,
     BTC,
@@ -48,7 +48,14 @@ async def make_server(keypair: tuple[str, str]) -> AsyncIterator[MakeServer]:
 
     async def make(**options: Any) -> LighterServer:
         clock = options.pop("clock_ms", None)
-        market = SimMarket(seed=7, fill_rate=0.0, faults=FaultPlan("none", seed=7), clock_ms=clock)
+        tickers = options.pop("tickers", None)
+        market = SimMarket(
+            seed=7,
+            fill_rate=0.0,
+            faults=FaultPlan("none", seed=7),
+            clock_ms=clock,
+            tickers=tickers,
+        )
         server = LighterServer(market, accounts={ACCOUNT: {KEY: keypair[1]}}, **options)
         await server.start()
         servers.append(server)
@@ -315,6 +322,75 @@ async def test_post_only_cross_is_canceled_at_execution_not_refused_at_once(
     ]
 
 
+async def ioc_buy_then_move_the_book(
+    server: LighterServer, http: aiohttp.ClientSession, mid_after: Decimal
+) -> tuple[int, Decimal, Decimal]:
+    """Send a Standard IOC buy limited one tick above the best ask (the book's top level can
+    fill it), and once it is accepted move the price path to `mid_after`: the order's client
+    id, its limit and the best ask after the move. A stalled machine may let the 300 ms delay
+    pass before the move: the order proves nothing then, and a fresh one is sent."""
+    market, book = server.market, server.market.book("lighter", "BTC")
+    start = market.mid("BTC")
+    for client_id in range(31, 36):
+        market.set_mid("BTC", start)
+        _, _, ask, ask_qty = book.top()
+        limit = ask + book.rules.tick
+        assert ask_qty >= Decimal("0.001")  # the order's size: it would fill at acceptance
+        price = int(limit.scaleb(book.rules.price_decimals))
+        nonce = server.next_nonce(ACCOUNT, KEY)
+        form = raw_order(server, nonce, client_id=client_id, price=price, order_type=0, tif=0)
+        status, reply = await post_tx(http, server, form)
+        assert (status, reply["code"]) == (200, 200), reply
+        market.set_mid("BTC", mid_after)
+        moved_ask = book.top()[2]
+        if book.find_order(ACCOUNT, client_id=client_id) is None:  # moved before execution
+            break
+    else:
+        raise AssertionError("every order executed before the book could move")
+    await wait_for(lambda: book.find_order(ACCOUNT, client_id=client_id) is not None)
+    return client_id, limit, moved_ask
+
+
+async def rest_order_and_trades(
+    server: LighterServer, http: aiohttp.ClientSession, client_id: int
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    """The order's record among the account's finished orders, and its trades, over REST."""
+    base, query = f"{server.api_url}/api/v1", f"account_index={ACCOUNT}&market_id={BTC}"
+    _, inactive = await get_json(
+        http, f"{base}/accountInactiveOrders?{query}&limit=20", {"authorization": token()}
+    )
+    _, trades = await get_json(http, f"{base}/trades?{query}&limit=20")
+    [order] = [o for o in inactive["orders"] if o["client_order_index"] == client_id]
+    return order, [t for t in trades["trades"] if t["bid_client_id"] == client_id]
+
+
+async def test_an_ioc_whose_limit_the_book_left_during_the_delay_is_canceled_unfilled(
+    make_server: MakeServer, http: aiohttp.ClientSession
+) -> None:
+    server = await make_server(tier="standard")
+    higher = server.market.mid("BTC") * Decimal("1.01")
+
+    client_id, limit, moved_ask = await ioc_buy_then_move_the_book(server, http, higher)
+
+    assert moved_ask > limit  # nothing left within the limit
+    order, trades = await rest_order_and_trades(server, http, client_id)
+    assert order["status"] == "canceled-not-enough-liquidity"
+    assert Decimal(order["filled_base_amount"]) == 0 and trades == []
+
+
+async def test_an_ioc_fills_at_the_price_the_book_has_when_the_delay_ends(
+    make_server: MakeServer, http: aiohttp.ClientSession
+) -> None:
+    server = await make_server(tier="standard")
+    lower = server.market.mid("BTC") * Decimal("0.99")
+
+    client_id, limit, moved_ask = await ioc_buy_then_move_the_book(server, http, lower)
+
+    order, [trade] = await rest_order_and_trades(server, http, client_id)
+    assert order["status"] == "filled"
+    assert Decimal(trade["price"]) == moved_ask < limit - 100  # the new asks, not the old
+
+
 async def test_api_level_errors_still_answer_at_once(
     make_server: MakeServer, http: aiohttp.ClientSession
 ) -> None:
@@ -526,6 +602,62 @@ async def test_more_than_50_unacknowledged_subscribes_get_30010(make_server: Mak
         await wait_for(lambda: len(ws.of("error")) == 51)
         codes = [e["error"]["code"] for e in ws.of("error")]
         assert codes.count(30005) == 50 and codes[-1] == 30010
+    finally:
+        await ws.close()
+
+
+def many_markets(count: int) -> dict[str, TickerSpec]:
+    """`count` copies of BTC under market ids 100.., for more valid channels than the ten
+    default markets offer (order_book/<id> each)."""
+    btc = DEFAULT_TICKERS["BTC"]
+    return {
+        f"M{i}": replace(
+            btc,
+            ticker=f"M{i}",
+            backpack=replace(btc.backpack, symbol=f"M{i}_USDC_PERP"),
+            lighter=replace(btc.lighter, symbol=f"M{i}", market_id=100 + i),
+        )
+        for i in range(count)
+    }
+
+
+def send_at_once(probe: WsProbe, messages: list[dict[str, Any]]) -> None:
+    """Send the messages back to back in one TCP write (websockets' sans-I/O layer frames
+    them): the server reads them all before its writer can reply to any."""
+    for message in messages:
+        probe.ws.protocol.send_text(json.dumps(message).encode())
+    probe.ws.transport.write(b"".join(probe.ws.protocol.data_to_send()))
+
+
+async def test_valid_subscribes_past_50_unacknowledged_get_a_bare_30010_frame(
+    make_server: MakeServer,
+) -> None:
+    server = await make_server(tier="standard", tickers=many_markets(60))
+    channels = [f"order_book/{100 + i}" for i in range(60)]
+    ws = await connect(server)
+    try:
+        send_at_once(ws, [{"type": "subscribe", "channel": c} for c in channels])
+
+        await wait_for(lambda: len(ws.of("subscribed/order_book")) + len(ws.of("error")) == 60)
+        snapshots = [m["channel"] for m in ws.of("subscribed/order_book")]
+        assert snapshots == [c.replace("/", ":") for c in channels[:50]]
+        bare = {"error": {"code": 30010, "message": "Too Many Pending Subscriptions"}}
+        assert ws.of("error") == [bare] * 10
+    finally:
+        await ws.close()
+
+
+async def test_a_client_that_waits_for_each_acknowledgement_may_subscribe_past_50(
+    make_server: MakeServer,
+) -> None:
+    server = await make_server(tier="standard", tickers=many_markets(60))
+    ws = await connect(server)
+    try:
+        for i in range(60):
+            await ws.send({"type": "subscribe", "channel": f"order_book/{100 + i}"})
+            await ws.next("subscribed/order_book", after=i)
+
+        assert ws.of("error") == []
     finally:
         await ws.close()
 
