@@ -246,7 +246,7 @@ async def test_the_alert_methods_return_at_once_while_a_send_hangs(receiver: Rec
     started = time.monotonic()
     for pair in ("ETH", "SOL", "DOGE"):
         alerts.halt(pair, "exposure")
-    assert time.monotonic() - started < 0.05
+    assert time.monotonic() - started < 1.0  # the hanging send would block them for good
     await alerts.close()
 
 

@@ -678,16 +678,18 @@ def test_step_and_placement_are_cheap() -> None:
     market = new_market()
     for _ in range(50):
         market.step()
-    started = time.perf_counter()
+    # CPU time (the server and its client both run in this process): a loaded
+    # machine stretches the wall clock, not the work, so the floor holds anyway.
+    started = time.process_time()
     for _ in range(200):
         market.step()
-    per_step = (time.perf_counter() - started) / 200
+    per_step = (time.process_time() - started) / 200
     book = market.book("backpack", "BTC")
     book.on_order(lambda _: None)
     bid = book.top()[0]
-    started = time.perf_counter()
+    started = time.process_time()
     for i in range(500):
         book.place_limit(ACCOUNT, Side.BUY, D("0.001"), bid - 200, client_id=i, post_only=True)
-    per_order = (time.perf_counter() - started) / 500
+    per_order = (time.process_time() - started) / 500
     assert per_step < 0.003  # typically ~0.7 ms for 10 tickers x 2 venues
     assert per_order < 0.0002  # typically ~15 µs
