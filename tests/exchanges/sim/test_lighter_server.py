@@ -558,7 +558,10 @@ async def test_ws_account_orders_snapshot_and_updates_have_the_documented_fields
 
 
 @pytest.mark.parametrize(
-    "auth", [None, "garbage", token(expiry=time.time() - 5), token(account=ACCOUNT + 1)]
+    "auth",
+    [None, "garbage", token(expiry=time.time() - 5), token(account=ACCOUNT + 1)],
+    # Named ids: a token's text carries the time of collection, which differs between workers.
+    ids=["none", "garbage", "expired", "other-account"],
 )
 async def test_ws_account_orders_refuses_a_bad_token(
     server: LighterServer, ws: WsProbe, auth: str | None
