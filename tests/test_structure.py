@@ -3,11 +3,11 @@
 - Size: no class over 500 lines and no function over 60 lines in `hedge/` and `exchanges/`
   (the simulators under `exchanges/sim/` excepted); `runbot.py` under 350 lines.
 - Direction: no module under `exchanges/` imports from `hedge` (anywhere in the module).
-- No import cycle among the project's modules (`hedge`, `exchanges`, `bench`, `runbot`). Only
-  imports that run when a module is imported count as edges: module-level statements (class
-  bodies included), not imports inside functions (deferring an import into the function that
-  needs it is the standard way to break a cycle) and not `if TYPE_CHECKING:` blocks (never
-  executed). Importing `a.b.c` also counts as importing the packages `a` and `a.b`.
+- No import cycle among the project's modules (`hedge`, `exchanges`, `bench`, `runbot`). Every
+  import that runs counts as an edge, at module level or inside a function (deferring an
+  import into a function hides a cycle, it does not remove it); only `if TYPE_CHECKING:`
+  blocks (never executed) do not. Importing `a.b.c` also counts as importing the packages `a`
+  and `a.b`.
 """
 
 from __future__ import annotations
