@@ -45,6 +45,7 @@ from exchanges.base import (
     VenueEvent,
     round_qty,
 )
+from exchanges.common.budget import Priority
 from hedge.allocation import SEED_VENUE, Lot, LotBook
 from hedge.economics import Marks
 from hedge.hedge_order import AmbiguousResolver, HedgeOrder
@@ -61,6 +62,38 @@ RETRY_BACKOFF_S = 0.05
 EMPTY_BACKOFF_MAX_S = 1.0  # hedges that fill nothing (an empty book) are re-sent this seldom
 WATCHDOG_INTERVAL_S = 0.05
 LAST_TOP_MAX_AGE_S = 10.0  # hedge on a top this recent while the book resyncs
+# The venue holding our hedges (a 429's pause, a full request minute) does not escalate a stall
+# for up to this long: the venue said wait, and a wider price would not send them sooner.
+VENUE_HOLD_MAX_S = 120.0
+
+
+@dataclass
+class StallClock:
+    """How long a tradable exposure has gone without hedge progress (`age`: what the report
+    shows as unhedged) and how much of it escalates (`counted`): all of it but the time the
+    hedge venue's request budget held our hedges, up to VENUE_HOLD_MAX_S a stall."""
+
+    since: float | None = None
+    counted_since: float = 0.0
+    held_s: float = 0.0
+    last: float = 0.0
+
+    def progress(self, now: float) -> None:
+        if self.since is not None:
+            self.since = self.counted_since = now
+            self.held_s = 0.0
+
+    def tick(self, now: float, held: bool) -> tuple[float, float]:
+        """(age, counted) after one watchdog tick; `held`: the venue holds our hedges now."""
+        if self.since is None:
+            self.since = self.counted_since = now
+            self.held_s = 0.0
+        elif held and self.held_s < VENUE_HOLD_MAX_S:
+            step = now - self.last
+            self.held_s += step
+            self.counted_since += step
+        self.last = now
+        return now - self.since, now - self.counted_since
 
 
 @runtime_checkable
@@ -218,7 +251,7 @@ class Hedger:
         self.halted = False
         self.paused = False  # recovery: count fills, send nothing yet
         self.closing = False
-        self._stalled_since: float | None = None
+        self._stall = StallClock()
         self._last_top: tuple[BookTop, float] | None = None  # (top, clock()) last seen
         self.presign_enabled = True
         self._orders: dict[int, HedgeOrder] = {}
@@ -302,9 +335,8 @@ class Hedger:
 
     def unhedged_age(self) -> float:
         """Seconds a tradable exposure has waited without hedge progress (0 when none)."""
-        if self._stalled_since is None:
-            return 0.0
-        return self.clock() - self._stalled_since
+        since = self._stall.since
+        return 0.0 if since is None else self.clock() - since
 
     async def wait_settled(self, timeout: float) -> bool:
         deadline = self.clock() + timeout
@@ -405,8 +437,8 @@ class Hedger:
             before = self.exposure
             signed = self._count(fill)
             assert signed is not None
-            if abs(self.exposure) < abs(before) and self._stalled_since is not None:
-                self._stalled_since = self.clock()  # progress: the watchdog's clock restarts
+            if abs(self.exposure) < abs(before):
+                self._stall.progress(self.clock())  # progress: the watchdog's clock restarts
             self._empty_in_a_row = 0
             self.hedge_net += signed
             self.stats.hedge_fills += 1
@@ -650,16 +682,16 @@ class Hedger:
             self._last_top = (top, now)
         self._ambiguous.resolve(self._orders.values(), now)
         if self.paused or not self.hedgeable(self.exposure):
-            self._stalled_since = None
+            self._stall.since = None
             self._level = 0
             return
         # Time without hedge progress while something tradable is open: steady partial fills
         # that are each hedged at once keep resetting it; a hedge that is stuck does not.
-        if self._stalled_since is None:
-            self._stalled_since = now
-        age = now - self._stalled_since
+        budget = getattr(self.venue, "budget", None)
+        held = budget is not None and budget.holds(Priority.HEDGE)
+        age, counted = self._stall.tick(now, held)
         self.stats.max_unhedged_s = max(self.stats.max_unhedged_s, age)
-        level = int(age // self.hedge_timeout)
+        level = int(counted // self.hedge_timeout)
         if level >= len(ESCALATION_FACTORS):
             if not self.halted:
                 self.halted = True

@@ -174,6 +174,13 @@ class RequestBudget:
                 break
         return max(wait, at - now, 0.001)
 
+    def holds(self, priority: Priority) -> bool:
+        """Whether requests at `priority` are held now: the venue's 429 pause, or one of them
+        (or of a higher priority) waiting for room in the minute."""
+        if self._clock() < self._closed_until:
+            return True
+        return any(waiter[0] <= priority for waiter in self._waiters)
+
     # -- state --------------------------------------------------------------------------------
 
     def snapshot(self) -> dict[str, object]:

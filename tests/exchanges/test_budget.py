@@ -142,3 +142,24 @@ def test_seconds_until_room_spends_nothing_and_counts_the_oldest_leaving() -> No
     assert budget.seconds_until_room("sendTx", 2, Priority.HEDGE) == 0.0  # the reserve is there
     budget.penalize(5.0)
     assert budget.seconds_until_room("sendTx", 1, Priority.HEDGE) == pytest.approx(5.0)
+
+
+async def test_holds_says_whether_hedges_are_held_by_a_pause_or_a_full_minute() -> None:
+    clock = Clock()
+    budget = RequestBudget(LIGHTER_TIERS["standard"], clock=clock)
+    assert not budget.holds(Priority.HEDGE)
+    budget.penalize(2.0)
+    assert budget.holds(Priority.HEDGE) and budget.holds(Priority.READ)
+    clock.now += 2.0
+    assert not budget.holds(Priority.HEDGE)
+    while budget.try_take("sendTx", Priority.HEDGE, tx=True):
+        pass  # the minute is full
+    read = asyncio.ensure_future(budget.take("account", Priority.READ))
+    await wait_for(lambda: budget.snapshot()["waiting"] == 1)
+    assert budget.holds(Priority.READ) and not budget.holds(Priority.HEDGE)  # only a read waits
+    hedge = asyncio.ensure_future(budget.take("sendTx", Priority.HEDGE, tx=True))
+    await wait_for(lambda: budget.snapshot()["waiting"] == 2)
+    assert budget.holds(Priority.HEDGE)
+    for waiter in (read, hedge):
+        waiter.cancel()
+    await asyncio.gather(read, hedge, return_exceptions=True)

@@ -29,7 +29,9 @@ class HedgerBed:
 
 
 @asynccontextmanager
-async def lighter_hedger(folder: Path, *, seed: int) -> AsyncIterator[HedgerBed]:
+async def lighter_hedger(
+    folder: Path, *, seed: int, hedge_timeout: float = 5.0
+) -> AsyncIterator[HedgerBed]:
     cluster = SimCluster(seed=seed, fill_rate=0.0, keys=sim_keys())
     await cluster.start()
     env = cluster.env()
@@ -52,7 +54,7 @@ async def lighter_hedger(folder: Path, *, seed: int) -> AsyncIterator[HedgerBed]
             market=venue.market(),
             maker_venue_name="backpack",
             max_slippage_bps=Decimal(50),
-            hedge_timeout=5.0,
+            hedge_timeout=hedge_timeout,
             client_ids=ClientIds(journal),
             on_halt=halts.append,
         )
