@@ -688,7 +688,10 @@ class Hedger:
         # Time without hedge progress while something tradable is open: steady partial fills
         # that are each hedged at once keep resetting it; a hedge that is stuck does not.
         budget = getattr(self.venue, "budget", None)
-        held = budget is not None and budget.holds(Priority.HEDGE)
+        # Held: a hedge of ours is out (or queued) while the budget holds hedges back; once
+        # ours came back with nothing within its price, the wait is ours again.
+        ours_out = any(not o.done for o in self._orders.values())
+        held = ours_out and budget is not None and budget.holds(Priority.HEDGE)
         age, counted = self._stall.tick(now, held)
         self.stats.max_unhedged_s = max(self.stats.max_unhedged_s, age)
         level = int(counted // self.hedge_timeout)

@@ -91,7 +91,8 @@ class Backoff:
 
 class SendPace:
     """The messages a client may send in any rolling minute, and the venue's requests to slow
-    down: `wait()` returns once one more message may go (and counts it)."""
+    down: `wait()` returns once one more message may go (and counts it). Waiters go in the
+    order they came (an unsubscribe queued before its subscribe must leave first)."""
 
     def __init__(
         self, per_minute: int, *, sleep: Sleep = asyncio.sleep, clock: Clock = time.monotonic
@@ -103,11 +104,16 @@ class SendPace:
         self._paused_until = 0.0
         self._sleep = sleep
         self._clock = clock
+        self._turn = asyncio.Lock()  # first come, first sent
         self.waits = 0  # sends that had to wait (for the logs and the tests)
 
     def slow_down(self, seconds: float) -> None:
         """Hold every send for `seconds` from now (the venue said: too many messages)."""
         self._paused_until = max(self._paused_until, self._clock() + seconds)
+
+    def resume(self) -> None:
+        """A new connection: the old one's hold does not apply to it."""
+        self._paused_until = 0.0
 
     def delay(self) -> float:
         """Seconds until the next message may go (0: now)."""
@@ -118,10 +124,11 @@ class SendPace:
         return max(self._paused_until - now, full, 0.0)
 
     async def wait(self) -> None:
-        while (delay := self.delay()) > 0:
-            self.waits += 1
-            await self._sleep(delay)
-        self._sent.append(self._clock())
+        async with self._turn:
+            while (delay := self.delay()) > 0:
+                self.waits += 1
+                await self._sleep(delay)
+            self._sent.append(self._clock())
 
 
 class ReconnectingWebSocket:
@@ -188,6 +195,7 @@ class ReconnectingWebSocket:
         self._ws: ClientConnection | None = None
         self._task: asyncio.Task[None] | None = None
         self._children: set[asyncio.Task[Any]] = set()  # on_reconnect, app pings, closers
+        self._soon_turn = asyncio.Lock()  # `send_soon` batches leave whole, first come first
         self._connected = asyncio.Event()
         self._closing = False
         self._reconnect_requested = False
@@ -265,14 +273,20 @@ class ReconnectingWebSocket:
     # Sending
     # ---------------------------------------------------------------------------------------
 
-    async def send(self, message: str | bytes) -> None:
-        """Send one frame on the current connection (once the pace allows). Raises a retryable
-        VenueError if down."""
+    async def send(self, message: str | bytes, *, on: ClientConnection | None = None) -> None:
+        """Send one frame on the current connection (once the pace allows), or only on `on`
+        if given. Raises a retryable VenueError if down, or if the connection was replaced
+        while the frame waited (it was meant for the old one; the new one subscribes afresh)."""
+        ws = self._ws if on is None else on
+        if ws is None or ws is not self._ws:
+            raise VenueError(f"{self.name}: WebSocket not connected", retryable=True)
         if self.pace is not None:
             await self.pace.wait()
-        ws = self._ws
-        if ws is None:
-            raise VenueError(f"{self.name}: WebSocket not connected", retryable=True)
+            if self._ws is not ws:
+                raise VenueError(
+                    f"{self.name}: connection replaced while a frame waited; not sent",
+                    retryable=True,
+                )
         try:
             await ws.send(message)
         except ConnectionClosed as exc:
@@ -286,15 +300,17 @@ class ReconnectingWebSocket:
             self.pace.slow_down(seconds)
             log.warning("%s: sends held %.0f s (the venue asked to slow down)", self.name, seconds)
 
-    def send_soon(self, message: str | bytes) -> None:
-        """Send from synchronous code (e.g. a pong from `on_message`), in an owned task.
-        A failure is logged: the connection is going down anyway and will be replaced."""
+    def send_soon(self, *messages: str | bytes) -> None:
+        """Send from synchronous code (e.g. a pong from `on_message`), in one owned task, in
+        order. A failure is logged: the connection is going down anyway and will be replaced."""
         if self._ws is not None:
-            self._spawn(self._send_logged(message), "send")
+            self._spawn(self._send_logged(messages, self._ws), "send")
 
-    async def _send_logged(self, message: str | bytes) -> None:
+    async def _send_logged(self, messages: tuple[str | bytes, ...], on: ClientConnection) -> None:
         try:
-            await self.send(message)
+            async with self._soon_turn:  # one batch after the other, in the order queued
+                for message in messages:
+                    await self.send(message, on=on)  # meant for this connection only
         except VenueError as exc:
             log.warning("%s: %s", self.name, exc)
 
@@ -336,6 +352,8 @@ class ReconnectingWebSocket:
     async def _session(self, ws: ClientConnection) -> None:
         """One connection: subscribe, then read until it ends. Always closes `ws`."""
         self._ws = ws
+        if self.pace is not None:
+            self.pace.resume()
         self._reconnect_requested = False
         pinger: asyncio.Task[None] | None = None
         established = False

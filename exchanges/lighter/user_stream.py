@@ -125,6 +125,7 @@ class UserStream:
         self.account_subscribed = False
         self._account_gap = False  # the account stream was down since the last subscription
         self._account_resubscribing = False
+        self._restart_pending = False  # a reconnect after the venue's "too many" is due
         self._book_resubscribing = False
         self._position: Decimal | None = None  # from account_all, on this connection
         self._socket: SharedSocket | None = None
@@ -234,8 +235,10 @@ class UserStream:
         self.session.stats.resubscribes += 1
         channel = f"order_book/{self.session.market_id}"
         log.warning("lighter book gap (%s); resubscribing", self.book.gap_reason)
-        ws.send_soon(json.dumps({"type": "unsubscribe", "channel": channel}))
-        ws.send_soon(json.dumps({"type": "subscribe", "channel": channel}))
+        ws.send_soon(
+            json.dumps({"type": "unsubscribe", "channel": channel}),
+            json.dumps({"type": "subscribe", "channel": channel}),
+        )
 
     def _on_account_orders(self, message: Mapping[str, Any], recv_ns: int, snapshot: bool) -> None:
         if snapshot:
@@ -277,8 +280,12 @@ class UserStream:
             return
         if error.code in WS_TOO_MANY_MESSAGES:
             log.warning("lighter stream%s: the venue asks us to slow down: %s", where, error.text)
-            if self.session.ws is not None:
-                self.session.ws.slow_down(WS_SLOW_DOWN_S)
+            ws = self.session.ws
+            if ws is not None:
+                ws.slow_down(WS_SLOW_DOWN_S)
+                if not self._restart_pending:
+                    self._restart_pending = True
+                    self._spawn(self._restart_after_hold(ws), "restart-after-too-many")
             return
         log.error("lighter stream error%s: %s", where, error.text)
         if self.session.keyed and (error.account_related or error.token_related):
@@ -289,6 +296,16 @@ class UserStream:
             if not self._account_resubscribing:
                 self._account_resubscribing = True
                 self._spawn(self._resubscribe_account(), "account-resubscribe")
+
+    async def _restart_after_hold(self, ws: ReconnectingWebSocket) -> None:
+        """The venue ignored a message of ours (which one, it does not say: a subscribe, it
+        may be). Once its hold is over, a fresh connection subscribes everything anew and
+        reconciles what happened meanwhile."""
+        try:
+            await asyncio.sleep(WS_SLOW_DOWN_S)
+            ws.reconnect("the venue ignored messages of ours (too many)")
+        finally:
+            self._restart_pending = False
 
     async def _resubscribe_account(self) -> None:
         delay = 0.05

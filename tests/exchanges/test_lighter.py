@@ -1375,3 +1375,21 @@ async def test_the_venues_verbatim_error_frames_reach_the_error_handler(
     assert venue._account_live()  # none of these ends the account stream
     # "Too many": our sends on that connection are held a while; the others change nothing.
     assert (ws.pace.delay() > 0) == (error["code"] in (30009, 30010))
+
+
+async def test_too_many_messages_holds_our_sends_then_starts_a_fresh_connection(
+    venue: LighterVenue, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The venue ignored a message of ours (30009 does not say which: a subscribe, maybe):
+    after the hold, a fresh connection subscribes everything anew and reconciles."""
+    from exchanges.lighter import user_stream
+
+    monkeypatch.setattr(user_stream, "WS_SLOW_DOWN_S", 0.1)
+    reconnects = venue.reconnects
+    venue._on_frame('{"error":{"code":30009,"message":"Too Many Messages"}}', 0)
+    venue._on_frame('{"error":{"code":30009,"message":"Too Many Messages"}}', 0)  # one restart
+    await wait_for(lambda: venue.reconnects == reconnects + 1)
+    await wait_for(venue._account_live)
+    ws = venue._session.ws
+    assert ws is not None and ws.pace is not None and ws.pace.delay() == 0  # hold not carried
+    assert venue.reconnects == reconnects + 1

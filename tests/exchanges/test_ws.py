@@ -599,3 +599,47 @@ async def test_send_pace_holds_every_send_while_the_venue_asks_to_slow_down() ->
     assert time_.slept == [5.0] and pace.delay() == 0.0
     with pytest.raises(ValueError):
         SendPace(0)
+
+
+class RecordingSocket:
+    """Stands in for a live connection: records what is sent on it."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    async def send(self, message: str) -> None:
+        self.sent.append(message)
+
+
+def paced_client() -> ReconnectingWebSocket:
+    return ReconnectingWebSocket(
+        "ws://127.0.0.1:9/",
+        name="paced",
+        on_message=lambda frame, ns: None,
+        messages_per_minute=180,
+    )
+
+
+async def test_frames_held_by_the_pace_leave_in_the_order_they_were_queued() -> None:
+    client, socket = paced_client(), RecordingSocket()
+    client._ws = socket  # type: ignore[assignment]
+    client.slow_down(0.02)  # the venue said: too many
+    client.send_soon("unsubscribe", "subscribe")
+    client.send_soon("third")
+    client.send_soon("fourth")
+    await wait_until(lambda: len(socket.sent) == 4)
+    assert socket.sent == ["unsubscribe", "subscribe", "third", "fourth"]
+
+
+async def test_a_frame_that_waited_through_a_reconnect_is_not_sent_on_the_new_connection() -> None:
+    client, old, new = paced_client(), RecordingSocket(), RecordingSocket()
+    client._ws = old  # type: ignore[assignment]
+    client.slow_down(0.05)
+    waiting = asyncio.ensure_future(client.send("subscribe to the old connection"))
+    client.send_soon("unsubscribe on the old", "subscribe on the old")
+    await asyncio.sleep(0)
+    client._ws = new  # type: ignore[assignment]  # replaced while the frames waited
+    with pytest.raises(VenueError, match="replaced"):
+        await waiting
+    await client.send("the new connection's own subscribe")
+    assert old.sent == [] and new.sent == ["the new connection's own subscribe"]
