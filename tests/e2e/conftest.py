@@ -103,6 +103,26 @@ def runbot_argv(*args: str) -> list[str]:
     return [sys.executable, str(ROOT / "runbot.py"), *args]
 
 
+def run_btc_argv(env_file: Path, log_dir: Path, *args: str) -> list[str]:
+    """`runbot.py run` of 0.002 BTC against a simulator's env file, plain, quoting at the
+    touch (bbo: the tests trade through the resting order), logs in `log_dir`."""
+    return runbot_argv(
+        "run",
+        "--env-file",
+        str(env_file),
+        "--ticker",
+        "BTC",
+        "--size",
+        "0.002",
+        "--plain",
+        "--quote-mode",
+        "bbo",
+        "--log-dir",
+        str(log_dir),
+        *args,
+    )
+
+
 class SimProcess:
     """`runbot.py sim` in its own process, steered over its /_sim/ control routes."""
 

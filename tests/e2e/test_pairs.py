@@ -20,7 +20,14 @@ from exchanges.lighter import LighterVenue
 from exchanges.lighter.shared import SharedAccount
 from exchanges.sim.lighter_server import TX_TYPE_CREATE_ORDER
 from exchanges.sim.runner import LIGHTER_ACCOUNT, LIGHTER_API_KEY_INDEX, SimCluster
-from tests.e2e.conftest import ROOT, SimProcess, isolated_env, runbot_argv, sim_keys
+from tests.e2e.conftest import (
+    ROOT,
+    SimProcess,
+    isolated_env,
+    run_btc_argv,
+    runbot_argv,
+    sim_keys,
+)
 from tests.waiting import wait_until
 
 TICKERS = ("BTC", "ETH", "SOL")
@@ -232,21 +239,7 @@ class _Bot:
         self._out = self.out_path.open("w")
         self._err = self.err_path.open("w")
         self.process = subprocess.Popen(
-            runbot_argv(
-                "run",
-                "--env-file",
-                str(sim.env_file),
-                "--ticker",
-                "BTC",
-                "--size",
-                "0.002",
-                "--plain",
-                "--quote-mode",
-                "bbo",
-                "--log-dir",
-                str(folder / "logs"),
-                *args,
-            ),
+            run_btc_argv(sim.env_file, folder / "logs", *args),
             cwd=ROOT,
             env=env,
             stdout=self._out,

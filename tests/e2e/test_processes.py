@@ -11,32 +11,16 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 
-from tests.e2e.conftest import ROOT, SimProcess, _env
+from tests.e2e.conftest import ROOT, SimProcess, _env, run_btc_argv
 from tests.waiting import wait_until
 
 
 def start_bot(folder: Path, sim: SimProcess, *args: str, log_name: str) -> subprocess.Popen[str]:
     log = (folder / log_name).open("w")
     return subprocess.Popen(
-        [
-            sys.executable,
-            str(ROOT / "runbot.py"),
-            "run",
-            "--env-file",
-            str(sim.env_file),
-            "--ticker",
-            "BTC",
-            "--size",
-            "0.002",
-            "--plain",
-            "--quote-mode",
-            "bbo",
-            "--journal",
-            str(folder / "journal.sqlite"),
-            "--log-dir",
-            str(folder / "logs"),
-            *args,
-        ],
+        run_btc_argv(
+            sim.env_file, folder / "logs", "--journal", str(folder / "journal.sqlite"), *args
+        ),
         cwd=folder,
         env=_env(),
         stdout=log,
